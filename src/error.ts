@@ -1,0 +1,105 @@
+/**
+ * One error type for everything serve-bin reports, with a closed set of codes
+ * and one table from code to HTTP status. Messages say what to do.
+ */
+export type ServeErrorCode =
+  | "bad_request" // malformed input from a client (bad JSON, bad ndarray)
+  | "not_found" // unknown route, application or deployment
+  | "unauthorized" // admin token missing or wrong
+  | "payload_too_large" // body over proxy.maxBodyBytes
+  | "invalid" // fails validation (zod issues in `issues`)
+  | "build" // the graph cannot be built (bind-time and build-time mistakes)
+  | "encode" // a value the wire codec cannot carry
+  | "user" // the user's code threw
+  | "unavailable" // no replica can take it: queue full, replica died, draining
+  | "timeout" // requestTimeoutS passed
+  | "cancelled" // the client went away
+  | "internal"; // a bug in serve-bin
+
+export const statusOf: Record<ServeErrorCode, number> = {
+  bad_request: 400,
+  not_found: 404,
+  unauthorized: 401,
+  payload_too_large: 413,
+  invalid: 422,
+  build: 422,
+  encode: 500,
+  user: 500,
+  unavailable: 503,
+  timeout: 504,
+  cancelled: 499,
+  internal: 500,
+};
+
+export interface Issue {
+  path: (string | number)[];
+  message: string;
+}
+
+export interface ServeErrorFields {
+  deployment?: string;
+  issues?: Issue[];
+  /** The user's own error name and stack, when code is "user". */
+  causeName?: string;
+  causeStack?: string;
+}
+
+export class ServeError extends Error {
+  override name = "ServeError";
+  readonly code: ServeErrorCode;
+  readonly deployment?: string;
+  readonly issues?: Issue[];
+  readonly causeName?: string;
+  readonly causeStack?: string;
+
+  constructor(code: ServeErrorCode, message: string, fields: ServeErrorFields = {}) {
+    super(message);
+    this.code = code;
+    this.deployment = fields.deployment;
+    this.issues = fields.issues;
+    this.causeName = fields.causeName;
+    this.causeStack = fields.causeStack;
+  }
+
+  get status(): number {
+    return statusOf[this.code];
+  }
+
+  /** Plain data, for the wire and for JSON bodies. */
+  toJSON(): SerializedServeError {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.deployment !== undefined && { deployment: this.deployment }),
+      ...(this.issues !== undefined && { issues: this.issues }),
+      ...(this.causeName !== undefined && { causeName: this.causeName }),
+      stack: this.causeStack ?? this.stack ?? "",
+    };
+  }
+
+  static fromJSON(data: SerializedServeError): ServeError {
+    const e = new ServeError(data.code, data.message, data);
+    if (data.stack) e.stack = data.stack;
+    return e;
+  }
+
+  /** Wraps anything a user's code threw, keeping its message, name and stack. */
+  static fromUser(err: unknown, deployment: string): ServeError {
+    if (err instanceof ServeError) return err;
+    const e = err instanceof Error ? err : new Error(String(err));
+    return new ServeError("user", e.message, { deployment, causeName: e.name, causeStack: e.stack });
+  }
+}
+
+export interface SerializedServeError {
+  code: ServeErrorCode;
+  message: string;
+  deployment?: string;
+  issues?: Issue[];
+  causeName?: string;
+  stack?: string;
+}
+
+export function isServeError(e: unknown): e is ServeError {
+  return e instanceof ServeError;
+}
