@@ -1,0 +1,102 @@
+import type { z } from "zod";
+import { ServeError } from "../error.ts";
+
+/** Turns an HTTP request into the graph's input. Runs in the ingress replica. */
+export type HttpAdapter<T = unknown> = (req: Request) => T | Promise<T>;
+
+/**
+ * The Web `Request` itself, for an ingress's own use. It cannot be passed on
+ * to other deployments: the wire codec does not carry it.
+ */
+export const rawRequest: HttpAdapter<Request> = (req) => req;
+
+/** The body parsed as JSON; 400 when it is not JSON. */
+export const jsonRequest: HttpAdapter<unknown> = async (req) => {
+  const text = await req.text();
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ServeError("bad_request", `the request body is not valid JSON (${(e as Error).message}); send a JSON document`);
+  }
+};
+
+/** The body as a string. */
+export const textRequest: HttpAdapter<string> = (req) => req.text();
+
+/** The body as bytes. */
+export const binaryRequest: HttpAdapter<Uint8Array> = async (req) => new Uint8Array(await req.arrayBuffer());
+
+const DTYPES = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+  uint16: Uint16Array,
+  uint32: Uint32Array,
+  uint64: BigUint64Array,
+} as const;
+export type DType = keyof typeof DTYPES;
+type TypedArrayOf<D extends DType> = InstanceType<(typeof DTYPES)[D]>;
+
+/** An n-dimensional array: flat data in row-major order and its shape. */
+export interface NdArray<D extends DType = DType> {
+  data: TypedArrayOf<D>;
+  shape: number[];
+}
+
+function inferShape(array: unknown): number[] {
+  const shape: number[] = [];
+  let level: unknown = array;
+  while (Array.isArray(level)) {
+    shape.push(level.length);
+    level = level[0];
+  }
+  return shape;
+}
+
+/**
+ * JSON `{ array, shape?, dtype? }` → `{ data, shape }`, `data` a typed array of
+ * `dtype` (float32 by default), `shape` inferred from the nesting when absent.
+ */
+export const ndarrayRequest: HttpAdapter<NdArray> = async (req) => {
+  const body = (await jsonRequest(req)) as { array?: unknown; shape?: unknown; dtype?: unknown } | null;
+  if (typeof body !== "object" || body === null || !Array.isArray(body.array)) {
+    throw new ServeError("bad_request", 'ndarrayRequest expects a JSON object like { "array": [[1, 2], [3, 4]], "dtype": "float32" }');
+  }
+  const dtype = (body.dtype ?? "float32") as DType;
+  const Ctor = DTYPES[dtype];
+  if (!Ctor) throw new ServeError("bad_request", `unknown dtype "${String(body.dtype)}"; use one of ${Object.keys(DTYPES).join(", ")}`);
+  const flat = (body.array as unknown[]).flat(Infinity) as number[];
+  const shape = body.shape === undefined ? inferShape(body.array) : (body.shape as number[]);
+  if (!Array.isArray(shape) || !shape.every((n) => Number.isInteger(n) && n >= 0)) {
+    throw new ServeError("bad_request", "shape must be an array of non-negative integers");
+  }
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (size !== flat.length) {
+    throw new ServeError("bad_request", `shape [${shape.join(", ")}] holds ${size} values but the array has ${flat.length}`);
+  }
+  const big = dtype === "int64" || dtype === "uint64";
+  const data = big ? new (Ctor as BigIntConstructorLike)(flat.map((v) => BigInt(v))) : new (Ctor as NumberCtor)(flat);
+  return { data, shape } as NdArray;
+};
+type BigIntConstructorLike = new (values: bigint[]) => BigInt64Array | BigUint64Array;
+type NumberCtor = new (values: number[]) => Float32Array;
+
+/**
+ * JSON validated by a zod schema; 422 with zod's issues when it does not match.
+ * @example
+ * DAGDriver.bind(dag, { httpAdapter: zodRequest(z.object({ text: z.string() })) })
+ */
+export function zodRequest<S extends z.ZodType>(schema: S): HttpAdapter<z.output<S>> {
+  return async (req) => {
+    const parsed = schema.safeParse(await jsonRequest(req));
+    if (parsed.success) return parsed.data;
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === "symbol" ? String(p) : p)), message: i.message }));
+    throw new ServeError("invalid", `the request body does not match the schema: ${issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`, {
+      issues,
+    });
+  };
+}

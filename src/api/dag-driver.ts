@@ -1,0 +1,88 @@
+import { ServeError } from "../error.ts";
+import { jsonRequest, type HttpAdapter } from "./adapters.ts";
+import { graphAcceptingDeployment, type Deployment } from "./deployment.ts";
+import { toResponse } from "./http-result.ts";
+import type { ClassNode, DAGNode } from "./nodes.ts";
+
+/** A bound graph as the DAGDriver receives it: run it with the request's input. */
+export interface GraphRunner {
+  run(args: unknown[]): Promise<unknown>;
+}
+
+export interface DAGDriverOptions {
+  /** Turns the HTTP request into the graph's input (default: jsonRequest). */
+  httpAdapter?: HttpAdapter;
+}
+
+/** The header by which the proxy tells an ingress which route prefix matched. */
+export const ROUTE_PREFIX_HEADER = "x-serve-route-prefix";
+
+function isRunner(v: unknown): v is GraphRunner {
+  return typeof v === "object" && v !== null && typeof (v as GraphRunner).run === "function";
+}
+
+class DAGDriverImpl {
+  readonly #single?: GraphRunner;
+  readonly #routes: [string, GraphRunner][] = [];
+  readonly #adapter: HttpAdapter;
+
+  constructor(dags: GraphRunner | Record<string, GraphRunner>, opts: DAGDriverOptions = {}) {
+    if (isRunner(dags)) this.#single = dags;
+    else {
+      for (const [route, runner] of Object.entries(dags)) {
+        if (!route.startsWith("/")) throw new ServeError("build", `DAGDriver route "${route}" must start with "/"`);
+        if (!isRunner(runner)) throw new ServeError("build", `DAGDriver route "${route}" must be a graph node`);
+        this.#routes.push([route.replace(/\/+$/, "") || "/", runner]);
+      }
+      this.#routes.sort((a, b) => b[0].length - a[0].length);
+    }
+    this.#adapter = opts.httpAdapter ?? jsonRequest;
+  }
+
+  #match(path: string): GraphRunner {
+    if (this.#single) return this.#single;
+    for (const [route, runner] of this.#routes) {
+      if (route === "/" || path === route || path.startsWith(route + "/")) return runner;
+    }
+    throw new ServeError("not_found", `no graph at ${path}; this DAGDriver serves ${this.#routes.map(([r]) => r).join(", ")}`);
+  }
+
+  /** Applies the HTTP adapter and runs the matching graph. */
+  async fetch(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const prefix = req.headers.get(ROUTE_PREFIX_HEADER) ?? "/";
+    const rest = prefix === "/" ? url.pathname : url.pathname.slice(prefix.length) || "/";
+    const runner = this.#match(rest);
+    const input = await this.#adapter(req);
+    return toResponse(await runner.run([input]), req.headers.get("accept") ?? "");
+  }
+
+  /** Runs the graph (of a single-graph driver) on one input, for handles. */
+  predict(input: unknown): Promise<unknown> {
+    return this.#match("/").run([input]);
+  }
+
+  /** Runs the graph at `route` on one input. */
+  predictWithRoute(route: string, input: unknown): Promise<unknown> {
+    return this.#match(route).run([input]);
+  }
+
+  /** Runs the graph with positional arguments, as `execute` does. */
+  __call__(...args: unknown[]): Promise<unknown> {
+    return this.#match("/").run(args);
+  }
+}
+
+type DriverBind = {
+  bind(dags: DAGNode<any> | Record<string, DAGNode<any>>, opts?: DAGDriverOptions): ClassNode<DAGDriverImpl>;
+  options(o: Parameters<Deployment["options"]>[0]): DriverBind;
+  readonly name: string;
+};
+
+/**
+ * The ingress that serves a graph over HTTP: applies the HTTP adapter, then
+ * walks the graph. Scale it like any deployment.
+ * @example
+ * export default DAGDriver.options({ routePrefix: "/my-dag" }).bind(dag, { httpAdapter: jsonRequest });
+ */
+export const DAGDriver = graphAcceptingDeployment(DAGDriverImpl, { name: "DAGDriver", maxOngoingRequests: 100 }) as unknown as DriverBind;

@@ -1,0 +1,71 @@
+/**
+ * A deployment's result as HTTP: a string as text/plain, bytes as
+ * application/octet-stream, a Response as is, anything else as JSON (typed
+ * arrays as arrays of numbers, BigInt as a string). An async iterable streams:
+ * server-sent events when the client accepts text/event-stream, else chunks.
+ */
+export function toResponse(value: unknown, accept = ""): Response {
+  if (value instanceof Response) return value;
+  if (typeof value === "string") return new Response(value, { headers: { "content-type": "text/plain; charset=utf-8" } });
+  if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
+    return new Response(value as Uint8Array<ArrayBuffer>, { headers: { "content-type": "application/octet-stream" } });
+  }
+  if (isAsyncIterable(value)) return streamResponse(value, accept.includes("text/event-stream"));
+  return new Response(toJSON(value), { headers: { "content-type": "application/json" } });
+}
+
+/** JSON.stringify that writes typed arrays as number arrays and BigInt as strings. */
+export function toJSON(value: unknown): string {
+  return JSON.stringify(value === undefined ? null : value, jsonReplacer);
+}
+
+function jsonReplacer(this: unknown, _key: string, v: unknown): unknown {
+  if (typeof v === "bigint") return v.toString();
+  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return Array.from(v as unknown as ArrayLike<number | bigint>, (x) => (typeof x === "bigint" ? x.toString() : x));
+  if (v instanceof Map) return Object.fromEntries(v);
+  if (v instanceof Set) return [...v];
+  return v;
+}
+
+export function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return typeof v === "object" && v !== null && typeof (v as Record<symbol, unknown>)[Symbol.asyncIterator] === "function";
+}
+
+function chunkText(chunk: unknown): string {
+  return typeof chunk === "string" ? chunk : toJSON(chunk);
+}
+
+function streamResponse(source: AsyncIterable<unknown>, sse: boolean): Response {
+  const encoder = new TextEncoder();
+  const it = source[Symbol.asyncIterator]();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await it.next();
+        if (done) return controller.close();
+        if (value instanceof Uint8Array && !sse) return controller.enqueue(value);
+        const text = chunkText(value);
+        controller.enqueue(encoder.encode(sse ? `data: ${text.replaceAll("\n", "\ndata: ")}\n\n` : text));
+      } catch (e) {
+        if (sse) {
+          controller.enqueue(encoder.encode(`event: error\ndata: ${toJSON({ error: (e as Error).message })}\n\n`));
+          controller.close();
+        } else controller.error(e);
+      }
+    },
+    async cancel() {
+      await it.return?.();
+    },
+  });
+  const type = sse ? "text/event-stream" : "text/plain; charset=utf-8";
+  const res = new Response(body, { headers: { "content-type": type, "cache-control": "no-cache" } });
+  streaming.add(res);
+  return res;
+}
+
+const streaming = new WeakSet<Response>();
+
+/** Whether a Response's body should be forwarded chunk by chunk rather than whole. */
+export function isStreamingResponse(res: Response): boolean {
+  return streaming.has(res) || (res.headers.get("content-type") ?? "").startsWith("text/event-stream");
+}

@@ -1,0 +1,22 @@
+import { ServeError } from "../error.ts";
+import { deploymentOptionsSchema, type DeploymentOptions } from "../config/schema.ts";
+
+/**
+ * Validates deployment options written in code with the same zod schema as
+ * the config file, and keeps only the keys the user gave (defaults are
+ * applied later, when the config is built).
+ */
+export function checkDeploymentOptions(options: DeploymentOptions, deployment: string): DeploymentOptions {
+  const parsed = deploymentOptionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === "symbol" ? String(p) : p)), message: i.message }));
+    throw new ServeError("invalid", `invalid options for deployment ${deployment}: ${issues.map((i) => `${i.path.join(".") || "(options)"}: ${i.message}`).join("; ")}`, {
+      deployment,
+      issues,
+    });
+  }
+  const value = parsed.data as Record<string, unknown>;
+  const kept: Record<string, unknown> = {};
+  for (const k of Object.keys(options)) if ((options as Record<string, unknown>)[k] !== undefined) kept[k] = value[k];
+  return Object.freeze(kept) as DeploymentOptions;
+}

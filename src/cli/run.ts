@@ -1,0 +1,134 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ServeError } from "../error.ts";
+import { readEnv } from "../config/env.ts";
+import { parseConfig, type ServeConfig } from "../config/schema.ts";
+import type { ControllerEvent } from "../runtime/controller.ts";
+import { startAdmin } from "../http/admin.ts";
+import { Server } from "../http/server.ts";
+import { parse, portOf, UsageError } from "./args.ts";
+import { loadTarget } from "./load-target.ts";
+
+const USAGE = "serve-bin run <graph.ts[:export] | config.yaml> [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token T] [--route-prefix /p] [--state-dir DIR] [--app-dir DIR]";
+const START_USAGE = "serve-bin start [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token T] [--state-dir DIR] [--app-dir DIR]";
+
+const flags = {
+  host: { type: "string" },
+  port: { type: "string" },
+  "admin-host": { type: "string" },
+  "admin-port": { type: "string" },
+  "admin-token": { type: "string" },
+  "route-prefix": { type: "string" },
+  "state-dir": { type: "string" },
+  "app-dir": { type: "string" },
+} as const;
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
+
+function log(line: string): void {
+  process.stdout.write(`serve-bin: ${line}\n`);
+}
+
+function progress(e: ControllerEvent): void {
+  const who = e.replica ? `${e.app}/${e.replica}` : e.app;
+  switch (e.kind) {
+    case "replica-starting":
+      return log(`${who} starting`);
+    case "replica-running":
+      return log(`${who} running`);
+    case "replica-failed":
+      return log(`${who} failed: ${e.message}`);
+    case "replica-died":
+      return log(`${who} died (${e.message}); restarting`);
+    case "replica-stopped":
+      return;
+    case "app-status":
+      return log(`application ${e.app} ${e.message}`);
+  }
+}
+
+interface Saved {
+  baseDir: string;
+  config: unknown;
+  source?: string;
+}
+
+function readState(dir: string | undefined): Saved | null {
+  if (!dir) return null;
+  const file = join(dir, "config.json");
+  if (!existsSync(file)) return null;
+  return JSON.parse(readFileSync(file, "utf8")) as Saved;
+}
+
+/** `serve-bin run` and `serve-bin start`: the server in the foreground. */
+export async function runCommand(argv: string[], mode: "run" | "start"): Promise<number> {
+  const { values, positionals } = parse(argv, flags, mode === "run" ? USAGE : START_USAGE);
+  const env = readEnv();
+  let config: ServeConfig;
+  let baseDir: string;
+  if (mode === "run") {
+    if (positionals.length !== 1) throw new UsageError(`run takes one graph module or config file\nusage: ${USAGE}`);
+    ({ config, baseDir } = loadTarget(positionals[0]!, env));
+  } else {
+    if (positionals.length) throw new UsageError(`start takes no target; deploy one later with serve-bin deploy\nusage: ${START_USAGE}`);
+    const empty = parseConfig({}, env);
+    if (!empty.ok) throw new UsageError(empty.issues.map((i) => i.message).join("; "));
+    config = empty.value;
+    baseDir = process.cwd();
+  }
+  const saved = readState(values["state-dir"]);
+  if (saved) {
+    const restored = parseConfig(saved.config, env);
+    if (restored.ok) {
+      log(`restoring the applied config from ${values["state-dir"]}`);
+      config = restored.value;
+      baseDir = saved.baseDir;
+    }
+  }
+  config.proxy.host = values.host ?? config.proxy.host;
+  config.proxy.port = portOf(values.port, "--port", config.proxy.port);
+  config.admin.host = values["admin-host"] ?? config.admin.host;
+  config.admin.port = portOf(values["admin-port"], "--admin-port", config.admin.port);
+  if (values["route-prefix"] !== undefined) {
+    if (config.applications.length !== 1) throw new UsageError("--route-prefix applies to a single application; set routePrefix per application in the config file");
+    const p = parseConfig({ ...config, applications: [{ ...config.applications[0]!, routePrefix: values["route-prefix"] }] }, env);
+    if (!p.ok) throw new UsageError(`--route-prefix: ${p.issues.map((i) => i.message).join("; ")}`);
+    config = p.value;
+  }
+  const token = values["admin-token"] ?? env.adminToken;
+  if (!LOOPBACK.has(config.admin.host) && !token) {
+    throw new UsageError(`the admin API would listen on ${config.admin.host} without a token; set --admin-token (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`);
+  }
+  const appDir = resolve(values["app-dir"] ?? baseDir);
+
+  const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress });
+  let stopping: Promise<void> | null = null;
+  let stopped!: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log("draining and shutting down");
+      await admin.stop();
+      await server.stop();
+      log("stopped");
+      stopped();
+    })());
+  const admin = startAdmin(server, { host: config.admin.host, port: config.admin.port, token, onShutdown: () => void stop(), errorDetail: config.proxy.errorDetail });
+  process.once("SIGINT", () => void stop());
+  process.once("SIGTERM", () => void stop());
+  log(`listening on ${server.url} (admin API on ${admin.url})`);
+  try {
+    const t0 = performance.now();
+    await server.apply(config);
+    for (const app of server.appliedConfig().applications) log(`serving ${app.name} at ${server.url}${app.routePrefix === "/" ? "/" : app.routePrefix}`);
+    if (config.applications.length) log(`ready in ${Math.round(performance.now() - t0)} ms`);
+  } catch (e) {
+    const err = e as ServeError;
+    process.stderr.write(`serve-bin: ${err.message}\n`);
+    if (err.causeStack) process.stderr.write(`${err.causeStack}\n`);
+    await stop();
+    return err instanceof ServeError && (err.code === "invalid" || err.code === "build") ? 2 : 1;
+  }
+  await done;
+  return 0;
+}

@@ -1,0 +1,123 @@
+import { Hono } from "hono";
+import { ServeError } from "../error.ts";
+import { ROUTE_PREFIX_HEADER } from "../api/dag-driver.ts";
+import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
+import type { ReplicaClient } from "../runtime/replica-client.ts";
+import type { Router } from "../runtime/router.ts";
+import { errorResponse, type ErrorDetail } from "./error-response.ts";
+import { RouteTable } from "./route-table.ts";
+
+export interface ProxyOptions {
+  requestTimeoutS: number;
+  maxBodyBytes: number;
+  errorDetail: ErrorDetail;
+}
+
+/** What the proxy needs from the server: where a path goes, and health. */
+export interface ProxyTarget {
+  routes: RouteTable;
+  /** 200 when every application has a serving ingress replica. */
+  healthy(): boolean;
+}
+
+/**
+ * The data plane: matches the route (longest prefix, whole segments), sends
+ * the request to a replica of the application's ingress, and returns its
+ * answer. Enforces requestTimeoutS (504) and maxBodyBytes (413) itself.
+ */
+export function createProxy(target: ProxyTarget, opts: ProxyOptions): Hono {
+  const app = new Hono();
+  app.get("/-/healthz", (c) => (target.healthy() ? c.text("ok") : c.text("not ready", 503)));
+  app.get("/-/routes", (c) => c.json(target.routes.describe()));
+  app.all("/-/*", () => errorResponse(new ServeError("not_found", '"/-/" is reserved for serve-bin\'s own endpoints: /-/healthz and /-/routes')));
+  app.all("*", async (c) => {
+    const req = c.req.raw;
+    const url = new URL(req.url);
+    const hit = target.routes.match(url.pathname, req.headers);
+    if (!hit) return errorResponse(new ServeError("not_found", `no application serves ${url.pathname}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail);
+    const length = Number(req.headers.get("content-length") ?? 0);
+    if (length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
+    const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
+    const ctl = new AbortController();
+    const timer = setTimeout(
+      () => ctl.abort(new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${opts.requestTimeoutS} s); raise it or make the graph faster`)),
+      opts.requestTimeoutS * 1000,
+    );
+    const onClientGone = () => ctl.abort(new ServeError("cancelled", "the client went away"));
+    req.signal.addEventListener("abort", onClientGone, { once: true });
+    try {
+      const body = req.method === "GET" || req.method === "HEAD" ? null : new Uint8Array(await req.arrayBuffer());
+      if (body && body.length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
+      const headers: [string, string][] = [...req.headers, [ROUTE_PREFIX_HEADER, hit.prefix]];
+      const wire: WireRequest = { method: req.method, url: req.url, headers, body };
+      const res = await forward(hit.router, wire, requestId, ctl.signal, () => clearTimeout(timer));
+      for (const [k, v] of hit.headers) res.headers.set(k, v);
+      return res;
+    } catch (e) {
+      return errorResponse(e, opts.errorDetail);
+    } finally {
+      clearTimeout(timer);
+      req.signal.removeEventListener("abort", onClientGone);
+    }
+  });
+  return app;
+}
+
+function tooLarge(max: number): Response {
+  return errorResponse(new ServeError("payload_too_large", `the request body is larger than proxy.maxBodyBytes (${max} bytes); send less or raise the limit`));
+}
+
+function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<ArrayBuffer> | null): Response {
+  return new Response(body, { status: w.status, headers: w.headers });
+}
+
+/** Calls the ingress; a streamed answer becomes a Response whose body follows chunk by chunk. */
+function forward(router: Router, wire: WireRequest, requestId: string, signal: AbortSignal, onHead: () => void): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    let stream: ReadableStreamDefaultController<Uint8Array> | null = null;
+    let started = false;
+    let credit = (_n: number) => {};
+    const early: Uint8Array[] = [];
+    let ended = false;
+    const sink = {
+      chunk(v: unknown) {
+        if (!started) {
+          started = true;
+          onHead();
+          const body = new ReadableStream<Uint8Array>({
+            start(c) {
+              stream = c;
+              for (const p of early) c.enqueue(p);
+              if (ended) c.close();
+            },
+            pull: () => credit(1),
+          });
+          return resolve(fromWire(v as WireResponse, body));
+        }
+        if (stream) stream.enqueue(v as Uint8Array);
+        else early.push(v as Uint8Array);
+      },
+      end() {
+        ended = true;
+        try {
+          stream?.close();
+        } catch {}
+      },
+      fail(e: ServeError) {
+        if (!started) return reject(e);
+        try {
+          stream?.error(e);
+        } catch {}
+      },
+    };
+    const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
+    router.call({ method: HTTP_METHOD, args: [wire], requestId, signal, sink, onSent }).then(
+      (v) => {
+        if (!started && v) resolve(fromWire(v as WireResponse));
+      },
+      (e) => {
+        if (!started) reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * serve-bin: inference graphs for TypeScript, served by one binary.
+ * Everything a graph module imports comes from here.
+ */
+
+// Authoring a graph
+export { deployment, Deployment, type DeploymentDef, type BoundClass } from "./api/deployment.ts";
+export { InputNode } from "./api/input-node.ts";
+export { DAGNode, FunctionNode, ClassNode, MethodNode, SelectNode } from "./api/nodes.ts";
+export { DAGDriver, type DAGDriverOptions, type GraphRunner } from "./api/dag-driver.ts";
+export type { DeploymentOptions } from "./config/schema.ts";
+
+// Calling other deployments
+export { DeploymentResponse, type DeploymentHandle, type HandleOptions } from "./api/handle.ts";
+export { requestContext, type RequestContext } from "./api/request-context.ts";
+
+// HTTP adapters
+export {
+  rawRequest,
+  jsonRequest,
+  textRequest,
+  binaryRequest,
+  ndarrayRequest,
+  zodRequest,
+  type HttpAdapter,
+  type NdArray,
+  type DType,
+} from "./api/adapters.ts";
+
+// Errors
+export { ServeError, type ServeErrorCode } from "./error.ts";
+
+// zod, so a graph run by the binary needs no node_modules for it
+export { z } from "zod";
+
+// Local execution registers itself with the nodes.
+import "./graph/local.ts";

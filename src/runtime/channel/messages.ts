@@ -1,0 +1,89 @@
+import type { SerializedServeError } from "../../error.ts";
+
+/**
+ * Every message on a data socket (caller ⇄ replica), one discriminated union.
+ * Encoded with the wire codec inside length-prefixed frames.
+ */
+export type DataMessage =
+  /** Call `m` (null: the function or `__call__`) with args `a`; `r` is the request id. `s`: stream the result. */
+  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean }
+  /** The caller gave up (timeout, client gone): abort the user code's signal. */
+  | { t: "cancel"; id: number }
+  /** Stream flow control: the caller can take `n` more chunks. */
+  | { t: "credit"; id: number; n: number }
+  | { t: "ok"; id: number; v: unknown }
+  | { t: "err"; id: number; e: SerializedServeError }
+  /** The replica is at maxOngoingRequests (or draining): try another. */
+  | { t: "busy"; id: number }
+  | { t: "chunk"; id: number; v: unknown }
+  | { t: "end"; id: number };
+
+/** An HTTP request as it travels from the proxy to an ingress replica. */
+export interface WireRequest {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+}
+
+/** An HTTP response as it travels back; a streamed body arrives as chunks. */
+export interface WireResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  /** The body follows as `chunk` messages (Uint8Array each). */
+  streamed?: boolean;
+}
+
+/** The method name an ingress's `fetch` is called by over the wire. */
+export const HTTP_METHOD = "__http__";
+
+/** One replica as routers see it. */
+export interface ReplicaInfo {
+  id: string;
+  socket: string;
+}
+
+/** What every caller needs to know of one deployment. */
+export interface DeploymentRoute {
+  replicas: ReplicaInfo[];
+  maxOngoingRequests: number;
+  maxQueuedRequests: number;
+}
+
+/** The versioned snapshot of one application's replica sets. */
+export interface RoutingTable {
+  version: number;
+  deployments: Record<string, DeploymentRoute>;
+}
+
+/** Main → replica, over the IPC channel. */
+export type ControlToReplica =
+  | { t: "routes"; table: RoutingTable }
+  | { t: "reconfigure"; seq: number; userConfig: unknown }
+  | { t: "health"; seq: number }
+  | { t: "limits"; maxOngoingRequests: number }
+  | { t: "drain"; timeoutS: number };
+
+/** Replica → main, over the IPC channel. */
+export type ControlFromReplica =
+  | { t: "ready"; socket: string }
+  | { t: "failed"; error: SerializedServeError }
+  | { t: "done"; seq: number; error?: SerializedServeError }
+  | { t: "load"; ongoing: number; queued: number }
+  | { t: "drained" };
+
+/** How a replica is started: everything it needs, on its command line. */
+export interface ReplicaSpec {
+  app: string;
+  deployment: string;
+  replicaId: string;
+  /** Absolute path of the graph module and the export that holds the root. */
+  modulePath: string;
+  exportName: string;
+  hash: string;
+  socket: string;
+  userConfig?: unknown;
+  maxOngoingRequests: number;
+  sharedMemory: { enabled: boolean; thresholdBytes: number; arenaBytes: number; dir: string };
+}

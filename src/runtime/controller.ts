@@ -1,0 +1,515 @@
+import { ServeError, type SerializedServeError } from "../error.ts";
+import { deepEqual, mergeDeploymentPatch } from "../config/diff.ts";
+import type { DeploymentConfig, DeploymentPatch, SharedMemoryConfig } from "../config/schema.ts";
+import type { ControlFromReplica, RoutingTable } from "./channel/messages.ts";
+import type { PlannedApp } from "./plan-app.ts";
+import { RemoteInvoker } from "./remote-invoker.ts";
+import { ReplicaRecord } from "./replica-state.ts";
+import type { RunDir } from "./run-dir.ts";
+import type { Supervisor } from "./supervisor.ts";
+import { decideReplicas, type AutoscaleState } from "./autoscale.ts";
+
+export type AppStatus = "DEPLOYING" | "RUNNING" | "DEPLOY_FAILED" | "UNHEALTHY" | "DELETING";
+export type DeploymentStatus = "UPDATING" | "HEALTHY" | "UNHEALTHY";
+
+/** Consecutive start failures after which a deployment is UNHEALTHY (and a new app DEPLOY_FAILED). */
+const MAX_START_FAILURES = 3;
+const TICK_MS = 250;
+
+export interface ControllerEvent {
+  app: string;
+  deployment?: string;
+  replica?: string;
+  kind: "replica-starting" | "replica-running" | "replica-failed" | "replica-died" | "replica-stopped" | "app-status";
+  message?: string;
+}
+
+interface DeploymentRuntime {
+  name: string;
+  config: DeploymentConfig;
+  version: string;
+  replicas: ReplicaRecord[];
+  userConfigGen: number;
+  failures: number;
+  lastError: SerializedServeError | null;
+  nextStartAt: number;
+  /** Ids and restart counts of replicas that died, for their replacements. */
+  deadSlots: { id: string; restarts: number }[];
+  nextIndex: number;
+  autoscale: AutoscaleState;
+}
+
+interface AppRuntime {
+  planned: PlannedApp;
+  status: AppStatus;
+  message: string;
+  everRunning: boolean;
+  deleting: boolean;
+  deployments: Map<string, DeploymentRuntime>;
+  invoker: RemoteInvoker;
+  tableVersion: number;
+  tableSig: string;
+}
+
+export interface ControllerOptions {
+  supervisor: Supervisor;
+  runDir: RunDir;
+  sharedMemory: SharedMemoryConfig & { dir: string };
+  onEvent?: (e: ControllerEvent) => void;
+}
+
+/** The status JSON of SPEC section 4. */
+export interface StatusJSON {
+  applications: Record<
+    string,
+    {
+      status: AppStatus;
+      message: string;
+      routePrefix: string;
+      deployments: Record<string, { status: DeploymentStatus; message: string; targetReplicas: number; replicas: { id: string; pid: number; state: string; restarts: number }[] }>;
+    }
+  >;
+}
+
+/**
+ * Holds the target state (the applications and their deployment configs) and
+ * moves the actual state (replica processes) toward it, one `reconcile()`
+ * step at a time. Every change — start-up, PATCH, PUT, a dead replica, a
+ * health-check failure, autoscaling — is a new target followed by reconcile.
+ */
+export class Controller {
+  readonly apps = new Map<string, AppRuntime>();
+  readonly #waiters = new Set<() => void>();
+  readonly #replies = new Map<number, (error?: SerializedServeError) => void>();
+  #seq = 1;
+  #socketN = 0;
+  #scheduled = false;
+  #stopped = false;
+  readonly #tick: ReturnType<typeof setInterval>;
+
+  constructor(readonly opts: ControllerOptions) {
+    this.#tick = setInterval(() => this.#onTick(), TICK_MS);
+  }
+
+  // ---------------------------------------------------------------- targets
+
+  /** Adds or updates an application. Unchanged deployments keep their replicas. */
+  setApp(planned: PlannedApp): void {
+    const name = planned.config.name;
+    let app = this.apps.get(name);
+    if (!app) {
+      app = { planned, status: "DEPLOYING", message: "", everRunning: false, deleting: false, deployments: new Map(), invoker: new RemoteInvoker(), tableVersion: 0, tableSig: "" };
+      this.apps.set(name, app);
+    }
+    app.planned = planned;
+    const wanted = new Set<string>();
+    for (const cfg of planned.config.deployments) {
+      wanted.add(cfg.name);
+      const version = `${planned.codeVersion}|${JSON.stringify(cfg.env)}`;
+      const d = app.deployments.get(cfg.name);
+      if (!d) {
+        app.deployments.set(cfg.name, {
+          name: cfg.name,
+          config: cfg,
+          version,
+          replicas: [],
+          userConfigGen: 0,
+          failures: 0,
+          lastError: null,
+          nextStartAt: 0,
+          deadSlots: [],
+          nextIndex: 0,
+          autoscale: { desired: null, since: 0 },
+        });
+        continue;
+      }
+      if (d.version !== version) {
+        d.version = version;
+        d.failures = 0;
+      }
+      if (!deepEqual(d.config.userConfig, cfg.userConfig)) d.userConfigGen++;
+      d.config = cfg;
+      this.#pushLimits(app, d);
+    }
+    for (const [name, d] of app.deployments) if (!wanted.has(name)) d.config = { ...d.config, numReplicas: 0 };
+    this.#refreshStatus(app);
+    this.reconcile();
+  }
+
+  /** Removes an application gracefully: its replicas drain and stop. */
+  async removeApp(name: string): Promise<void> {
+    const app = this.#app(name);
+    app.deleting = true;
+    app.status = "DELETING";
+    for (const d of app.deployments.values()) d.config = { ...d.config, numReplicas: 0, autoscalingConfig: undefined };
+    this.reconcile();
+    await this.waitFor(() => [...app.deployments.values()].every((d) => d.replicas.length === 0));
+    app.invoker.close();
+    this.apps.delete(name);
+  }
+
+  /**
+   * A live change of one deployment. userConfig runs `reconfigure()` on every
+   * live replica first; if any throws, the ones changed go back and the PATCH
+   * fails with the user's error. Other fields update the target.
+   */
+  async patchDeployment(appName: string, name: string, patch: DeploymentPatch): Promise<DeploymentConfig> {
+    const app = this.#app(appName);
+    const d = this.#deployment(app, name);
+    const next = mergeDeploymentPatch(d.config, patch);
+    if (patch.userConfig !== undefined && !deepEqual(next.userConfig, d.config.userConfig)) {
+      await this.#reconfigureAll(app, d, next.userConfig);
+    }
+    const limitsChanged = next.maxOngoingRequests !== d.config.maxOngoingRequests || next.maxQueuedRequests !== d.config.maxQueuedRequests;
+    d.config = next;
+    d.autoscale = { desired: null, since: 0 };
+    if (limitsChanged) this.#pushLimits(app, d);
+    app.planned.config.deployments = app.planned.config.deployments.map((c) => (c.name === name ? next : c));
+    this.#refreshStatus(app);
+    this.reconcile();
+    return next;
+  }
+
+  async #reconfigureAll(app: AppRuntime, d: DeploymentRuntime, userConfig: unknown): Promise<void> {
+    const live = d.replicas.filter((r) => r.serving);
+    const previous = d.config.userConfig;
+    const results = await Promise.all(live.map((r) => this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig }), (d.config.healthCheckTimeoutS + 30) * 1000)));
+    const failed = results.findIndex((e) => e !== undefined);
+    if (failed >= 0) {
+      await Promise.all(live.filter((_, i) => results[i] === undefined).map((r) => this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig: previous }), 30_000)));
+      const err = results[failed]!;
+      app.message = `reconfigure of ${d.name} failed on replica ${live[failed]!.id} and was rolled back: ${err.message}`;
+      throw new ServeError("user", `reconfigure() of ${d.name} failed on replica ${live[failed]!.id}; the change was rolled back on every replica: ${err.message}`, {
+        deployment: d.name,
+        causeName: err.causeName,
+        causeStack: err.stack,
+      });
+    }
+    d.userConfigGen++;
+    for (const r of live) r.userConfigGen = d.userConfigGen;
+    app.message = "";
+  }
+
+  // ---------------------------------------------------------------- reconcile
+
+  /** Schedules one reconcile pass (coalesced). */
+  reconcile(): void {
+    if (this.#scheduled || this.#stopped) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#step();
+    });
+  }
+
+  /** One pass over every deployment: (1) replace, (2) scale, (3) roll, (4) publish routes, (5) status. */
+  #step(): void {
+    const now = Date.now();
+    for (const app of this.apps.values()) {
+      for (const d of app.deployments.values()) {
+        const target = this.targetReplicas(d);
+        const current = d.replicas.filter((r) => r.version === d.version && r.state !== "STOPPING");
+        const old = d.replicas.filter((r) => r.version !== d.version && r.state !== "STOPPING");
+        // (2) start what is missing, after a backoff when starts keep failing
+        for (let n = current.length; n < target && now >= d.nextStartAt; n++) this.#start(app, d);
+        // (3) rolling update: an old replica stops only when a new one serves in its place
+        const newServing = current.filter((r) => r.serving).length;
+        let excessOld = old.length + newServing - target;
+        for (const r of [...old].sort(startingFirst)) if (excessOld-- > 0) this.#stop(app, d, r);
+        // (2) scale down: starting ones first, then the least busy
+        const extra = current.length - target;
+        if (extra > 0) for (const r of [...current].sort(startingFirst).slice(0, extra)) this.#stop(app, d, r);
+      }
+      this.#publishRoutes(app);
+      this.#refreshStatus(app);
+    }
+    for (const w of [...this.#waiters]) w();
+  }
+
+  targetReplicas(d: DeploymentRuntime): number {
+    if (d.config.numReplicas !== "auto" && !d.config.autoscalingConfig) return d.config.numReplicas as number;
+    const a = d.config.autoscalingConfig;
+    if (!a) return 1;
+    return d.autoscale.desired ?? (typeof d.config.numReplicas === "number" ? Math.min(Math.max(d.config.numReplicas, a.minReplicas), a.maxReplicas) : a.minReplicas);
+  }
+
+  #start(app: AppRuntime, d: DeploymentRuntime): void {
+    const slot = d.deadSlots.shift();
+    const id = slot?.id ?? `${d.name}#${d.nextIndex++}`;
+    const socket = this.opts.runDir.socketPath(`r${++this.#socketN}`);
+    const p = app.planned;
+    const spec = {
+      app: p.config.name,
+      deployment: d.name,
+      replicaId: id,
+      modulePath: p.modulePath,
+      exportName: p.exportName,
+      hash: p.graph.ir.hash,
+      socket,
+      userConfig: d.config.userConfig,
+      maxOngoingRequests: d.config.maxOngoingRequests,
+      sharedMemory: this.opts.sharedMemory,
+    };
+    let record!: ReplicaRecord;
+    const proc = this.opts.supervisor.spawn(spec, d.config.env ?? {}, {
+      message: (msg) => this.#onReplicaMessage(app, d, record, msg),
+      exit: (code, signal) => this.#onExit(app, d, record, code, signal),
+    });
+    record = new ReplicaRecord(id, d.version, socket, proc, slot ? slot.restarts + 1 : 0, d.userConfigGen);
+    d.replicas.push(record);
+    this.#emit({ app: app.planned.config.name, deployment: d.name, replica: id, kind: "replica-starting" });
+  }
+
+  #stop(app: AppRuntime, d: DeploymentRuntime, r: ReplicaRecord): void {
+    if (r.state === "STOPPING") return;
+    const wasStarting = r.state === "STARTING";
+    r.to("STOPPING");
+    this.#publishRoutes(app);
+    if (wasStarting) return r.proc.kill("SIGKILL");
+    r.proc.send({ t: "drain", timeoutS: d.config.gracefulShutdownTimeoutS });
+    const hard = setTimeout(() => r.proc.kill("SIGKILL"), (d.config.gracefulShutdownTimeoutS + 2) * 1000);
+    void r.proc.exited.then(() => clearTimeout(hard));
+  }
+
+  #onReplicaMessage(app: AppRuntime, d: DeploymentRuntime, r: ReplicaRecord, msg: ControlFromReplica): void {
+    switch (msg.t) {
+      case "ready":
+        if (r.state !== "STARTING") return;
+        r.to("RUNNING");
+        r.lastHealthAt = Date.now();
+        d.failures = 0;
+        d.lastError = null;
+        r.proc.send({ t: "routes", table: this.#table(app) });
+        if (r.userConfigGen !== d.userConfigGen) {
+          r.to("UPDATING");
+          void this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig: d.config.userConfig }), 60_000).then((err) => {
+            if (err) return this.#kill(r, `reconfigure failed: ${err.message}`);
+            r.userConfigGen = d.userConfigGen;
+            if (r.state === "UPDATING") r.to("RUNNING");
+            this.reconcile();
+          });
+        }
+        this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-running" });
+        this.reconcile();
+        return;
+      case "failed":
+        d.failures++;
+        d.lastError = msg.error;
+        d.nextStartAt = Date.now() + Math.min(100 * 2 ** d.failures, 5000);
+        this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-failed", message: msg.error.message });
+        return;
+      case "done":
+        this.#replies.get(msg.seq)?.(msg.error);
+        return;
+      case "load":
+        r.ongoing = msg.ongoing;
+        return;
+      case "drained":
+        return;
+    }
+  }
+
+  #onExit(app: AppRuntime, d: DeploymentRuntime, r: ReplicaRecord, code: number, signal: string | null): void {
+    d.replicas = d.replicas.filter((x) => x !== r);
+    if (r.state === "STOPPING") {
+      this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-stopped" });
+    } else {
+      if (r.state !== "STARTING") d.deadSlots.push({ id: r.id, restarts: r.restarts });
+      else d.deadSlots.push({ id: r.id, restarts: r.restarts });
+      this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-died", message: `exit ${signal ?? code}` });
+    }
+    this.reconcile();
+  }
+
+  #kill(r: ReplicaRecord, why: string): void {
+    console.error(`serve-bin: replacing replica ${r.id}: ${why}`);
+    r.proc.kill("SIGKILL");
+  }
+
+  /** Sends a request on the control channel and resolves with its error, if any. */
+  #request(r: ReplicaRecord, make: (seq: number) => Parameters<ReplicaRecord["proc"]["send"]>[0], timeoutMs: number): Promise<SerializedServeError | undefined> {
+    const seq = this.#seq++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done({ code: "timeout", message: `replica ${r.id} did not answer within ${timeoutMs / 1000} s` }), timeoutMs);
+      const done = (error?: SerializedServeError) => {
+        clearTimeout(timer);
+        this.#replies.delete(seq);
+        resolve(error);
+      };
+      this.#replies.set(seq, done);
+      void r.proc.exited.then(() => done({ code: "unavailable", message: `replica ${r.id} exited` }));
+      r.proc.send(make(seq));
+    });
+  }
+
+  // ---------------------------------------------------------------- routes
+
+  #table(app: AppRuntime): RoutingTable {
+    const deployments: RoutingTable["deployments"] = {};
+    for (const d of app.deployments.values()) {
+      deployments[d.name] = {
+        replicas: d.replicas.filter((r) => r.serving).map((r) => ({ id: `${r.id}@${r.socket}`, socket: r.socket })),
+        maxOngoingRequests: d.config.maxOngoingRequests,
+        maxQueuedRequests: d.config.maxQueuedRequests,
+      };
+    }
+    return { version: app.tableVersion, deployments };
+  }
+
+  /** Sends a new snapshot to every replica of the app and to this process's router, when it changed. */
+  #publishRoutes(app: AppRuntime): void {
+    const sig = JSON.stringify(this.#table({ ...app, tableVersion: 0 }));
+    if (sig === app.tableSig) return;
+    app.tableSig = sig;
+    app.tableVersion++;
+    const table = this.#table(app);
+    app.invoker.update(table);
+    for (const d of app.deployments.values()) for (const r of d.replicas) if (r.serving) r.proc.send({ t: "routes", table });
+  }
+
+  #pushLimits(app: AppRuntime, d: DeploymentRuntime): void {
+    for (const r of d.replicas) r.proc.send({ t: "limits", maxOngoingRequests: d.config.maxOngoingRequests });
+    app.tableSig = "";
+  }
+
+  // ---------------------------------------------------------------- health, autoscaling
+
+  #onTick(): void {
+    const now = Date.now();
+    for (const app of this.apps.values()) {
+      for (const d of app.deployments.values()) {
+        for (const r of d.replicas) {
+          if (r.state !== "RUNNING") continue;
+          if (r.healthPendingSince === 0 && now - r.lastHealthAt >= d.config.healthCheckPeriodS * 1000) {
+            r.healthPendingSince = now;
+            void this.#request(r, (seq) => ({ t: "health", seq }), d.config.healthCheckTimeoutS * 1000).then((err) => {
+              r.healthPendingSince = 0;
+              r.lastHealthAt = Date.now();
+              if (err && r.state !== "STOPPING") this.#kill(r, `health check failed: ${err.message}`);
+            });
+          }
+        }
+        if (d.config.autoscalingConfig && !app.deleting) {
+          const next = decideReplicas(d.config.autoscalingConfig, d.replicas.filter((r) => r.serving), this.targetReplicas(d), d.autoscale, now);
+          if (next !== null) d.autoscale.desired = next;
+        }
+      }
+    }
+    this.reconcile();
+  }
+
+  // ---------------------------------------------------------------- status
+
+  #refreshStatus(app: AppRuntime): void {
+    const before = app.status;
+    if (app.deleting) app.status = "DELETING";
+    else {
+      const statuses = [...app.deployments.values()].map((d) => this.#deploymentStatus(d));
+      const failing = [...app.deployments.values()].find((d) => d.failures >= MAX_START_FAILURES);
+      if (statuses.every((s) => s === "HEALTHY")) {
+        app.status = "RUNNING";
+        app.everRunning = true;
+        if (!app.message.startsWith("reconfigure")) app.message = "";
+      } else if (failing) {
+        app.status = app.everRunning ? "UNHEALTHY" : "DEPLOY_FAILED";
+        app.message = `deployment ${failing.name} failed to start: ${failing.lastError?.message ?? "unknown error"}`;
+      } else if (statuses.includes("UNHEALTHY")) app.status = "UNHEALTHY";
+      else app.status = app.everRunning && statuses.every((s) => s !== "UNHEALTHY") ? "DEPLOYING" : "DEPLOYING";
+    }
+    if (before !== app.status) this.#emit({ app: app.planned.config.name, kind: "app-status", message: app.status });
+  }
+
+  #deploymentStatus(d: DeploymentRuntime): DeploymentStatus {
+    if (d.failures >= MAX_START_FAILURES) return "UNHEALTHY";
+    const target = this.targetReplicas(d);
+    const live = d.replicas.filter((r) => r.state !== "STOPPING");
+    const ready = live.filter((r) => r.state === "RUNNING" && r.version === d.version).length;
+    return ready === target && live.length === target ? "HEALTHY" : "UPDATING";
+  }
+
+  status(): StatusJSON {
+    const applications: StatusJSON["applications"] = {};
+    for (const [name, app] of this.apps) {
+      const deployments: StatusJSON["applications"][string]["deployments"] = {};
+      for (const d of app.deployments.values()) {
+        deployments[d.name] = {
+          status: this.#deploymentStatus(d),
+          message: d.lastError ? d.lastError.message : "",
+          targetReplicas: this.targetReplicas(d),
+          replicas: d.replicas.map((r) => ({ id: r.id, pid: r.proc.pid, state: r.state, restarts: r.restarts })),
+        };
+      }
+      applications[name] = { status: app.status, message: app.message, routePrefix: app.planned.config.routePrefix, deployments };
+    }
+    return { applications };
+  }
+
+  // ---------------------------------------------------------------- waiting, lookup, shutdown
+
+  /** Resolves once `pred` holds after a reconcile pass. */
+  waitFor(pred: () => boolean, timeoutMs = 600_000): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!pred()) return;
+        this.#waiters.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new ServeError("timeout", `the change did not finish within ${timeoutMs / 1000} s; see serve-bin status`));
+      }, timeoutMs);
+      this.#waiters.add(check);
+    });
+  }
+
+  /** Waits until the app serves (RUNNING) or cannot (DEPLOY_FAILED / UNHEALTHY); returns its status. */
+  async settle(name: string): Promise<AppStatus> {
+    const app = this.#app(name);
+    await this.waitFor(() => app.status === "RUNNING" || app.status === "DEPLOY_FAILED" || (app.status === "UNHEALTHY" && [...app.deployments.values()].some((d) => d.failures >= MAX_START_FAILURES)));
+    return app.status;
+  }
+
+  invoker(app: string): RemoteInvoker | undefined {
+    return this.apps.get(app)?.invoker;
+  }
+
+  #app(name: string): AppRuntime {
+    const app = this.apps.get(name);
+    if (!app) throw new ServeError("not_found", `no application "${name}"; applications: ${[...this.apps.keys()].join(", ") || "(none)"}`);
+    return app;
+  }
+
+  #deployment(app: AppRuntime, name: string): DeploymentRuntime {
+    const d = app.deployments.get(name);
+    if (!d) throw new ServeError("not_found", `application ${app.planned.config.name} has no deployment "${name}"; it has ${[...app.deployments.keys()].join(", ")}`);
+    return d;
+  }
+
+  #emit(e: ControllerEvent): void {
+    this.opts.onEvent?.(e);
+  }
+
+  /** Drains every replica (ingress first is not needed: the proxy has stopped taking requests). */
+  async shutdown(timeoutS: number): Promise<void> {
+    for (const app of this.apps.values()) {
+      app.deleting = true;
+      for (const d of app.deployments.values()) d.config = { ...d.config, numReplicas: 0, autoscalingConfig: undefined };
+    }
+    this.#step();
+    const all = () => [...this.apps.values()].flatMap((a) => [...a.deployments.values()].flatMap((d) => d.replicas));
+    const deadline = Bun.sleep(timeoutS * 1000).then(() => "late" as const);
+    const done = Promise.all(all().map((r) => r.proc.exited)).then(() => "done" as const);
+    if ((await Promise.race([done, deadline])) === "late") for (const r of all()) r.proc.kill("SIGKILL");
+    await Promise.all(all().map((r) => r.proc.exited));
+    this.#stopped = true;
+    clearInterval(this.#tick);
+    for (const app of this.apps.values()) app.invoker.close();
+  }
+}
+
+function startingFirst(a: ReplicaRecord, b: ReplicaRecord): number {
+  const rank = (r: ReplicaRecord) => (r.state === "STARTING" ? 0 : 1);
+  return rank(a) - rank(b) || a.ongoing - b.ongoing;
+}

@@ -1,0 +1,86 @@
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { ServeError } from "../error.ts";
+import { resolveDeployment } from "../config/diff.ts";
+import { parseImportPath, type ApplicationConfig, type DeploymentConfig, type ResolvedApplicationConfig } from "../config/schema.ts";
+import { servable, type ServableGraph } from "../graph/application.ts";
+
+/** An application ready for the controller: its graph, its resolved config and where its code is. */
+export interface PlannedApp {
+  config: ResolvedApplicationConfig;
+  graph: ServableGraph;
+  modulePath: string;
+  exportName: string;
+  /** Changes when the code, the graph or its init args change: a rolling restart. */
+  codeVersion: string;
+}
+
+/**
+ * Imports the application's graph module (fresh: a changed file is read
+ * again) and merges options: defaults, then the code's, then the config's.
+ * `baseDir` is where the config file lives; `appDir` bounds where import
+ * paths may point.
+ */
+export async function planApp(app: ApplicationConfig, baseDir: string, appDir: string): Promise<PlannedApp> {
+  const parts = parseImportPath(app.importPath);
+  if (!parts) throw new ServeError("invalid", `importPath "${app.importPath}" is not "<file>.ts[:export]"`, { issues: [{ path: ["importPath"], message: "expected <file>.ts[:export]" }] });
+  const modulePath = isAbsolute(parts.file) ? parts.file : resolve(baseDir, parts.file);
+  const rel = relative(resolve(appDir), modulePath);
+  if (rel.startsWith("..") || isAbsolute(rel)) {
+    throw new ServeError("invalid", `importPath ${app.importPath} points outside the app directory ${appDir}; move the graph under it or start the server with --app-dir`, {
+      issues: [{ path: ["importPath"], message: `outside --app-dir ${appDir}` }],
+    });
+  }
+  let source: Buffer;
+  try {
+    source = readFileSync(modulePath);
+  } catch {
+    throw new ServeError("invalid", `importPath ${app.importPath}: no file at ${modulePath}`, { issues: [{ path: ["importPath"], message: `no file at ${modulePath}` }] });
+  }
+  const fileHash = Bun.hash(source).toString(36);
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(`${pathToFileURL(modulePath).href}?v=${fileHash}`);
+  } catch (e) {
+    const err = e as Error;
+    throw new ServeError("build", `cannot import ${modulePath}: ${err.message}`, { causeName: err.name, causeStack: err.stack });
+  }
+  if (!(parts.exportName in mod)) {
+    throw new ServeError("build", `${modulePath} has no export "${parts.exportName}"; it exports: ${Object.keys(mod).join(", ") || "(nothing)"}`);
+  }
+  return planFromNode(mod[parts.exportName], app, modulePath, parts.exportName, fileHash);
+}
+
+/** The same, for a node already in hand (serve.run, build). */
+export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: string, exportName: string, fileHash = ""): PlannedApp {
+  const graph = servable(node);
+  const byName = new Map(app.deployments.map((d) => [d.name, d]));
+  for (const name of byName.keys()) {
+    if (!graph.ir.deployments.has(name)) {
+      throw new ServeError("invalid", `application ${app.name} configures deployment "${name}", which its graph does not have; it has ${[...graph.ir.deployments.keys()].join(", ")}`, {
+        issues: [{ path: ["deployments", app.deployments.findIndex((d) => d.name === name), "name"], message: `no deployment "${name}" in the graph` }],
+      });
+    }
+  }
+  const deployments: DeploymentConfig[] = [];
+  let routePrefix = app.routePrefix;
+  for (const d of graph.ir.deployments.values()) {
+    const ingress = d.name === graph.ingress;
+    const { name: _n, ...fileOptions } = byName.get(d.name) ?? { name: d.name };
+    const resolved = resolveDeployment(d.name, [d.def.options, fileOptions], { ingress });
+    if (ingress) routePrefix ??= resolved.routePrefix;
+    deployments.push(resolved);
+  }
+  return {
+    config: { name: app.name, importPath: app.importPath, routePrefix: routePrefix ?? "/", deployments },
+    graph,
+    modulePath,
+    exportName,
+    codeVersion: `${graph.ir.hash}.${fileHash}`,
+  };
+}
+
+export function configDir(configPath: string): string {
+  return dirname(resolve(configPath));
+}

@@ -1,0 +1,140 @@
+import { ServeError } from "../error.ts";
+import { Connection, socketHandlers, type BinaryChannel } from "./channel/connection.ts";
+import type { DataMessage, ReplicaInfo } from "./channel/messages.ts";
+
+/** What a replica answered: a value, or "busy" (try another replica). */
+export type Reply = { busy: true } | { busy: false; value: unknown };
+
+/** Receives a streamed call's chunks in order. */
+export interface ChunkSink {
+  chunk(v: unknown): void;
+  end(): void;
+  fail(e: ServeError): void;
+}
+
+interface Pending {
+  resolve(r: Reply): void;
+  reject(e: ServeError): void;
+  sink?: ChunkSink;
+}
+
+/**
+ * The caller's side of one replica's socket: connects on first use, numbers
+ * calls, matches answers to them, and fails everything in flight at once
+ * (503) when the replica goes away.
+ */
+export class ReplicaClient {
+  inflight = 0;
+  /** Until when this replica said it is full; routers skip it meanwhile. */
+  busyUntil = 0;
+  dead = false;
+  #conn: Promise<Connection> | null = null;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+
+  constructor(
+    readonly info: ReplicaInfo,
+    readonly deployment: string,
+    readonly binary: BinaryChannel,
+    readonly onDead: (client: ReplicaClient) => void,
+  ) {}
+
+  #connect(): Promise<Connection> {
+    if (!this.#conn) {
+      const handlers = {
+        message: (msg: DataMessage) => this.#onMessage(msg),
+        close: () => this.#onClose(),
+      };
+      this.#conn = Bun.connect<Connection>({
+        unix: this.info.socket,
+        socket: {
+          ...socketHandlers,
+          open(socket) {
+            socket.data = new Connection(socket, handlers, {});
+          },
+          connectError: () => this.#onClose(),
+        },
+      }).then((socket) => {
+        const conn = socket.data;
+        (conn as { binary: BinaryChannel }).binary = this.binary;
+        return conn;
+      });
+      this.#conn.catch(() => this.#onClose());
+    }
+    return this.#conn;
+  }
+
+  /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
+  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink): { id: number; reply: Promise<Reply> } {
+    const id = this.#nextId++;
+    const reply = new Promise<Reply>((resolve, reject) => {
+      if (this.dead) return reject(this.#deadError());
+      this.#pending.set(id, { resolve, reject, sink });
+      this.#connect().then(
+        (c) => c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }) }),
+        () => {},
+      );
+    });
+    return { id, reply };
+  }
+
+  /** Tells the replica to abort call `id`, and stops waiting for it. */
+  cancel(id: number): void {
+    if (!this.#pending.delete(id)) return;
+    this.#conn?.then((c) => c.send({ t: "cancel", id }), () => {});
+  }
+
+  credit(id: number, n: number): void {
+    this.#conn?.then((c) => c.send({ t: "credit", id, n }), () => {});
+  }
+
+  #onMessage(msg: DataMessage): void {
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    switch (msg.t) {
+      case "ok":
+        this.#pending.delete(msg.id);
+        return p.resolve({ busy: false, value: msg.v });
+      case "busy":
+        this.#pending.delete(msg.id);
+        return p.resolve({ busy: true });
+      case "err": {
+        this.#pending.delete(msg.id);
+        const e = ServeError.fromJSON(msg.e);
+        if (p.sink) p.sink.fail(e);
+        return p.reject(e);
+      }
+      case "chunk":
+        return p.sink?.chunk(msg.v);
+      case "end":
+        this.#pending.delete(msg.id);
+        p.sink?.end();
+        return p.resolve({ busy: false, value: undefined });
+      default:
+        return;
+    }
+  }
+
+  #deadError(): ServeError {
+    return new ServeError("unavailable", `replica ${this.info.id} of ${this.deployment} went away while handling the request; retry it`, {
+      deployment: this.deployment,
+    });
+  }
+
+  #onClose(): void {
+    if (this.dead) return;
+    this.dead = true;
+    const err = this.#deadError();
+    for (const p of this.#pending.values()) {
+      p.sink?.fail(err);
+      p.reject(err);
+    }
+    this.#pending.clear();
+    this.onDead(this);
+  }
+
+  close(): void {
+    this.#conn?.then((c) => c.close(), () => {});
+    this.#onClose();
+  }
+}

@@ -1,0 +1,155 @@
+import { ServeError } from "../error.ts";
+import type { DeploymentRoute } from "./channel/messages.ts";
+import type { ChunkSink, ReplicaClient } from "./replica-client.ts";
+
+interface Waiter {
+  wake(): void;
+}
+
+export interface RouteCall {
+  method: string | null;
+  args: unknown[];
+  requestId: string;
+  signal?: AbortSignal;
+  sink?: ChunkSink;
+  /** Told which replica and call id took the call (streams send credit there). */
+  onSent?: (client: ReplicaClient, id: number) => void;
+}
+
+/** How long a replica that answered "busy" is skipped, in ms. */
+const BUSY_BACKOFF_MS = 2;
+
+/**
+ * Sends one deployment's calls to its replicas: power of two choices on the
+ * in-flight counts this caller sees, at most maxOngoingRequests each; the rest
+ * wait in this caller's queue, and beyond maxQueuedRequests fail with 503.
+ * Fed by versioned snapshots of the replica set; never asks the controller.
+ */
+export class Router {
+  replicas: ReplicaClient[] = [];
+  maxOngoing = 5;
+  maxQueued = -1;
+  readonly #queue: Waiter[] = [];
+  #timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(readonly deployment: string) {}
+
+  update(route: DeploymentRoute, replicas: ReplicaClient[]): void {
+    this.replicas = replicas;
+    this.maxOngoing = route.maxOngoingRequests;
+    this.maxQueued = route.maxQueuedRequests;
+    this.#wakeAll();
+  }
+
+  /** Removes a replica whose socket closed; its queued calls go elsewhere. */
+  drop(client: ReplicaClient): void {
+    this.replicas = this.replicas.filter((r) => r !== client);
+    this.#wakeAll();
+  }
+
+  #pick(now: number): ReplicaClient | undefined {
+    const rs = this.replicas;
+    const n = rs.length;
+    if (n === 0) return undefined;
+    const ok = (r: ReplicaClient) => !r.dead && r.inflight < this.maxOngoing && r.busyUntil <= now;
+    if (n === 1) return ok(rs[0]!) ? rs[0] : undefined;
+    const i = Math.floor(Math.random() * n);
+    let j = Math.floor(Math.random() * (n - 1));
+    if (j >= i) j++;
+    const a = rs[i]!;
+    const b = rs[j]!;
+    if (ok(a) && (!ok(b) || a.inflight <= b.inflight)) return a;
+    if (ok(b)) return b;
+    return rs.find(ok);
+  }
+
+  async call(c: RouteCall): Promise<unknown> {
+    for (;;) {
+      if (c.signal?.aborted) throw abortError(c.signal, this.deployment);
+      const r = this.#pick(Date.now());
+      if (!r) {
+        await this.#wait(c.signal);
+        continue;
+      }
+      r.inflight++;
+      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink);
+      c.onSent?.(r, id);
+      let res;
+      try {
+        res = await (c.signal ? raceAbort(reply, c.signal, () => r.cancel(id), this.deployment) : reply);
+      } finally {
+        r.inflight--;
+        this.#wakeOne();
+      }
+      if (!res.busy) return res.value;
+      r.busyUntil = Date.now() + BUSY_BACKOFF_MS;
+    }
+  }
+
+  #wait(signal?: AbortSignal): Promise<void> {
+    if (this.maxQueued >= 0 && this.#queue.length >= this.maxQueued) {
+      throw new ServeError("unavailable", `${this.deployment} is at capacity and its queue is full (maxQueuedRequests ${this.maxQueued}); retry later or add replicas`, {
+        deployment: this.deployment,
+      });
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { wake: () => (cleanup(), resolve()) };
+      const onAbort = () => {
+        const i = this.#queue.indexOf(w);
+        if (i >= 0) this.#queue.splice(i, 1);
+        cleanup();
+        reject(abortError(signal!, this.deployment));
+      };
+      const cleanup = () => signal?.removeEventListener("abort", onAbort);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(w);
+      this.#armTimer();
+    });
+  }
+
+  /** Replicas that said "busy" free up without telling this caller: look again soon. */
+  #armTimer(): void {
+    if (this.#timer || this.#queue.length === 0 || this.replicas.length === 0) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#wakeAll();
+    }, BUSY_BACKOFF_MS + 1);
+  }
+
+  #wakeOne(): void {
+    this.#queue.shift()?.wake();
+  }
+
+  #wakeAll(): void {
+    const q = this.#queue.splice(0);
+    for (const w of q) w.wake();
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+}
+
+function abortError(signal: AbortSignal, deployment: string): ServeError {
+  const reason = signal.reason;
+  if (reason instanceof ServeError) return reason;
+  return new ServeError("cancelled", `the request was cancelled while waiting for ${deployment}`, { deployment });
+}
+
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void, deployment: string): Promise<T> {
+  if (signal.aborted) {
+    onAbort();
+    return Promise.reject(abortError(signal, deployment));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => {
+      onAbort();
+      reject(abortError(signal, deployment));
+    };
+    signal.addEventListener("abort", abort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener("abort", abort), resolve(v)),
+      (e) => (signal.removeEventListener("abort", abort), reject(e)),
+    );
+  });
+}
