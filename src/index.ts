@@ -35,3 +35,8 @@ export { z } from "zod";
 
 // Local execution registers itself with the nodes.
 import "./graph/local.ts";
+
+// Running and building (the REP's serve.run / serve.pipeline.build)
+import * as serve from "./http/serve-api.ts";
+export { serve };
+export { Application, type RunOptions } from "./http/serve-api.ts";

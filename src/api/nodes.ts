@@ -1,4 +1,5 @@
 import { ServeError } from "../error.ts";
+import { callerFile } from "./call-site.ts";
 import type { DeploymentDef } from "./deployment.ts";
 
 /**
@@ -22,6 +23,8 @@ export function setLocalExecutor(fn: Executor): void {
 export abstract class DAGNode<T = unknown> {
   abstract readonly kind: NodeKind;
   readonly [NODE] = true;
+  /** The module where this node was bound; serve.run imports it in each replica. */
+  readonly sourceFile: string | undefined = callerFile();
 
   /**
    * Runs the whole graph in this process, no subprocesses.

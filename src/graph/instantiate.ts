@@ -4,7 +4,7 @@ import { createHandle } from "../api/handle.ts";
 import type { Invoker } from "../api/invoker.ts";
 import { currentRequestContext } from "../api/request-context.ts";
 import type { GraphIR, IRDeployment } from "./ir.ts";
-import { GraphRef, HandleRef, mapTemplate } from "./template.ts";
+import { CycleError, GraphRef, HandleRef, mapTemplate } from "./template.ts";
 import { walkGraph } from "./walk.ts";
 
 /** A deployment made callable: what a replica (or local execution) runs. */
@@ -20,7 +20,16 @@ const isInitRef = (v: object) => v instanceof HandleRef || v instanceof GraphRef
 
 /** Init args with handles and graph runners in place of the bound nodes. */
 export function resolveInitArgs(ir: GraphIR, d: IRDeployment, invoker: Invoker): unknown[] {
-  return mapTemplate(d.initArgs, isInitRef, (ref: HandleRef | GraphRef) => {
+  return d.initArgs.map((arg) => {
+    try {
+      return mapTemplate(arg, isInitRef, swap);
+    } catch (e) {
+      // The builder keeps a cyclic init arg only when it holds no node, so there is nothing to swap.
+      if (e instanceof CycleError) return arg;
+      throw e;
+    }
+  });
+  function swap(ref: HandleRef | GraphRef): unknown {
     if (ref instanceof HandleRef) {
       const target = ir.deployments.get(ref.deployment)!;
       return createHandle({ name: target.name, kind: target.kind, methods: target.methods }, invoker);
@@ -32,7 +41,7 @@ export function resolveInitArgs(ir: GraphIR, d: IRDeployment, invoker: Invoker):
       },
     };
     return runner;
-  }) as unknown[];
+  }
 }
 
 /**

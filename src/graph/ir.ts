@@ -173,9 +173,13 @@ class Builder {
 
   /** A class's init arg: nodes become handles (or graphs, for DAGDriver). */
   initArg(a: unknown, def: DeploymentDef, i: number): unknown {
+    let nodes = 0;
     forEachNode(a, (n) => {
+      nodes++;
       this.visit(n, def.acceptsGraphs);
     });
+    // Init args never cross the wire, so a value without nodes is kept as is, even a cyclic one.
+    if (nodes === 0) return a;
     const t = this.template(a, def.name, `init argument ${i} of ${where(def)}`);
     return mapTemplate(t, isRef, (r: NodeRef) => {
       const node = this.nodes[r.id]!;

@@ -1,0 +1,239 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Hono, type Context } from "hono";
+import { ServeError, type Issue } from "../error.ts";
+import { deploymentPatchSchema, formatIssues, parseConfig, routePatchSchema, validate, type ConfigResult, type ServeConfig } from "../config/schema.ts";
+import { parseYAML, toYAML } from "../config/yaml.ts";
+import type { StatusJSON } from "../runtime/controller.ts";
+import { errorResponse, type ErrorDetail } from "./error-response.ts";
+import type { Server } from "./server.ts";
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  /** When set, every request needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Called just after `POST /api/shutdown` has been answered. */
+  onShutdown: () => void;
+  errorDetail: ErrorDetail;
+}
+
+/** What the admin API drives: the server's public methods, nothing else. */
+export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp">;
+
+const ENDPOINTS = [
+  "GET /api/applications",
+  "PUT /api/applications",
+  "PATCH /api/applications/:app/deployments/:name",
+  "DELETE /api/applications/:app",
+  "PATCH /api/routes",
+  "GET /api/config",
+  "POST /api/shutdown",
+  "GET /metrics",
+];
+
+const REPLICA_STATES = ["STARTING", "UPDATING", "RUNNING", "STOPPING"] as const;
+const APP_STATES = ["DEPLOYING", "RUNNING", "DEPLOY_FAILED", "UNHEALTHY", "DELETING"] as const;
+
+/**
+ * The admin API of SPEC section 4 as a Hono app. PUT and PATCH answer once the
+ * change serves, or 202 at once with `?wait=false`; invalid bodies get 422 with
+ * zod's issues and change nothing.
+ *
+ * @example
+ * const app = createAdmin(server, { token: "s3cret", onShutdown: () => server.stop(), errorDetail: "full" });
+ * Bun.serve({ port: 8265, fetch: app.fetch, idleTimeout: 0 });
+ */
+export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host" | "port">): Hono {
+  const app = new Hono();
+  const fail = (e: unknown) => errorResponse(e, opts.errorDetail);
+  const restarts = new RestartCounter();
+
+  app.onError((e) => fail(e));
+  app.notFound((c) =>
+    fail(new ServeError("not_found", `the admin API has no ${c.req.method} ${new URL(c.req.url).pathname}; it answers: ${ENDPOINTS.join(", ")}`)),
+  );
+
+  if (opts.token !== undefined) {
+    const expected = digest(opts.token);
+    app.use("*", async (c, next) => {
+      const header = c.req.header("authorization") ?? "";
+      const m = /^Bearer\s+(.+)$/i.exec(header);
+      if (m && timingSafeEqual(digest(m[1]!.trim()), expected)) return next();
+      const why = m ? "the admin token is wrong" : "the admin API needs a token";
+      const res = fail(new ServeError("unauthorized", `${why}: send Authorization: Bearer <token> (the server's --admin-token / SERVE_BIN_ADMIN_TOKEN)`));
+      res.headers.set("www-authenticate", 'Bearer realm="serve-bin"');
+      return res;
+    });
+  }
+
+  app.get("/api/applications", (c) => c.json(server.status()));
+
+  app.get("/api/config", (c) => {
+    const config = server.appliedConfig();
+    if (wantsYAML(c.req.header("accept"))) return c.body(toYAML(config as ServeConfig), 200, { "content-type": "application/yaml; charset=utf-8" });
+    return c.json(config);
+  });
+
+  app.put("/api/applications", async (c) => {
+    const parsed = await readConfig(c.req.raw);
+    if (!parsed.ok) throw invalid("the config", parsed.issues);
+    const wait = waitOf(c);
+    const { needsRestart } = await server.apply(parsed.value, wait);
+    return c.json({ status: server.status(), needsRestart }, wait ? 200 : 202);
+  });
+
+  app.patch("/api/applications/:app/deployments/:name", async (c) => {
+    const { app: appName, name } = c.req.param();
+    findDeployment(server.status(), appName, name);
+    const patch = validate(deploymentPatchSchema, await readJSON(c.req.raw));
+    if (!patch.ok) throw invalid("the patch", patch.issues);
+    const wait = waitOf(c);
+    await server.patchDeployment(appName, name, patch.value, wait);
+    return c.json(findDeployment(server.status(), appName, name), wait ? 200 : 202);
+  });
+
+  app.patch("/api/routes", async (c) => {
+    const route = validate(routePatchSchema, await readJSON(c.req.raw));
+    if (!route.ok) throw invalid("the route", route.issues);
+    server.patchRoute(route.value);
+    return c.json({ routes: server.appliedConfig().routes });
+  });
+
+  app.delete("/api/applications/:app", async (c) => {
+    const wait = waitOf(c);
+    await server.deleteApp(c.req.param("app"), wait);
+    return c.json({ status: server.status() }, wait ? 200 : 202);
+  });
+
+  app.post("/api/shutdown", (c) => {
+    // After the answer has left: the caller learns the shutdown started.
+    setTimeout(opts.onShutdown, 10);
+    return c.json({ message: "shutting down: requests in flight drain, then the server exits" }, 202);
+  });
+
+  app.get("/metrics", (c) => c.body(metrics(server.status(), restarts), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+
+  return app;
+}
+
+/**
+ * Serves the admin API on its own port. `idleTimeout: 0` because a PUT or
+ * PATCH waits until the change serves, which may take minutes.
+ *
+ * @example
+ * const admin = startAdmin(server, { host: "127.0.0.1", port: 8265, onShutdown: stop, errorDetail: "full" });
+ * console.log(`admin API on ${admin.url}`);
+ */
+export function startAdmin(server: AdminTarget, opts: AdminOptions): { port: number; url: string; stop(): Promise<void> } {
+  if (!opts.token && !isLoopback(opts.host)) {
+    throw new ServeError(
+      "invalid",
+      `the admin API would listen on ${opts.host} without a token: set --admin-token (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`,
+    );
+  }
+  const app = createAdmin(server, opts);
+  const http = Bun.serve({ hostname: opts.host, port: opts.port, fetch: app.fetch, idleTimeout: 0 });
+  const port = http.port!;
+  const host = opts.host === "0.0.0.0" ? "127.0.0.1" : opts.host === "::" ? "::1" : opts.host;
+  return {
+    port,
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    stop: () => http.stop(true),
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Fixed-length digests, so timingSafeEqual compares equal lengths and the token's length does not leak. */
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+function wantsYAML(header: string | undefined): boolean {
+  return /\b(application|text)\/(x-)?yaml\b/.test(header ?? "");
+}
+
+function waitOf(c: Context): boolean {
+  const w = c.req.query("wait");
+  return !(w === "false" || w === "0");
+}
+
+function invalid(what: string, issues: Issue[]): ServeError {
+  return new ServeError("invalid", `${what} is invalid; nothing was changed:\n${formatIssues(issues)}`, { issues });
+}
+
+async function readJSON(req: Request): Promise<unknown> {
+  const text = await req.text();
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ServeError("bad_request", `the body is not valid JSON (${(e as Error).message}); send a JSON object, e.g. {"numReplicas": 2}`);
+  }
+}
+
+/** A whole config: YAML when the content type says so, else JSON. */
+async function readConfig(req: Request): Promise<ConfigResult<ServeConfig>> {
+  if (wantsYAML(req.headers.get("content-type") ?? undefined)) return parseYAML(await req.text(), "request body");
+  return parseConfig(await readJSON(req));
+}
+
+function findDeployment(status: StatusJSON, app: string, name: string): StatusJSON["applications"][string]["deployments"][string] {
+  const a = status.applications[app];
+  if (!a) throw new ServeError("not_found", `no application "${app}"; applications: ${Object.keys(status.applications).join(", ") || "(none)"}`);
+  const d = a.deployments[name];
+  if (!d) throw new ServeError("not_found", `application ${app} has no deployment "${name}"; it has ${Object.keys(a.deployments).join(", ")}`);
+  return d;
+}
+
+/**
+ * Restarts only grow: a replica keeps its id across restarts, so the total
+ * is the sum of the highest count seen per replica id, and scaling a
+ * restarted replica away does not make the counter go down.
+ */
+class RestartCounter {
+  readonly #seen = new Map<string, number>();
+
+  total(app: string, deployment: string, replicas: { id: string; restarts: number }[]): number {
+    for (const r of replicas) {
+      const key = JSON.stringify([app, deployment, r.id]);
+      this.#seen.set(key, Math.max(this.#seen.get(key) ?? 0, r.restarts));
+    }
+    const prefix = JSON.stringify([app, deployment]).slice(0, -1) + ",";
+    let sum = 0;
+    for (const [k, v] of this.#seen) if (k.startsWith(prefix)) sum += v;
+    return sum;
+  }
+}
+
+const label = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const labels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}="${label(v)}"`).join(",")}}`;
+
+/** Prometheus text format (0.0.4), from the status JSON. */
+function metrics(status: StatusJSON, restarts: RestartCounter): string {
+  const families = {
+    up: ["serve_bin_up", "gauge", "1 while the serve-bin server runs."],
+    app: ["serve_bin_application_status", "gauge", "1 for the application's current status, 0 for the others."],
+    replicas: ["serve_bin_replicas", "gauge", "Replicas of a deployment, by state."],
+    target: ["serve_bin_target_replicas", "gauge", "Replicas a deployment is meant to have."],
+    restarts: ["serve_bin_replica_restarts_total", "counter", "Times a replica of the deployment died or failed and was restarted."],
+  } as const;
+  const samples: Record<keyof typeof families, string[]> = { up: ["serve_bin_up 1"], app: [], replicas: [], target: [], restarts: [] };
+  for (const [app, a] of Object.entries(status.applications)) {
+    for (const s of APP_STATES) samples.app.push(`${families.app[0]}${labels({ app, status: s })} ${a.status === s ? 1 : 0}`);
+    for (const [deployment, d] of Object.entries(a.deployments)) {
+      for (const state of REPLICA_STATES) {
+        const n = d.replicas.filter((r) => r.state === state).length;
+        samples.replicas.push(`${families.replicas[0]}${labels({ app, deployment, state })} ${n}`);
+      }
+      samples.target.push(`${families.target[0]}${labels({ app, deployment })} ${d.targetReplicas}`);
+      samples.restarts.push(`${families.restarts[0]}${labels({ app, deployment })} ${restarts.total(app, deployment, d.replicas)}`);
+    }
+  }
+  const out: string[] = [];
+  for (const [key, [name, type, help]] of Object.entries(families) as [keyof typeof families, (typeof families)[keyof typeof families]][]) {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples[key]);
+  }
+  return `${out.join("\n")}\n`;
+}

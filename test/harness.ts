@@ -1,0 +1,142 @@
+/**
+ * Test harness: real processes, real sockets, real HTTP. Servers are started
+ * with port 0 and found from what they print; everything started here is
+ * ended by pid, and tests wait for conditions, never for time.
+ */
+import { mkdtempSync, rmSync, existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+
+export const ROOT = resolve(import.meta.dirname, "..");
+export const CLI = join(ROOT, "src/cli/main.ts");
+export const BINARY = join(ROOT, "dist/serve-bin");
+export const EXAMPLES = join(ROOT, "examples");
+/** The Bun that runs the tests (the npm package's, under `bun --bun vitest`). */
+export const BUN = process.execPath;
+
+/** Resolves when `cond()` is truthy; rejects after `timeoutMs` with `what`. */
+export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeoutMs = 20_000, everyMs = 20): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(everyMs);
+  }
+}
+
+export interface TempDir extends AsyncDisposable {
+  path: string;
+}
+
+export function tempDir(prefix = "sb-test-"): TempDir {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, [Symbol.asyncDispose]: async () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export interface RunningServer extends AsyncDisposable {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Data-plane URL, e.g. http://127.0.0.1:40123 */
+  url: string;
+  adminUrl: string;
+  /** Everything printed so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM, then the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+export interface StartOptions {
+  /** Run the compiled binary instead of the source CLI. */
+  compiled?: boolean;
+  cwd?: string;
+  args?: string[];
+  env?: Record<string, string>;
+  /** Wait for "ready in" (default) or only for the listening line. */
+  waitReady?: boolean;
+  timeoutMs?: number;
+}
+
+/** The command that runs serve-bin: `[bun, src/cli/main.ts]` or the compiled binary. */
+export function cliCommand(compiled = false): string[] {
+  return compiled ? [BINARY] : [BUN, CLI];
+}
+
+/** Starts `serve-bin run <target> --port 0 --admin-port 0 ...` and waits until it serves. */
+export async function startServer(target: string, opts: StartOptions = {}): Promise<RunningServer> {
+  const cmd = [...cliCommand(opts.compiled), "run", target, "--port", "0", "--admin-port", "0", ...(opts.args ?? [])];
+  const proc = Bun.spawn(cmd, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  let out = "";
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    const d = new TextDecoder();
+    for await (const c of s) out += d.decode(c, { stream: true });
+  };
+  void pump(proc.stdout);
+  void pump(proc.stderr);
+  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    return proc.exited;
+  };
+  try {
+    const m = await waitFor(
+      () => {
+        if (proc.exitCode !== null) throw new Error(`serve-bin exited with ${proc.exitCode} before serving:\n${out}`);
+        return /listening on (http:\/\/\S+) \(admin API on (http:\/\/\S+)\)/.exec(out);
+      },
+      "the server to listen",
+      opts.timeoutMs ?? 30_000,
+    );
+    if (opts.waitReady !== false) {
+      await waitFor(
+        () => {
+          if (proc.exitCode !== null) throw new Error(`serve-bin exited with ${proc.exitCode} before it was ready:\n${out}`);
+          return /ready in \d+ ms/.test(out);
+        },
+        "the application to be ready",
+        opts.timeoutMs ?? 30_000,
+      );
+    }
+    return { proc, url: m[1]!, adminUrl: m[2]!, output: () => out, stop, [Symbol.asyncDispose]: async () => void (await stop()) };
+  } catch (e) {
+    proc.kill("SIGKILL");
+    await proc.exited;
+    throw e;
+  }
+}
+
+/** Runs a serve-bin command to completion. */
+export async function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string>; compiled?: boolean } = {}) {
+  const proc = Bun.spawn([...cliCommand(opts.compiled), ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+/** Pids of the direct children of `pid` (its replicas). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = Bun.file(`/proc/${d}/stat`);
+      const text = require("node:fs").readFileSync(`/proc/${d}/stat`, "utf8") as string;
+      void stat;
+      const ppid = Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(d));
+    } catch {}
+  }
+  return out;
+}
+
+export function alive(pid: number): boolean {
+  return existsSync(`/proc/${pid}`) && !require("node:fs").readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+}
+
+/** serve-bin files in /dev/shm and run directories in the temp dir (left-overs are bugs). */
+export function leftovers(pid: number): string[] {
+  const mine = (n: string) => n.startsWith(`serve-bin-${pid}-`);
+  return [...readdirSync("/dev/shm").filter(mine).map((n) => `/dev/shm/${n}`), ...readdirSync(tmpdir()).filter(mine).map((n) => join(tmpdir(), n))];
+}
+
+export async function postJSON(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, ...init });
+}
