@@ -87,7 +87,9 @@ export class ServeError extends Error {
   static fromUser(err: unknown, deployment: string): ServeError {
     if (err instanceof ServeError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
-    return new ServeError("user", e.message, { deployment, causeName: e.name, causeStack: e.stack });
+    // A value the codec cannot carry is the user's mistake too, but its own kind: 500 "encode".
+    const code = e.name === "EncodeError" ? "encode" : "user";
+    return new ServeError(code, e.message, { deployment, causeName: e.name, causeStack: e.stack });
   }
 }
 
