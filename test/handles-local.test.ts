@@ -372,7 +372,7 @@ describe("values through execute", () => {
     });
     expect(await failure(() => leaky.bind().execute())).toEqual({
       name: "ServeError",
-      code: "user",
+      code: "encode",
       message:
         "Cannot send an instance of class Opaque at $.handle: convert it first, e.g. to a plain object with { ...value } (the wire codec carries primitives, undefined, BigInt, plain objects, arrays, Date, Map, Set, ArrayBuffer, typed arrays, DataView and Error).",
       deployment: "leaky",

@@ -23,7 +23,7 @@ export async function healthcheckCommand(argv: string[]): Promise<number> {
     console.error(`serve-bin healthcheck: ${url} answered ${res.status}${body ? `: ${body}` : ""}`);
   } catch (e) {
     const err = e as Error & { code?: string };
-    const why = err.name === "TimeoutError" ? `no answer within ${TIMEOUT_MS / 1000} s` : err.code === "ConnectionRefused" ? "connection refused" : err.message;
+    const why = err.name === "TimeoutError" ? `no answer within ${TIMEOUT_MS / 1000} s` : err.code === "ConnectionRefused" || err.code === "ECONNREFUSED" ? "connection refused" : err.message;
     console.error(`serve-bin healthcheck: ${url}: ${why}`);
   }
   return 1;

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Hono, type Context } from "hono";
+import { parse as parseYAMLText } from "yaml";
 import { ServeError, type Issue } from "../error.ts";
 import { deploymentPatchSchema, formatIssues, parseConfig, routePatchSchema, validate, type ConfigResult, type ServeConfig } from "../config/schema.ts";
 import { parseYAML, toYAML } from "../config/yaml.ts";
@@ -75,11 +76,12 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.put("/api/applications", async (c) => {
-    const parsed = await readConfig(c.req.raw);
+    const { parsed, raw } = await readConfig(c.req.raw);
     if (!parsed.ok) throw invalid("the config", parsed.issues);
     const wait = waitOf(c);
     const { needsRestart } = await server.apply(parsed.value, wait);
-    return c.json({ status: server.status(), needsRestart }, wait ? 200 : 202);
+    // Only what the body spells out: a section left out means "as the server runs", not "the defaults".
+    return c.json({ status: server.status(), needsRestart: needsRestart.filter((f) => written(raw, f)) }, wait ? 200 : 202);
   });
 
   app.patch("/api/applications/:app/deployments/:name", async (c) => {
@@ -173,10 +175,22 @@ async function readJSON(req: Request): Promise<unknown> {
   }
 }
 
-/** A whole config: YAML when the content type says so, else JSON. */
-async function readConfig(req: Request): Promise<ConfigResult<ServeConfig>> {
-  if (wantsYAML(req.headers.get("content-type") ?? undefined)) return parseYAML(await req.text(), "request body");
-  return parseConfig(await readJSON(req));
+/** A whole config: YAML when the content type says so, else JSON; with the body as written. */
+async function readConfig(req: Request): Promise<{ parsed: ConfigResult<ServeConfig>; raw: unknown }> {
+  if (!wantsYAML(req.headers.get("content-type") ?? undefined)) {
+    const raw = await readJSON(req);
+    return { parsed: parseConfig(raw), raw };
+  }
+  const text = await req.text();
+  const parsed = parseYAML(text, "request body");
+  return { parsed, raw: parsed.ok ? parseYAMLText(text) : undefined };
+}
+
+/** Whether `field` ("proxy.port") is set in the body as written. */
+function written(raw: unknown, field: string): boolean {
+  const [section, key] = field.split(".") as [string, string];
+  const s = (raw as Record<string, unknown> | null)?.[section];
+  return typeof s === "object" && s !== null && (s as Record<string, unknown>)[key] !== undefined;
 }
 
 function findDeployment(status: StatusJSON, app: string, name: string): StatusJSON["applications"][string]["deployments"][string] {

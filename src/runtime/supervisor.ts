@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "./channel/messages.ts";
 
@@ -21,8 +22,9 @@ export interface Supervisor {
 
 /** How to start this same program in the replica role, compiled or from source. */
 export function replicaCommand(): string[] {
-  if (import.meta.path.startsWith("/$bunfs/")) return [process.execPath, "replica"];
-  return [process.execPath, new URL("../cli/main.ts", import.meta.url).pathname, "replica"];
+  // Compiled, this module lives in Bun's embedded filesystem (/$bunfs/…).
+  if (fileURLToPath(import.meta.url).startsWith("/$bunfs/")) return [process.execPath, "replica"];
+  return [process.execPath, fileURLToPath(new URL("../cli/main.ts", import.meta.url)), "replica"];
 }
 
 /** Copies a child's output to ours, each line prefixed with the replica's name. */
