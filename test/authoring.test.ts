@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ClassNode, deployment, Deployment, FunctionNode, InputNode, MethodNode, ServeError, type DeploymentHandle } from "serve-bin";
 import tutorialDriver, { dag as tutorial } from "../examples/tutorial/graph.ts";
 import { buildGraph } from "../src/graph/ir.ts";
+import { failure } from "./failure.ts";
 
 const double = deployment(function double(x: number) {
   return 2 * x;
@@ -18,16 +19,6 @@ class Model {
 }
 const ModelD = deployment(Model);
 
-/** The error that `run` throws or rejects with, as plain data. */
-async function failure(run: () => unknown): Promise<Record<string, unknown>> {
-  try {
-    await run();
-  } catch (e) {
-    const err = e as ServeError;
-    return { name: err.name, code: err.code, message: err.message, deployment: err.deployment };
-  }
-  throw new Error("expected a failure, got none");
-}
 
 const names = (root: Parameters<typeof buildGraph>[0]) => [...buildGraph(root).deployments.keys()];
 const initArgsOf = (root: Parameters<typeof buildGraph>[0]) =>

@@ -1,16 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DAGDriver, deployment, DeploymentResponse, InputNode, requestContext, ServeError, type DeploymentHandle } from "serve-bin";
+import { failure } from "./failure.ts";
 
-/** The error that `run` throws or rejects with, as plain data. */
-async function failure(run: () => unknown): Promise<Record<string, unknown>> {
-  try {
-    await run();
-  } catch (e) {
-    const err = e as ServeError;
-    return { name: err.name, code: err.code, message: err.message, deployment: err.deployment };
-  }
-  throw new Error("expected a failure, got none");
-}
 
 class Model {
   constructor(readonly weight: number) {}

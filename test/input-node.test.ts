@@ -1,21 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { deployment, InputNode, ServeError } from "serve-bin";
 import { buildGraph } from "../src/graph/ir.ts";
+import { failure } from "./failure.ts";
 
 const echo = deployment(function echo(...xs: unknown[]) {
   return xs;
 });
 
-/** The error that `run` throws or rejects with, as plain data. */
-async function failure(run: () => unknown): Promise<Record<string, unknown>> {
-  try {
-    await run();
-  } catch (e) {
-    const err = e as ServeError;
-    return { name: err.name, code: err.code, message: err.message, deployment: err.deployment };
-  }
-  throw new Error("expected a failure, got none");
-}
 
 describe("selecting part of the input", () => {
   it("reads input[k] as the k-th argument when execute gets several arguments", async () => {
