@@ -40,6 +40,8 @@ function progress(e: ControllerEvent): void {
       return log(`${who} failed: ${e.message}`);
     case "replica-died":
       return log(`${who} died (${e.message}); restarting`);
+    case "replica-replaced":
+      return log(`${who} is being replaced: ${e.message}`);
     case "replica-stopped":
       return;
     case "app-status":
@@ -119,10 +121,18 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
   log(`listening on ${server.url} (admin API on ${admin.url})`);
   try {
     const t0 = performance.now();
-    await server.apply(config);
+    // A signal (or POST /api/shutdown) during start-up stops the server while apply() still
+    // waits for applications that will never run: stop waiting then, and exit 0 like any stop.
+    const applying = server.apply(config);
+    applying.catch(() => {});
+    if ((await Promise.race([applying.then(() => "ready" as const), done.then(() => "stopped" as const)])) === "stopped") return 0;
     for (const app of server.appliedConfig().applications) log(`serving ${app.name} at ${server.url}${app.routePrefix === "/" ? "/" : app.routePrefix}`);
     if (config.applications.length) log(`ready in ${Math.round(performance.now() - t0)} ms`);
   } catch (e) {
+    if (stopping) {
+      await stopping; // stopped by a signal mid-start: the failure is the stop's doing
+      return 0;
+    }
     const err = e as ServeError;
     process.stderr.write(`serve-bin: ${err.message}\n`);
     if (err.causeStack) process.stderr.write(`${err.causeStack}\n`);

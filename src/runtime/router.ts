@@ -133,6 +133,10 @@ export class Router {
 function abortError(signal: AbortSignal, deployment: string): ServeError {
   const reason = signal.reason;
   if (reason instanceof ServeError) return reason;
+  // AbortSignal.timeout() (a handle's timeoutS) aborts with a DOMException named TimeoutError: a 504, not a cancellation.
+  if ((reason as Error | undefined)?.name === "TimeoutError") {
+    return new ServeError("timeout", `the call to ${deployment} took longer than its handle's timeoutS; raise timeoutS in handle.options() or make ${deployment} faster`, { deployment });
+  }
   return new ServeError("cancelled", `the request was cancelled while waiting for ${deployment}`, { deployment });
 }
 

@@ -294,6 +294,8 @@ export function encode(value: unknown, opts?: { binary?: BinaryWriter }): Uint8A
 export function decode(bytes: Uint8Array, opts?: { binary?: BinaryReader }): unknown {
   const saved = reader;
   reader = opts?.binary;
+  // A Node Buffer's slice() is a view, not a copy; on a plain Uint8Array view every slice() below copies.
+  if (Object.getPrototypeOf(bytes) !== Uint8Array.prototype) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   try {
     return runDecoder(bytes);
   } finally {

@@ -66,7 +66,8 @@ export class FrameDecoder {
         pos += 4;
         // Common case: the whole body is in this chunk; one copy, no state.
         if (end - pos >= length && length <= this.maxBodyBytes) {
-          out.push(chunk.slice(pos, pos + length));
+          // Not chunk.slice(): a socket chunk is a Node Buffer, whose slice() is a view, not a copy.
+          out.push(new Uint8Array(chunk.subarray(pos, pos + length)));
           pos += length;
           continue;
         }

@@ -167,16 +167,26 @@ export class ReplicaServer {
     }
   }
 
-  /** Stops taking calls and waits (at most `timeoutS`) for those running. */
+  /**
+   * Stops taking calls and waits (at most `timeoutS`) for those running.
+   * Calls whose caller gave up (cancelled, timed out, went away) do not hold
+   * the drain: nobody is waiting for their answer.
+   */
   async drain(timeoutS: number): Promise<void> {
     this.draining = true;
-    if (this.admitted === 0) return;
+    if (!this.#awaited()) return;
     await Promise.race([
       new Promise<void>((r) => {
-        const check = () => (this.admitted === 0 ? r() : setTimeout(check, 5));
+        const check = () => (this.#awaited() ? setTimeout(check, 5) : r());
         check();
       }),
       Bun.sleep(timeoutS * 1000),
     ]);
+  }
+
+  /** Whether some admitted call still has a caller waiting for it. */
+  #awaited(): boolean {
+    for (const calls of this.#active.values()) for (const a of calls.values()) if (!a.abort.signal.aborted) return true;
+    return false;
   }
 }

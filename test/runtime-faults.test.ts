@@ -1,0 +1,431 @@
+/**
+ * Faults against real replica processes: user exceptions, a replica killed
+ * mid-request, timeouts, start-up failures, a full queue behind the driver,
+ * SIGTERM with requests in flight, and a killed server.
+ */
+import { describe, expect, it } from "vitest";
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, alive, childPids, cliCommand, leftovers, postJSON, startServer, tempDir, waitFor, type RunningServer } from "./harness.ts";
+
+function gone(pid: number): boolean {
+  try {
+    return !alive(pid);
+  } catch {
+    return true; // /proc/<pid> vanished while being read
+  }
+}
+
+/** Replica processes of server `pid`, found by the run directory on their command line (they outlive a reparenting). */
+function replicasOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`serve-bin-${pid}-`) && !gone(Number(d))) out.push(Number(d));
+    } catch {}
+  }
+  return out;
+}
+
+/** Ends by pid whatever a failed test left running: the server and its replicas. */
+function reap(pid: number, children: number[]): void {
+  for (const p of [pid, ...children, ...replicasOf(pid)]) if (!gone(p)) process.kill(p, "SIGKILL");
+}
+
+/** SIGTERM: exit 0, every replica gone, no socket directory or shared-memory file left. */
+async function stopCleanly(server: RunningServer): Promise<void> {
+  const pid = server.proc.pid;
+  const children = childPids(pid);
+  try {
+    expect(await Promise.race([server.stop("SIGTERM"), Bun.sleep(15_000).then(() => "still running after 15 s")])).toBe(0);
+    await waitFor(() => children.every(gone) && replicasOf(pid).length === 0, "every replica to exit", 5_000);
+    expect(leftovers(pid)).toEqual([]);
+  } finally {
+    reap(pid, children);
+  }
+}
+
+const FIXTURES = join(ROOT, "test/fixtures");
+const fixture = (name: string) => join(FIXTURES, name);
+
+interface Status {
+  applications: Record<string, { status: string; message: string; deployments: Record<string, { status: string; replicas: { id: string; pid: number; state: string; restarts: number }[] }> }>;
+}
+
+async function status(server: RunningServer): Promise<Status> {
+  const res = await fetch(`${server.adminUrl}/api/applications`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as Status;
+}
+
+async function replicasOfDeployment(server: RunningServer, deployment: string, app = "default") {
+  return (await status(server)).applications[app]!.deployments[deployment]!.replicas;
+}
+
+/** Runs `serve-bin run <target>` expecting it to give up; returns its pid, exit code and output. */
+async function runUntilExit(target: string, timeoutMs = 30_000): Promise<{ pid: number; code: number; output: string }> {
+  const proc = Bun.spawn([...cliCommand(), "run", target, "--port", "0", "--admin-port", "0"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { pid: proc.pid, code, output: stdout + stderr };
+}
+
+const slowBody = (tag: string, sleepS: number) => ({ tag, sleepS });
+
+describe("a user exception", () => {
+  it("answers 500 JSON naming the deployment, with message and stack, and the replica lives on", async () => {
+    const server = await startServer(fixture("user-error.ts"));
+    try {
+      const first = await postJSON(server.url, "one");
+      expect(first.status).toBe(200);
+      const { pid } = (await first.json()) as { pid: number };
+      expect(await replicasOfDeployment(server, "flaky")).toEqual([{ id: "flaky#0", pid, state: "RUNNING", restarts: 0 }]);
+
+      const res = await postJSON(server.url, "boom");
+      expect(res.status).toBe(500);
+      expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+      const body = (await res.json()) as Record<string, string>;
+      expect(body).toEqual({ error: "user", message: 'cannot digest "boom"', deployment: "flaky", stack: expect.any(String) });
+      expect(body.stack).toMatch(/^TypeError: cannot digest "boom"\n/);
+      expect(body.stack).toContain("user-error.ts");
+
+      const after = await postJSON(server.url, "two");
+      expect({ status: after.status, body: await after.json() }).toEqual({ status: 200, body: { pid, x: "two" } });
+      expect(await replicasOfDeployment(server, "flaky")).toEqual([{ id: "flaky#0", pid, state: "RUNNING", restarts: 0 }]);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("a replica killed with SIGKILL during a slow request", () => {
+  it("fails that request with 503 at once, serves new ones, and restarts the replica under its id", async () => {
+    await using marks = tempDir();
+    const server = await startServer(fixture("slow.ts"), { env: { SB_MARKS: marks.path } });
+    try {
+      const slow = postJSON(server.url, slowBody("victim", 20));
+      const victimPid = Number(await waitFor(() => existsSync(join(marks.path, "started-victim")) && readFileSync(join(marks.path, "started-victim"), "utf8"), "the slow call to start"));
+      const before = await replicasOfDeployment(server, "sleeper");
+      const victim = before.find((r) => r.pid === victimPid)!;
+      expect(victim).toEqual({ id: expect.stringMatching(/^sleeper#[01]$/), pid: victimPid, state: "RUNNING", restarts: 0 });
+
+      const killedAt = performance.now();
+      process.kill(victimPid, "SIGKILL");
+      const res = await slow;
+      const seconds = (performance.now() - killedAt) / 1000;
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({
+        error: "unavailable",
+        message: expect.stringMatching(new RegExp(`^replica ${victim.id}\\b.* of sleeper went away while handling the request; retry it$`)),
+        deployment: "sleeper",
+      });
+      expect(seconds).toBeLessThan(3);
+
+      for (const tag of ["after-1", "after-2", "after-3"]) {
+        const r = await postJSON(server.url, slowBody(tag, 0));
+        expect({ status: r.status, body: await r.text() }).toEqual({ status: 200, body: expect.stringMatching(new RegExp(`^${tag} slept in \\d+$`)) });
+      }
+      const replaced = await waitFor(async () => {
+        const rs = await replicasOfDeployment(server, "sleeper");
+        const r = rs.find((x) => x.id === victim.id);
+        return rs.length === 2 && r?.state === "RUNNING" ? r : undefined;
+      }, "the killed replica to be restarted");
+      expect(replaced).toEqual({ id: victim.id, pid: expect.any(Number), state: "RUNNING", restarts: 1 });
+      expect(replaced.pid).not.toBe(victimPid);
+      const other = (await replicasOfDeployment(server, "sleeper")).find((r) => r.id !== victim.id)!;
+      expect(other.restarts).toBe(0);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("the ingress replica killed with SIGKILL during a slow request", () => {
+  it("fails that request with 503 at once; a request sent meanwhile waits for the restarted ingress and succeeds", async () => {
+    await using marks = tempDir();
+    const server = await startServer(fixture("slow.ts"), { env: { SB_MARKS: marks.path } });
+    try {
+      const slow = postJSON(server.url, slowBody("in-ingress", 20));
+      await waitFor(() => existsSync(join(marks.path, "started-in-ingress")), "the slow call to start");
+      const [driver] = await replicasOfDeployment(server, "DAGDriver");
+      const killedAt = performance.now();
+      process.kill(driver!.pid, "SIGKILL");
+      const res = await slow;
+      expect((performance.now() - killedAt) / 1000).toBeLessThan(3);
+      expect({ status: res.status, body: await res.json() }).toEqual({
+        status: 503,
+        body: { error: "unavailable", message: expect.stringMatching(/^replica DAGDriver#0\b.* of DAGDriver went away while handling the request; retry it$/), deployment: "DAGDriver" },
+      });
+      const next = await postJSON(server.url, slowBody("next", 0));
+      expect({ status: next.status, body: await next.text() }).toEqual({ status: 200, body: expect.stringMatching(/^next slept in \d+$/) });
+      const [restarted] = await replicasOfDeployment(server, "DAGDriver");
+      expect(restarted).toEqual({ id: "DAGDriver#0", pid: expect.any(Number), state: "RUNNING", restarts: 1 });
+      expect(restarted!.pid).not.toBe(driver!.pid);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("proxy.requestTimeoutS", () => {
+  it("answers 504 after the timeout and fires the user code's requestContext().signal", async () => {
+    await using dir = tempDir();
+    copyFileSync(fixture("timeout.ts"), join(dir.path, "timeout.ts"));
+    writeFileSync(join(dir.path, "app.yaml"), "proxy: { requestTimeoutS: 0.5 }\napplications:\n  - name: default\n    importPath: ./timeout.ts\n");
+    const server = await startServer(join(dir.path, "app.yaml"), { env: { SB_MARKS: dir.path } });
+    try {
+      const t0 = performance.now();
+      const res = await postJSON(server.url, "late", { headers: { "content-type": "application/json", "x-request-id": "req-timeout-1" } });
+      const seconds = (performance.now() - t0) / 1000;
+      expect({ status: res.status, body: await res.json() }).toEqual({
+        status: 504,
+        body: { error: "timeout", message: "the request took longer than proxy.requestTimeoutS (0.5 s); raise it or make the graph faster" },
+      });
+      expect(seconds).toBeGreaterThanOrEqual(0.45);
+      expect(seconds).toBeLessThan(3);
+      const marker = join(dir.path, "aborted-late");
+      await waitFor(() => existsSync(marker), "the user code to see the abort", 5_000);
+      expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "late", requestId: "req-timeout-1", why: expect.stringMatching(/^aborted: /) });
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("a client that goes away", () => {
+  it("fires the user code's requestContext().signal", async () => {
+    await using marks = tempDir();
+    const server = await startServer(fixture("timeout.ts"), { env: { SB_MARKS: marks.path } });
+    try {
+      const ctl = new AbortController();
+      const pending = postJSON(server.url, "gone", { signal: ctl.signal, headers: { "content-type": "application/json", "x-request-id": "req-gone-1" } });
+      pending.catch(() => {});
+      await waitFor(() => existsSync(join(marks.path, "started-gone")), "the call to start");
+      ctl.abort();
+      await expect(pending).rejects.toThrow();
+      const marker = join(marks.path, "aborted-gone");
+      // Well before requestTimeoutS (60 s) and the fixture's own 20 s.
+      await waitFor(() => existsSync(marker), "the user code to see the abort", 5_000);
+      expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "gone", requestId: "req-gone-1", why: expect.stringMatching(/^aborted: /) });
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("a handle's own timeoutS", () => {
+  it("answers 504 naming the deployment that was too slow, not 499 or 500", async () => {
+    const server = await startServer(fixture("handle-timeout.ts"));
+    try {
+      const fast = await postJSON(server.url, 0.05);
+      expect({ status: fast.status, body: await fast.text() }).toEqual({ status: 200, body: "slept 0.05 s" });
+      const t0 = performance.now();
+      const res = await postJSON(server.url, 1.5);
+      const seconds = (performance.now() - t0) / 1000;
+      expect({ status: res.status, body: await res.json() }).toEqual({
+        status: 504,
+        body: {
+          error: "timeout",
+          message: "the call to slowEcho took longer than its handle's timeoutS; raise timeoutS in handle.options() or make slowEcho faster",
+          deployment: "slowEcho",
+        },
+      });
+      expect(seconds).toBeLessThan(1.2);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("start-up failures", () => {
+  it("exits non-zero and prints the user's error when a constructor throws", async () => {
+    const { pid, code, output } = await runUntilExit(fixture("ctor-throws.ts"));
+    try {
+      expect([1, 2]).toContain(code);
+      expect(output).toContain("weights not found at /models/missing.onnx; mount them or fix userConfig");
+      expect(output).toContain("Loader");
+      await waitFor(() => replicasOf(pid).length === 0, "the replicas to exit", 5_000);
+      expect(leftovers(pid)).toEqual([]);
+    } finally {
+      reap(pid, []);
+    }
+  });
+
+  it("refuses replicas whose rebuilt graph hashes differently (a random init arg) and exits non-zero", async () => {
+    const { pid, code, output } = await runUntilExit(fixture("random-init.ts"));
+    try {
+      expect([1, 2]).toContain(code);
+      expect(output).toContain("the graph rebuilt in this replica differs from the one the server planned");
+      expect(output).toContain("no random values, clocks or environment-dependent values in bind()");
+      await waitFor(() => replicasOf(pid).length === 0, "the replicas to exit", 5_000);
+      expect(leftovers(pid)).toEqual([]);
+    } finally {
+      reap(pid, []);
+    }
+  });
+});
+
+describe("a deployment with maxOngoingRequests 1 and maxQueuedRequests 0 behind the driver", () => {
+  it("turns the second concurrent request away with 503, not 500", async () => {
+    const server = await startServer(fixture("queue-full.ts"));
+    try {
+      const answers = await Promise.all([postJSON(server.url, 1), postJSON(server.url, 1)].map(async (p) => {
+        const r = await p;
+        return { status: r.status, body: await r.text() };
+      }));
+      answers.sort((a, b) => a.status - b.status);
+      expect(answers[0]).toEqual({ status: 200, body: "done" });
+      expect({ status: answers[1]!.status, body: JSON.parse(answers[1]!.body) }).toEqual({
+        status: 503,
+        body: { error: "unavailable", message: "single is at capacity and its queue is full (maxQueuedRequests 0); retry later or add replicas", deployment: "single" },
+      });
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("SIGTERM while requests are in flight", () => {
+  it("lets them finish with 200, then exits 0 leaving nothing behind", async () => {
+    await using marks = tempDir();
+    const server = await startServer(fixture("slow.ts"), { env: { SB_MARKS: marks.path } });
+    const pid = server.proc.pid;
+    const children = childPids(pid);
+    try {
+      const tags = ["t1", "t2", "t3"];
+      const inFlight = tags.map((tag) => postJSON(server.url, slowBody(tag, 1.5)).then(async (r) => ({ status: r.status, body: await r.text() })));
+      await waitFor(() => tags.every((t) => existsSync(join(marks.path, `started-${t}`))), "every request to reach the sleeper");
+      const exited = server.stop("SIGTERM");
+      const answers = await Promise.all(inFlight);
+      expect(answers).toEqual(tags.map((tag) => ({ status: 200, body: expect.stringMatching(new RegExp(`^${tag} slept in \\d+$`)) })));
+      expect(await exited).toBe(0);
+      await waitFor(() => children.every(gone) && replicasOf(pid).length === 0, "every replica to exit", 5_000);
+      expect(leftovers(pid)).toEqual([]);
+      expect(server.output()).toContain("serve-bin: stopped");
+    } finally {
+      reap(pid, children);
+    }
+  });
+});
+
+describe("SIGTERM during start-up", () => {
+  it("stops at once, before the slow replica is ready, and exits 0 leaving nothing behind", async () => {
+    const server = await startServer(fixture("slow-start.ts"), { waitReady: false });
+    const pid = server.proc.pid;
+    try {
+      await waitFor(() => childPids(pid).length === 2 && server.output().includes("Loader#0 starting"), "the replicas to be starting");
+      const children = childPids(pid);
+      const t0 = performance.now();
+      expect(await Promise.race([server.stop("SIGTERM"), Bun.sleep(10_000).then(() => "still running 10 s after SIGTERM")])).toBe(0);
+      // The model would take 3 s to load; the stop does not wait for it.
+      expect((performance.now() - t0) / 1000).toBeLessThan(2);
+      expect(server.output()).not.toContain("ready in");
+      await waitFor(() => children.every(gone) && replicasOf(pid).length === 0, "every replica to exit", 5_000);
+      expect(leftovers(pid)).toEqual([]);
+    } finally {
+      reap(pid, []);
+    }
+  });
+});
+
+describe("SIGTERM with a request that outlasts proxy.shutdownTimeoutS", () => {
+  it("answers it 503 and exits 0 within shutdownTimeoutS, leaving nothing behind", async () => {
+    await using dir = tempDir();
+    copyFileSync(fixture("slow.ts"), join(dir.path, "slow.ts"));
+    writeFileSync(join(dir.path, "app.yaml"), "proxy: { shutdownTimeoutS: 1 }\napplications:\n  - name: default\n    importPath: ./slow.ts\n");
+    const server = await startServer(join(dir.path, "app.yaml"), { env: { SB_MARKS: dir.path } });
+    const pid = server.proc.pid;
+    const children = childPids(pid);
+    try {
+      const pending = postJSON(server.url, slowBody("long", 30)).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, string> }));
+      await waitFor(() => existsSync(join(dir.path, "started-long")), "the request to reach the sleeper");
+      const t0 = performance.now();
+      const exited = server.stop("SIGTERM");
+      const answer = await pending;
+      expect(answer.status).toBe(503);
+      expect(answer.body.error).toBe("unavailable");
+      expect(await exited).toBe(0);
+      const seconds = (performance.now() - t0) / 1000;
+      expect(seconds).toBeLessThan(1.75);
+      await waitFor(() => children.every(gone) && replicasOf(pid).length === 0, "every replica to exit", 5_000);
+      expect(leftovers(pid)).toEqual([]);
+    } finally {
+      reap(pid, children);
+    }
+  });
+});
+
+describe("a scale-down while the replica it removes has a request in flight", () => {
+  it("lets that request finish with 200 before the replica stops", async () => {
+    await using marks = tempDir();
+    const server = await startServer(fixture("slow.ts"), { env: { SB_MARKS: marks.path } });
+    try {
+      // Two calls at once: power of two choices over two replicas puts one on each.
+      const tags = ["s1", "s2"];
+      const inFlight = tags.map((tag) => postJSON(server.url, slowBody(tag, 1)).then(async (r) => ({ status: r.status, body: await r.text() })));
+      await waitFor(() => tags.every((t) => existsSync(join(marks.path, `started-${t}`))), "both calls to reach the sleepers");
+      const pids = tags.map((t) => Number(readFileSync(join(marks.path, `started-${t}`), "utf8")));
+      expect(new Set(pids).size).toBe(2);
+      const patch = await fetch(`${server.adminUrl}/api/applications/default/deployments/sleeper`, {
+        method: "PATCH",
+        body: JSON.stringify({ numReplicas: 1 }),
+        headers: { "content-type": "application/json" },
+      });
+      expect(patch.status).toBe(200);
+      await patch.arrayBuffer();
+      expect(await Promise.all(inFlight)).toEqual(tags.map((tag, i) => ({ status: 200, body: `${tag} slept in ${pids[i]}` })));
+      await waitFor(async () => (await replicasOfDeployment(server, "sleeper")).length === 1, "the removed replica to stop");
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("an un-awaited DeploymentResponse", () => {
+  it("passed to another .remote() is resolved across processes; one that fails unawaited harms nothing", async () => {
+    const server = await startServer(fixture("unawaited.ts"));
+    try {
+      const res = await postJSON(server.url, 5);
+      expect({ status: res.status, body: await res.text() }).toEqual({ status: 200, body: "5 doubled twice is 20" });
+
+      const [chain] = await replicasOfDeployment(server, "Chain");
+      for (const x of ["a", "b"]) {
+        const forgot = await postJSON(server.url, x);
+        expect({ status: forgot.status, body: await forgot.text() }).toEqual({ status: 200, body: `fired and forgot ${x}; pid ${chain!.pid}` });
+      }
+      expect(server.output()).not.toMatch(/unhandled/i);
+      expect(await replicasOfDeployment(server, "Chain")).toEqual([{ id: "Chain#0", pid: chain!.pid, state: "RUNNING", restarts: 0 }]);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
+describe("kill -9 of the server", () => {
+  it("ends its replicas within about a second, and the next start sweeps its files", async () => {
+    await using marks = tempDir();
+    const server = await startServer(fixture("slow.ts"), { env: { SB_MARKS: marks.path } });
+    const pid = server.proc.pid;
+    const children = childPids(pid);
+    try {
+      expect(children.length).toBe(4);
+      expect(leftovers(pid).length).toBeGreaterThan(0);
+      const killedAt = performance.now();
+      await server.stop("SIGKILL");
+      await waitFor(() => children.every(gone), "the orphaned replicas to exit", 3_000, 10);
+      const seconds = (performance.now() - killedAt) / 1000;
+      expect(seconds).toBeLessThan(1.5);
+      expect(replicasOf(pid)).toEqual([]);
+    } finally {
+      reap(pid, children);
+    }
+    const next = await startServer(fixture("user-error.ts"));
+    try {
+      expect(leftovers(pid)).toEqual([]);
+    } finally {
+      await stopCleanly(next);
+    }
+  });
+});
