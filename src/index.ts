@@ -10,6 +10,9 @@ export { DAGNode, FunctionNode, ClassNode, MethodNode, SelectNode } from "./api/
 export { DAGDriver, type DAGDriverOptions, type GraphRunner } from "./api/dag-driver.ts";
 export type { DeploymentOptions } from "./config/schema.ts";
 
+// Batching: callers send one item, the method gets an array
+export { batch, setBatchOptions, type BatchDecorator, type BatchInput } from "./api/batch.ts";
+
 // Calling other deployments
 export { DeploymentResponse, type DeploymentHandle, type HandleOptions } from "./api/handle.ts";
 export { requestContext, type RequestContext } from "./api/request-context.ts";

@@ -2,7 +2,8 @@
  * A deployment's result as HTTP: a string as text/plain, bytes as
  * application/octet-stream, a Response as is, anything else as JSON (typed
  * arrays as arrays of numbers, BigInt as a string). An async iterable streams:
- * server-sent events when the client accepts text/event-stream, else chunks.
+ * server-sent events when the client accepts text/event-stream, else chunks
+ * (strings as they are, other values as JSON lines).
  */
 export function toResponse(value: unknown, accept = ""): Response {
   if (value instanceof Response) return value;
@@ -31,8 +32,10 @@ export function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
   return typeof v === "object" && v !== null && typeof (v as Record<symbol, unknown>)[Symbol.asyncIterator] === "function";
 }
 
-function chunkText(chunk: unknown): string {
-  return typeof chunk === "string" ? chunk : toJSON(chunk);
+/** A chunk as text: strings as they are (tokens), anything else as one JSON line, so a client can split them. */
+function chunkText(chunk: unknown, sse: boolean): string {
+  if (typeof chunk === "string") return chunk;
+  return sse ? toJSON(chunk) : `${toJSON(chunk)}\n`;
 }
 
 function streamResponse(source: AsyncIterable<unknown>, sse: boolean): Response {
@@ -44,7 +47,7 @@ function streamResponse(source: AsyncIterable<unknown>, sse: boolean): Response 
         const { value, done } = await it.next();
         if (done) return controller.close();
         if (value instanceof Uint8Array && !sse) return controller.enqueue(value);
-        const text = chunkText(value);
+        const text = chunkText(value, sse);
         controller.enqueue(encoder.encode(sse ? `data: ${text.replaceAll("\n", "\ndata: ")}\n\n` : text));
       } catch (e) {
         if (sse) {

@@ -3,11 +3,21 @@ import { selectInput, wholeInput } from "../api/input-node.ts";
 import type { GraphIR, IRNode } from "./ir.ts";
 import { isRef, mapTemplate, type NodeRef } from "./template.ts";
 
+const AsyncGeneratorFunction = Object.getPrototypeOf(async function* () {}).constructor;
+
+/** Whether a deployment's function (or method) is an async generator, whose result streams. */
+function streams(ir: GraphIR, deployment: string, method: string | null): boolean {
+  const d = ir.deployments.get(deployment)!;
+  const fn = d.kind === "function" ? d.def.target : (d.def.target as { prototype?: Record<string, unknown> }).prototype?.[method ?? "__call__"];
+  return fn instanceof AsyncGeneratorFunction;
+}
+
 /**
  * Evaluates the graph under `from` for one request. Each node is computed at
  * most once (a promise per node), and a node starts as soon as its inputs are
  * ready, so independent branches run concurrently. Local execution and
- * serving differ only in the invoker.
+ * serving differ only in the invoker. When the node evaluated is an async
+ * generator, its chunks stream: the result is an async iterable.
  */
 export function walkGraph(ir: GraphIR, from: number, args: readonly unknown[], invoker: Invoker, opts: CallOptions): Promise<unknown> {
   const memo = new Map<number, Promise<unknown>>();
@@ -34,9 +44,11 @@ export function walkGraph(ir: GraphIR, from: number, args: readonly unknown[], i
           await Promise.all(node.refs.map(async (r) => values.set(r, await evaluate(r))));
           callArgs = mapTemplate(node.args, isRef, (r: NodeRef) => values.get(r.id)) as unknown[];
         }
+        if (node.id === from && streams(ir, node.deployment, node.method)) return invoker.stream(node.deployment, node.method, callArgs, opts);
         return invoker.call(node.deployment, node.method, callArgs, opts);
       }
       case "instance":
+        if (node.id === from && streams(ir, node.deployment, "__call__")) return invoker.stream(node.deployment, "__call__", [...args], opts);
         return invoker.call(node.deployment, "__call__", [...args], opts);
     }
   };

@@ -5,7 +5,7 @@ import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/cha
 import type { ReplicaClient } from "../runtime/replica-client.ts";
 import type { Router } from "../runtime/router.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
-import { RouteTable } from "./route-table.ts";
+import { RouteTable, type Variant } from "./route-table.ts";
 
 export interface ProxyOptions {
   requestTimeoutS: number;
@@ -50,7 +50,8 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): Hono {
       if (body && body.length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
       const headers: [string, string][] = [...req.headers, [ROUTE_PREFIX_HEADER, hit.prefix]];
       const wire: WireRequest = { method: req.method, url: req.url, headers, body };
-      const res = await forward(hit.router, wire, requestId, ctl.signal, () => clearTimeout(timer));
+      if (hit.shadow) shadow(hit.shadow, wire, requestId, opts.requestTimeoutS);
+      const res = await forward(hit.router, wire, requestId, ctl.signal, () => clearTimeout(timer), onClientGone);
       for (const [k, v] of hit.headers) res.headers.set(k, v);
       return res;
     } catch (e) {
@@ -63,6 +64,37 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): Hono {
   return app;
 }
 
+/** Shadow copies in flight per shadow ingress. */
+const shadowInflight = new WeakMap<Router, number>();
+
+/**
+ * Sends a copy of the request to the route's shadow application and discards
+ * its answer (a streamed one is read to the end). Nothing of it reaches the
+ * caller: not its errors, not its latency. Copies beyond what the shadow's
+ * replicas take at once are dropped, not queued, so a slow shadow cannot pile
+ * up work in the proxy.
+ */
+function shadow(v: Variant, wire: WireRequest, requestId: string, timeoutS: number): void {
+  const router = v.router;
+  const inflight = shadowInflight.get(router) ?? 0;
+  if (inflight >= Math.max(1, router.replicas.length * router.maxOngoing)) return;
+  shadowInflight.set(router, inflight + 1);
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")), timeoutS * 1000);
+  const copy: WireRequest = { ...wire, headers: [...wire.headers, ["x-serve-shadow", "1"]] };
+  const stop = () => ctl.abort(new ServeError("cancelled", "the shadow copy was abandoned"));
+  forward(router, copy, `${requestId}-shadow`, ctl.signal, () => {}, stop)
+    .then(async (res) => {
+      if (!res.body) return;
+      for await (const _ of res.body);
+    })
+    .catch(() => {})
+    .finally(() => {
+      clearTimeout(timer);
+      shadowInflight.set(router, (shadowInflight.get(router) ?? 1) - 1);
+    });
+}
+
 function tooLarge(max: number): Response {
   return errorResponse(new ServeError("payload_too_large", `the request body is larger than proxy.maxBodyBytes (${max} bytes); send less or raise the limit`));
 }
@@ -71,8 +103,12 @@ function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<
   return new Response(body, { status: w.status, headers: w.headers });
 }
 
-/** Calls the ingress; a streamed answer becomes a Response whose body follows chunk by chunk. */
-function forward(router: Router, wire: WireRequest, requestId: string, signal: AbortSignal, onHead: () => void): Promise<Response> {
+/**
+ * Calls the ingress; a streamed answer becomes a Response whose body follows
+ * chunk by chunk. `onCancel` runs when the body's reader goes away (the client
+ * disconnected mid-stream), so the caller can abort the call and stop the producer.
+ */
+function forward(router: Router, wire: WireRequest, requestId: string, signal: AbortSignal, onHead: () => void, onCancel: () => void): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     let stream: ReadableStreamDefaultController<Uint8Array> | null = null;
     let started = false;
@@ -91,6 +127,7 @@ function forward(router: Router, wire: WireRequest, requestId: string, signal: A
               if (ended) c.close();
             },
             pull: () => credit(1),
+            cancel: onCancel,
           });
           return resolve(fromWire(v as WireResponse, body));
         }

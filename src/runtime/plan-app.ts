@@ -5,6 +5,7 @@ import { ServeError } from "../error.ts";
 import { resolveDeployment } from "../config/diff.ts";
 import { parseImportPath, type ApplicationConfig, type DeploymentConfig, type ResolvedApplicationConfig } from "../config/schema.ts";
 import { servable, type ServableGraph } from "../graph/application.ts";
+import { maxBatchSizeOf } from "../api/batch.ts";
 
 /** An application ready for the controller: its graph, its resolved config and where its code is. */
 export interface PlannedApp {
@@ -68,7 +69,7 @@ export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: 
   for (const d of graph.ir.deployments.values()) {
     const ingress = d.name === graph.ingress;
     const { name: _n, ...fileOptions } = byName.get(d.name) ?? { name: d.name };
-    const resolved = resolveDeployment(d.name, [d.def.options, fileOptions], { ingress });
+    const resolved = batchFloor(resolveDeployment(d.name, [d.def.options, fileOptions], { ingress }), d.def.target as Function, fileOptions.maxOngoingRequests ?? d.def.options.maxOngoingRequests);
     if (ingress) routePrefix ??= resolved.routePrefix;
     deployments.push(resolved);
   }
@@ -79,6 +80,23 @@ export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: 
     exportName,
     codeVersion: `${graph.ir.hash}.${fileHash}`,
   };
+}
+
+/**
+ * A replica admits at most maxOngoingRequests calls, so a batched method could
+ * never gather more: the default is raised to the largest maxBatchSize, and a
+ * value written lower is refused.
+ */
+function batchFloor(d: DeploymentConfig, target: Function, written: number | undefined): DeploymentConfig {
+  const floor = maxBatchSizeOf(target);
+  if (d.maxOngoingRequests >= floor) return d;
+  if (written !== undefined) {
+    throw new ServeError("invalid", `${d.name} sets maxOngoingRequests ${written}, below its batched method's maxBatchSize ${floor}: a batch could never fill; set maxOngoingRequests to at least ${floor}`, {
+      deployment: d.name,
+      issues: [{ path: ["deployments", d.name, "maxOngoingRequests"], message: `below maxBatchSize ${floor}` }],
+    });
+  }
+  return { ...d, maxOngoingRequests: floor };
 }
 
 export function configDir(configPath: string): string {

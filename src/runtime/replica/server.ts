@@ -110,7 +110,11 @@ export class ReplicaServer {
 
   async #stream(conn: Connection, id: number, source: AsyncIterable<unknown>, a: Active, ctx: { requestId: string; signal: AbortSignal }): Promise<void> {
     const it = source[Symbol.asyncIterator]();
-    const stop = () => void it.return?.();
+    // Wake a producer waiting for credit too, or its call never ends and keeps its slot.
+    const stop = () => {
+      a.wake?.();
+      void it.return?.();
+    };
     ctx.signal.addEventListener("abort", stop, { once: true });
     try {
       for (;;) {
@@ -118,6 +122,7 @@ export class ReplicaServer {
         const r = await withRequestContext(ctx, () => it.next());
         if (r.done) break;
         while (a.credit <= 0 && !ctx.signal.aborted) await new Promise<void>((w) => (a.wake = w));
+        if (ctx.signal.aborted) return;
         a.credit--;
         conn.send({ t: "chunk", id, v: r.value });
       }
