@@ -4,23 +4,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join, relative } from "node:path";
+import { parseConfig } from "../src/config/schema.ts";
+import { startAdmin } from "../src/http/admin.ts";
+import { Server } from "../src/http/server.ts";
 import type { StatusJSON } from "../src/runtime/controller.ts";
-import { EXAMPLES, ROOT, alive, runCli, tempDir, waitFor, type TempDir } from "./harness.ts";
-
-/**
- * Bun's own import, not vitest's. The graph hash covers each deployment's
- * source text, and replicas load the graph with Bun's transpiler; a server
- * loaded through vitest's transform would plan graphs whose hash no replica
- * reproduces. So the server, and the graph it imports, are loaded as the
- * binary loads them.
- */
-const nativeRequire = createRequire(import.meta.url);
-const { parseConfig } = nativeRequire(join(ROOT, "src/config/schema.ts")) as typeof import("../src/config/schema.ts");
-const { startAdmin } = nativeRequire(join(ROOT, "src/http/admin.ts")) as typeof import("../src/http/admin.ts");
-const { Server } = nativeRequire(join(ROOT, "src/http/server.ts")) as typeof import("../src/http/server.ts");
-type Server = import("../src/http/server.ts").Server;
+import { EXAMPLES, alive, runCli, tempDir, waitFor, type TempDir } from "./harness.ts";
 
 const DIAMOND = join(EXAMPLES, "diamond");
 const TOKEN = "t0k";

@@ -38,6 +38,13 @@ export async function buildCommand(argv: string[]): Promise<number> {
       throw e;
     }
   }
+  // Still written (the file is the place to fix it), but it would not run as it is.
+  const byPrefix = new Map<string, string>();
+  for (const a of applications) {
+    const other = byPrefix.get(a.routePrefix);
+    if (other) process.stderr.write(`serve-bin: warning: applications ${other} and ${a.name} both serve ${a.routePrefix}; give each its own routePrefix in the file before running it\n`);
+    else byPrefix.set(a.routePrefix, a.name);
+  }
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;

@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ServeError } from "../error.ts";
 import { mergeRoutePatch } from "../config/diff.ts";
@@ -116,6 +116,8 @@ export class Server {
       }
     }
     this.#checkPrefixes(planned);
+    // userConfig changes first, in place: a reconfigure() that throws refuses the whole config, nothing else changed.
+    await this.controller.reconfigureFor(planned);
     this.#config = config;
     const names = new Set(planned.map((p) => p.config.name));
     const removals = [...this.controller.apps.keys()].filter((n) => !names.has(n)).map((n) => this.controller.removeApp(n));
@@ -146,7 +148,9 @@ export class Server {
     this.#config = {
       ...this.#config,
       applications: this.#config.applications.map((a) =>
-        a.name !== app ? a : { ...a, deployments: [...a.deployments.filter((d) => d.name !== name), { ...next }] },
+        a.name !== app
+          ? a
+          : { ...a, deployments: a.deployments.some((d) => d.name === name) ? a.deployments.map((d) => (d.name === name ? { ...next } : d)) : [...a.deployments, { ...next }] },
       ),
     };
     this.#saveState();
@@ -203,15 +207,25 @@ export class Server {
     mkdirSync(dir, { recursive: true });
     const file = join(dir, "config.json");
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ baseDir: this.opts.baseDir, config: this.#config }, null, 2));
+    // Synced before the rename: after a crash the file is the old config or the new one, never a torn one.
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(fd, JSON.stringify({ baseDir: this.opts.baseDir, config: this.#config }, null, 2));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, file);
   }
 
   /** Stops taking requests, drains every replica (at most shutdownTimeoutS), removes the run's files. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
-      await Promise.race([this.#http?.stop(false), Bun.sleep(this.#config.proxy.shutdownTimeoutS * 1000)]);
-      await this.controller.shutdown(this.#config.proxy.shutdownTimeoutS);
+      // One deadline for the whole shutdown, so SIGTERM ends inside shutdownTimeoutS (and Docker's grace).
+      const deadline = performance.now() + this.#config.proxy.shutdownTimeoutS * 1000;
+      const left = () => Math.max(0, deadline - performance.now());
+      await Promise.race([this.#http?.stop(false), Bun.sleep(left())]);
+      await this.controller.shutdown(left() / 1000);
       this.runDir.remove();
     })();
     return this.#stopping;

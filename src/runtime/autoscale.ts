@@ -6,6 +6,8 @@ export interface AutoscaleState {
   desired: number | null;
   /** Since when the load has asked for a different count (0: it has not). */
   since: number;
+  /** Whether that ask is for more replicas: an ask that turns around starts its own delay. */
+  up?: boolean;
 }
 
 /**
@@ -27,8 +29,12 @@ export function decideReplicas(
     state.since = 0;
     return state.desired === null ? current : null;
   }
-  if (state.since === 0) state.since = now;
-  const delayS = wanted > current ? cfg.upscaleDelayS : cfg.downscaleDelayS;
+  const up = wanted > current;
+  if (state.since === 0 || state.up !== up) {
+    state.since = now;
+    state.up = up;
+  }
+  const delayS = up ? cfg.upscaleDelayS : cfg.downscaleDelayS;
   if (now - state.since < delayS * 1000) return null;
   state.since = 0;
   return wanted;

@@ -4,6 +4,7 @@ import type { DeploymentConfig, DeploymentPatch, SharedMemoryConfig } from "../c
 import type { ControlFromReplica, RoutingTable } from "./channel/messages.ts";
 import type { PlannedApp } from "./plan-app.ts";
 import { RemoteInvoker } from "./remote-invoker.ts";
+import { processSharedMemory } from "./channel/shm-channel.ts";
 import { ReplicaRecord } from "./replica-state.ts";
 import type { RunDir } from "./run-dir.ts";
 import type { Supervisor } from "./supervisor.ts";
@@ -20,7 +21,7 @@ export interface ControllerEvent {
   app: string;
   deployment?: string;
   replica?: string;
-  kind: "replica-starting" | "replica-running" | "replica-failed" | "replica-died" | "replica-stopped" | "app-status";
+  kind: "replica-starting" | "replica-running" | "replica-failed" | "replica-died" | "replica-replaced" | "replica-stopped" | "app-status";
   message?: string;
 }
 
@@ -37,6 +38,8 @@ interface DeploymentRuntime {
   deadSlots: { id: string; restarts: number }[];
   nextIndex: number;
   autoscale: AutoscaleState;
+  /** No longer in the application's graph: it stops once no replica of the old code is left to call it. */
+  removed: boolean;
 }
 
 interface AppRuntime {
@@ -83,6 +86,8 @@ export class Controller {
   readonly #replies = new Map<number, (error?: SerializedServeError) => void>();
   #seq = 1;
   #socketN = 0;
+  /** userConfig changes run one at a time, each with its rollback. */
+  #userConfigQueue: Promise<unknown> = Promise.resolve();
   #scheduled = false;
   #stopped = false;
   readonly #tick: ReturnType<typeof setInterval>;
@@ -98,14 +103,15 @@ export class Controller {
     const name = planned.config.name;
     let app = this.apps.get(name);
     if (!app) {
-      app = { planned, status: "DEPLOYING", message: "", everRunning: false, deleting: false, deployments: new Map(), invoker: new RemoteInvoker(), tableVersion: 0, tableSig: "" };
+      app = { planned, status: "DEPLOYING", message: "", everRunning: false, deleting: false, deployments: new Map(), invoker: new RemoteInvoker(processSharedMemory(this.opts.sharedMemory)), tableVersion: 0, tableSig: "" };
       this.apps.set(name, app);
     }
     app.planned = planned;
+    app.message = ""; // a new target supersedes what the last refused change said
     const wanted = new Set<string>();
     for (const cfg of planned.config.deployments) {
       wanted.add(cfg.name);
-      const version = `${planned.codeVersion}|${JSON.stringify(cfg.env)}`;
+      const version = versionOf(planned, cfg);
       const d = app.deployments.get(cfg.name);
       if (!d) {
         app.deployments.set(cfg.name, {
@@ -120,18 +126,23 @@ export class Controller {
           deadSlots: [],
           nextIndex: 0,
           autoscale: { desired: null, since: 0 },
+          removed: false,
         });
         continue;
       }
+      d.removed = false;
       if (d.version !== version) {
         d.version = version;
         d.failures = 0;
       }
-      if (!deepEqual(d.config.userConfig, cfg.userConfig)) d.userConfigGen++;
+      const userConfigChanged = !deepEqual(d.config.userConfig, cfg.userConfig);
+      if (userConfigChanged) d.userConfigGen++;
       d.config = cfg;
+      // Normally reconfigureFor() has already done this; this path only makes sure no replica stays behind.
+      if (userConfigChanged) for (const r of d.replicas) if (r.serving && r.version === d.version) void this.#catchUp(app, d, r);
       this.#pushLimits(app, d);
     }
-    for (const [name, d] of app.deployments) if (!wanted.has(name)) d.config = { ...d.config, numReplicas: 0 };
+    for (const [name, d] of app.deployments) if (!wanted.has(name)) d.removed = true;
     this.#refreshStatus(app);
     this.reconcile();
   }
@@ -156,38 +167,111 @@ export class Controller {
   async patchDeployment(appName: string, name: string, patch: DeploymentPatch): Promise<DeploymentConfig> {
     const app = this.#app(appName);
     const d = this.#deployment(app, name);
-    const next = mergeDeploymentPatch(d.config, patch);
-    if (patch.userConfig !== undefined && !deepEqual(next.userConfig, d.config.userConfig)) {
-      await this.#reconfigureAll(app, d, next.userConfig);
-    }
-    const limitsChanged = next.maxOngoingRequests !== d.config.maxOngoingRequests || next.maxQueuedRequests !== d.config.maxQueuedRequests;
-    d.config = next;
-    d.autoscale = { desired: null, since: 0 };
-    if (limitsChanged) this.#pushLimits(app, d);
-    app.planned.config.deployments = app.planned.config.deployments.map((c) => (c.name === name ? next : c));
-    this.#refreshStatus(app);
-    this.reconcile();
-    return next;
+    mergeDeploymentPatch(d.config, patch); // invalid: refused before anything waits or changes
+    return this.#oneAtATime(async () => {
+      const next = mergeDeploymentPatch(d.config, patch);
+      if (!deepEqual(next.userConfig, d.config.userConfig)) await this.#changeUserConfig(app, d, next.userConfig);
+      const limitsChanged = next.maxOngoingRequests !== d.config.maxOngoingRequests || next.maxQueuedRequests !== d.config.maxQueuedRequests;
+      d.config = next;
+      app.message = "";
+      // A new replica count restarts the autoscaler from it; new bounds only clamp what it decided (targetReplicas).
+      if (patch.numReplicas !== undefined) d.autoscale = { desired: null, since: 0 };
+      if (limitsChanged) this.#pushLimits(app, d);
+      app.planned.config.deployments = app.planned.config.deployments.map((c) => (c.name === name ? next : c));
+      this.#refreshStatus(app);
+      this.reconcile();
+      return next;
+    });
   }
 
-  async #reconfigureAll(app: AppRuntime, d: DeploymentRuntime, userConfig: unknown): Promise<void> {
-    const live = d.replicas.filter((r) => r.serving);
+  /**
+   * Before a whole config (PUT, deploy) takes effect: runs `reconfigure()` in
+   * place on every deployment whose userConfig changes and whose replicas stay
+   * (same code and env). All or nothing: if one refuses, the deployments
+   * already changed go back and this throws the user's error.
+   */
+  async reconfigureFor(planned: readonly PlannedApp[]): Promise<void> {
+    await this.#oneAtATime(async () => {
+      const done: { app: AppRuntime; d: DeploymentRuntime; previous: unknown }[] = [];
+      try {
+        for (const p of planned) {
+          const app = this.apps.get(p.config.name);
+          if (!app || app.deleting) continue;
+          for (const cfg of p.config.deployments) {
+            const d = app.deployments.get(cfg.name);
+            if (!d || d.version !== versionOf(p, cfg) || deepEqual(d.config.userConfig, cfg.userConfig)) continue;
+            const previous = d.config.userConfig;
+            await this.#changeUserConfig(app, d, cfg.userConfig);
+            done.push({ app, d, previous });
+          }
+        }
+      } catch (e) {
+        for (const { app, d, previous } of done.reverse()) await this.#changeUserConfig(app, d, previous).catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  #oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#userConfigQueue.then(fn, fn);
+    this.#userConfigQueue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Sets a deployment's userConfig and runs `reconfigure()` on each serving
+   * replica. The target changes first, so a replica that starts meanwhile
+   * gets the new one. If any replica throws, the target goes back and every
+   * serving replica is sent the previous userConfig — the one that threw too,
+   * since it may have changed part of its state before throwing; a replica
+   * that cannot go back is replaced.
+   */
+  async #changeUserConfig(app: AppRuntime, d: DeploymentRuntime, userConfig: unknown): Promise<void> {
     const previous = d.config.userConfig;
-    const results = await Promise.all(live.map((r) => this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig }), (d.config.healthCheckTimeoutS + 30) * 1000)));
+    d.config = { ...d.config, userConfig };
+    const gen = ++d.userConfigGen;
+    const live = d.replicas.filter((r) => r.serving && r.version === d.version);
+    const results = await Promise.all(live.map((r) => this.#reconfigure(app, r, userConfig, gen, (d.config.healthCheckTimeoutS + 30) * 1000)));
     const failed = results.findIndex((e) => e !== undefined);
-    if (failed >= 0) {
-      await Promise.all(live.filter((_, i) => results[i] === undefined).map((r) => this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig: previous }), 30_000)));
-      const err = results[failed]!;
-      app.message = `reconfigure of ${d.name} failed on replica ${live[failed]!.id} and was rolled back: ${err.message}`;
-      throw new ServeError("user", `reconfigure() of ${d.name} failed on replica ${live[failed]!.id}; the change was rolled back on every replica: ${err.message}`, {
-        deployment: d.name,
-        causeName: err.causeName,
-        causeStack: err.stack,
-      });
+    if (failed < 0) {
+      app.message = "";
+      this.reconcile();
+      return;
     }
-    d.userConfigGen++;
-    for (const r of live) r.userConfigGen = d.userConfigGen;
-    app.message = "";
+    d.config = { ...d.config, userConfig: previous };
+    const back = ++d.userConfigGen;
+    const serving = d.replicas.filter((r) => r.serving && r.version === d.version);
+    const undone = await Promise.all(serving.map((r) => this.#reconfigure(app, r, previous, back, 30_000)));
+    serving.forEach((r, i) => undone[i] && this.#replace(app, d, r, `it could not go back to the previous userConfig: ${undone[i]!.message}`));
+    const err = results[failed]!;
+    const who = live[failed]!.id;
+    app.message = `reconfigure of ${d.name} failed on replica ${who} and was rolled back: ${err.message}`;
+    this.#refreshStatus(app);
+    this.reconcile();
+    throw new ServeError("user", `reconfigure() of ${d.name} failed on replica ${who}; the change was rolled back on every replica: ${err.message}`, {
+      deployment: d.name,
+      causeName: err.causeName,
+      causeStack: err.stack,
+    });
+  }
+
+  /** One replica's reconfigure(): UPDATING meanwhile; records the generation it now runs. */
+  async #reconfigure(app: AppRuntime, r: ReplicaRecord, userConfig: unknown, gen: number, timeoutMs: number): Promise<SerializedServeError | undefined> {
+    if (r.state === "RUNNING") r.to("UPDATING");
+    this.#refreshStatus(app);
+    const err = await this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig }), timeoutMs);
+    if (!err) r.userConfigGen = gen;
+    if (r.state === "UPDATING") r.to("RUNNING");
+    return err;
+  }
+
+  /** Brings a replica that started before a userConfig change to the current one. */
+  async #catchUp(app: AppRuntime, d: DeploymentRuntime, r: ReplicaRecord): Promise<void> {
+    while (r.serving && r.userConfigGen !== d.userConfigGen) {
+      const err = await this.#reconfigure(app, r, d.config.userConfig, d.userConfigGen, 60_000);
+      if (err) return this.#replace(app, d, r, `reconfigure failed: ${err.message}`);
+    }
+    this.reconcile();
   }
 
   // ---------------------------------------------------------------- reconcile
@@ -206,7 +290,14 @@ export class Controller {
   #step(): void {
     const now = Date.now();
     for (const app of this.apps.values()) {
+      // (1) a deployment the new code no longer has keeps serving the old code's replicas (draining ones too) until none is left
+      const oldCodeLeft = [...app.deployments.values()].some((d) => !d.removed && d.replicas.some((r) => r.version !== d.version));
       for (const d of app.deployments.values()) {
+        if (d.removed && !oldCodeLeft) d.config = { ...d.config, numReplicas: 0, autoscalingConfig: undefined };
+        if (d.removed && !oldCodeLeft && d.replicas.length === 0) {
+          app.deployments.delete(d.name);
+          continue;
+        }
         const target = this.targetReplicas(d);
         const current = d.replicas.filter((r) => r.version === d.version && r.state !== "STOPPING");
         const old = d.replicas.filter((r) => r.version !== d.version && r.state !== "STOPPING");
@@ -230,7 +321,8 @@ export class Controller {
     if (d.config.numReplicas !== "auto" && !d.config.autoscalingConfig) return d.config.numReplicas as number;
     const a = d.config.autoscalingConfig;
     if (!a) return 1;
-    return d.autoscale.desired ?? (typeof d.config.numReplicas === "number" ? Math.min(Math.max(d.config.numReplicas, a.minReplicas), a.maxReplicas) : a.minReplicas);
+    const wanted = d.autoscale.desired ?? (typeof d.config.numReplicas === "number" ? d.config.numReplicas : a.minReplicas);
+    return Math.min(Math.max(wanted, a.minReplicas), a.maxReplicas);
   }
 
   #start(app: AppRuntime, d: DeploymentRuntime): void {
@@ -280,15 +372,7 @@ export class Controller {
         d.failures = 0;
         d.lastError = null;
         r.proc.send({ t: "routes", table: this.#table(app) });
-        if (r.userConfigGen !== d.userConfigGen) {
-          r.to("UPDATING");
-          void this.#request(r, (seq) => ({ t: "reconfigure", seq, userConfig: d.config.userConfig }), 60_000).then((err) => {
-            if (err) return this.#kill(r, `reconfigure failed: ${err.message}`);
-            r.userConfigGen = d.userConfigGen;
-            if (r.state === "UPDATING") r.to("RUNNING");
-            this.reconcile();
-          });
-        }
+        if (r.userConfigGen !== d.userConfigGen) void this.#catchUp(app, d, r);
         this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-running" });
         this.reconcile();
         return;
@@ -314,16 +398,28 @@ export class Controller {
     if (r.state === "STOPPING") {
       this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-stopped" });
     } else {
-      if (r.state !== "STARTING") d.deadSlots.push({ id: r.id, restarts: r.restarts });
-      else d.deadSlots.push({ id: r.id, restarts: r.restarts });
+      d.deadSlots.push({ id: r.id, restarts: r.restarts });
       this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-died", message: `exit ${signal ?? code}` });
     }
     this.reconcile();
   }
 
-  #kill(r: ReplicaRecord, why: string): void {
-    console.error(`serve-bin: replacing replica ${r.id}: ${why}`);
-    r.proc.kill("SIGKILL");
+  /**
+   * Replaces a replica that is unhealthy or stuck on an old userConfig: its
+   * replacement takes its id (restarts + 1) at once, while it drains — or is
+   * killed, when it no longer answers at all.
+   */
+  #replace(app: AppRuntime, d: DeploymentRuntime, r: ReplicaRecord, why: string, hung = false): void {
+    // Already stopping, or already gone (its exit was counted as a death).
+    if (r.state === "STOPPING" || !d.replicas.includes(r)) return;
+    d.deadSlots.push({ id: r.id, restarts: r.restarts });
+    this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-replaced", message: why });
+    if (hung) {
+      r.to("STOPPING");
+      this.#publishRoutes(app);
+      r.proc.kill("SIGKILL");
+    } else this.#stop(app, d, r);
+    this.reconcile();
   }
 
   /** Sends a request on the control channel and resolves with its error, if any. */
@@ -385,7 +481,7 @@ export class Controller {
             void this.#request(r, (seq) => ({ t: "health", seq }), d.config.healthCheckTimeoutS * 1000).then((err) => {
               r.healthPendingSince = 0;
               r.lastHealthAt = Date.now();
-              if (err && r.state !== "STOPPING") this.#kill(r, `health check failed: ${err.message}`);
+              if (err && r.state !== "STOPPING") this.#replace(app, d, r, `health check failed: ${err.message}`, err.code === "timeout" || err.code === "unavailable");
             });
           }
         }
@@ -507,6 +603,11 @@ export class Controller {
     clearInterval(this.#tick);
     for (const app of this.apps.values()) app.invoker.close();
   }
+}
+
+/** Replicas of a deployment are replaced (rolling) when this changes: the code, the graph, the env. */
+function versionOf(planned: PlannedApp, cfg: DeploymentConfig): string {
+  return `${planned.codeVersion}|${JSON.stringify(cfg.env)}`;
 }
 
 function startingFirst(a: ReplicaRecord, b: ReplicaRecord): number {
