@@ -10,21 +10,40 @@ export type HttpAdapter<T = unknown> = (req: Request) => T | Promise<T>;
  */
 export const rawRequest: HttpAdapter<Request> = (req) => req;
 
-/** The body parsed as JSON; 400 when it is not JSON. */
-export const jsonRequest: HttpAdapter<unknown> = async (req) => {
-  const text = await req.text();
+const BODY_PARSER = Symbol.for("serve-bin.body-parser");
+type BodyParser<T> = (body: Uint8Array) => T | Promise<T>;
+const decoder = new TextDecoder();
+
+/**
+ * Marks an adapter that needs only the body bytes, so the ingress can skip
+ * building a Web Request for it.
+ */
+function fromBody<T>(parse: BodyParser<T>): HttpAdapter<T> {
+  const adapter: HttpAdapter<T> = async (req) => parse(new Uint8Array(await req.arrayBuffer()));
+  return Object.assign(adapter, { [BODY_PARSER]: parse });
+}
+
+/** The adapter's body-only form, if it has one. */
+export function bodyParserOf(adapter: HttpAdapter): BodyParser<unknown> | undefined {
+  return (adapter as { [BODY_PARSER]?: BodyParser<unknown> })[BODY_PARSER];
+}
+
+function parseJSON(body: Uint8Array): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(decoder.decode(body));
   } catch (e) {
     throw new ServeError("bad_request", `the request body is not valid JSON (${(e as Error).message}); send a JSON document`);
   }
-};
+}
+
+/** The body parsed as JSON; 400 when it is not JSON. */
+export const jsonRequest: HttpAdapter<unknown> = fromBody(parseJSON);
 
 /** The body as a string. */
-export const textRequest: HttpAdapter<string> = (req) => req.text();
+export const textRequest: HttpAdapter<string> = fromBody((body) => decoder.decode(body));
 
 /** The body as bytes. */
-export const binaryRequest: HttpAdapter<Uint8Array> = async (req) => new Uint8Array(await req.arrayBuffer());
+export const binaryRequest: HttpAdapter<Uint8Array> = fromBody((body) => body);
 
 const DTYPES = {
   float32: Float32Array,
@@ -61,8 +80,8 @@ function inferShape(array: unknown): number[] {
  * JSON `{ array, shape?, dtype? }` → `{ data, shape }`, `data` a typed array of
  * `dtype` (float32 by default), `shape` inferred from the nesting when absent.
  */
-export const ndarrayRequest: HttpAdapter<NdArray> = async (req) => {
-  const body = (await jsonRequest(req)) as { array?: unknown; shape?: unknown; dtype?: unknown } | null;
+export const ndarrayRequest: HttpAdapter<NdArray> = fromBody((bytes) => {
+  const body = parseJSON(bytes) as { array?: unknown; shape?: unknown; dtype?: unknown } | null;
   if (typeof body !== "object" || body === null || !Array.isArray(body.array)) {
     throw new ServeError("bad_request", 'ndarrayRequest expects a JSON object like { "array": [[1, 2], [3, 4]], "dtype": "float32" }');
   }
@@ -81,7 +100,7 @@ export const ndarrayRequest: HttpAdapter<NdArray> = async (req) => {
   const big = dtype === "int64" || dtype === "uint64";
   const data = big ? new (Ctor as BigIntConstructorLike)(flat.map((v) => BigInt(v))) : new (Ctor as NumberCtor)(flat);
   return { data, shape } as NdArray;
-};
+});
 type BigIntConstructorLike = new (values: bigint[]) => BigInt64Array | BigUint64Array;
 type NumberCtor = new (values: number[]) => Float32Array;
 
@@ -91,12 +110,12 @@ type NumberCtor = new (values: number[]) => Float32Array;
  * DAGDriver.bind(dag, { httpAdapter: zodRequest(z.object({ text: z.string() })) })
  */
 export function zodRequest<S extends z.ZodType>(schema: S): HttpAdapter<z.output<S>> {
-  return async (req) => {
-    const parsed = schema.safeParse(await jsonRequest(req));
+  return fromBody((body) => {
+    const parsed = schema.safeParse(parseJSON(body));
     if (parsed.success) return parsed.data;
     const issues = parsed.error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === "symbol" ? String(p) : p)), message: i.message }));
     throw new ServeError("invalid", `the request body does not match the schema: ${issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`, {
       issues,
     });
-  };
+  });
 }

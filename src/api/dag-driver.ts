@@ -1,7 +1,7 @@
 import { ServeError } from "../error.ts";
-import { jsonRequest, type HttpAdapter } from "./adapters.ts";
+import { bodyParserOf, jsonRequest, type HttpAdapter } from "./adapters.ts";
 import { graphAcceptingDeployment, type Deployment } from "./deployment.ts";
-import { toResponse } from "./http-result.ts";
+import { toResponse, toWireResponse, type WireResponseLike } from "./http-result.ts";
 import type { ClassNode, DAGNode } from "./nodes.ts";
 
 /** A bound graph as the DAGDriver receives it: run it with the request's input. */
@@ -16,6 +16,22 @@ export interface DAGDriverOptions {
 
 /** The header by which the proxy tells an ingress which route prefix matched. */
 export const ROUTE_PREFIX_HEADER = "x-serve-route-prefix";
+
+/** An HTTP request as the proxy sends it to an ingress replica. */
+export interface WireRequestLike {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+}
+
+/**
+ * The replica calls this method of an ingress, when it has one, with the
+ * request as it came off the wire: the DAGDriver skips building a Web Request
+ * and Response when its adapter can read the body bytes directly.
+ */
+export const WIRE_HANDLER = Symbol.for("serve-bin.wire-handler");
+export type WireHandler = (w: WireRequestLike) => Promise<WireResponseLike | Response>;
 
 function isRunner(v: unknown): v is GraphRunner {
   return typeof v === "object" && v !== null && typeof (v as GraphRunner).run === "function";
@@ -47,6 +63,21 @@ class DAGDriverImpl {
     throw new ServeError("not_found", `no graph at ${path}; this DAGDriver serves ${this.#routes.map(([r]) => r).join(", ")}`);
   }
 
+  async [WIRE_HANDLER](w: WireRequestLike): Promise<WireResponseLike | Response> {
+    const parse = bodyParserOf(this.#adapter);
+    if (!parse) return this.fetch(new Request(w.url, { method: w.method, headers: w.headers, body: w.method === "GET" || w.method === "HEAD" ? null : (w.body as Uint8Array<ArrayBuffer> | null) }));
+    let prefix = "/";
+    let accept = "";
+    for (const [k, v] of w.headers) {
+      if (k === ROUTE_PREFIX_HEADER) prefix = v;
+      else if (k === "accept") accept = v;
+    }
+    const path = pathOf(w.url);
+    const runner = this.#match(prefix === "/" ? path : path.slice(prefix.length) || "/");
+    const out = await runner.run([await parse(w.body ?? EMPTY)]);
+    return toWireResponse(out, accept) ?? toResponse(out, accept);
+  }
+
   /** Applies the HTTP adapter and runs the matching graph. */
   async fetch(req: Request): Promise<Response> {
     const url = new URL(req.url);
@@ -71,6 +102,16 @@ class DAGDriverImpl {
   __call__(...args: unknown[]): Promise<unknown> {
     return this.#match("/").run(args);
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The path of an absolute URL, without building a URL object. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const end = url.slice(start).search(/[?#]/);
+  return end < 0 ? url.slice(start) : url.slice(start, start + end);
 }
 
 type DriverBind = {

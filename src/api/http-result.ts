@@ -15,6 +15,30 @@ export function toResponse(value: unknown, accept = ""): Response {
   return new Response(toJSON(value), { headers: { "content-type": "application/json" } });
 }
 
+/** A response as plain data, the way it travels from an ingress replica to the proxy. */
+export interface WireResponseLike {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array | null;
+}
+
+const encoder = new TextEncoder();
+const TEXT: [string, string][] = [["content-type", "text/plain; charset=utf-8"]];
+const BYTES: [string, string][] = [["content-type", "application/octet-stream"]];
+const JSON_TYPE: [string, string][] = [["content-type", "application/json"]];
+
+/**
+ * The same encoding as toResponse, straight to plain data, for results that
+ * need no Response object; undefined for those that do (a Response, a stream).
+ */
+export function toWireResponse(value: unknown, _accept = ""): WireResponseLike | undefined {
+  if (typeof value === "string") return { status: 200, headers: TEXT, body: encoder.encode(value) };
+  if (value instanceof Uint8Array) return { status: 200, headers: BYTES, body: value };
+  if (value instanceof ArrayBuffer) return { status: 200, headers: BYTES, body: new Uint8Array(value) };
+  if (value instanceof Response || isAsyncIterable(value)) return undefined;
+  return { status: 200, headers: JSON_TYPE, body: encoder.encode(toJSON(value)) };
+}
+
 /** JSON.stringify that writes typed arrays as number arrays and BigInt as strings. */
 export function toJSON(value: unknown): string {
   return JSON.stringify(value === undefined ? null : value, jsonReplacer);

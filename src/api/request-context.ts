@@ -29,3 +29,33 @@ export function withRequestContext<T>(ctx: RequestContext, fn: () => T): T {
 export function currentRequestContext(): RequestContext | undefined {
   return storage.getStore();
 }
+
+/**
+ * An AbortController made only when someone asks for its signal: most calls
+ * finish without anyone reading it, and creating one per call is measurable
+ * on the hot path.
+ */
+export class LazyAbort {
+  #ctl: AbortController | null = null;
+  #reason: unknown = undefined;
+  #aborted = false;
+
+  get signal(): AbortSignal {
+    if (!this.#ctl) {
+      this.#ctl = new AbortController();
+      if (this.#aborted) this.#ctl.abort(this.#reason);
+    }
+    return this.#ctl.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#ctl?.abort(reason);
+  }
+}

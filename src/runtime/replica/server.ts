@@ -1,13 +1,14 @@
 import { ServeError } from "../../error.ts";
-import { withRequestContext } from "../../api/request-context.ts";
+import { LazyAbort, withRequestContext } from "../../api/request-context.ts";
 import { isAsyncIterable, isStreamingResponse } from "../../api/http-result.ts";
 import type { Callable } from "../../graph/instantiate.ts";
 import type { Connection } from "../channel/connection.ts";
 import { HTTP_METHOD, type DataMessage, type WireRequest, type WireResponse } from "../channel/messages.ts";
 import { STREAM_WINDOW } from "../remote-invoker.ts";
+import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 
 interface Active {
-  abort: AbortController;
+  abort: LazyAbort;
   /** Stream credit: chunks the caller can still take, and who waits for more. */
   credit: number;
   wake?: () => void;
@@ -74,7 +75,7 @@ export class ReplicaServer {
 
   async #run(conn: Connection, msg: Extract<DataMessage, { t: "call" }>): Promise<void> {
     this.admitted++;
-    const active: Active = { abort: new AbortController(), credit: STREAM_WINDOW };
+    const active: Active = { abort: new LazyAbort(), credit: STREAM_WINDOW };
     let calls = this.#active.get(conn);
     if (!calls) this.#active.set(conn, (calls = new Map()));
     calls.set(msg.id, active);
@@ -83,8 +84,8 @@ export class ReplicaServer {
       while (this.#gate) await this.#gate;
       entered = true;
       this.running++;
-      const ctx = { requestId: msg.r, signal: active.abort.signal };
-      const out = await withRequestContext(ctx, () => this.#invoke(msg.m, msg.a, ctx.signal));
+      const ctx = { requestId: msg.r, get signal() { return active.abort.signal; } };
+      const out = await withRequestContext(ctx, () => this.#invoke(msg.m, msg.a, active.abort));
       if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
       else conn.send({ t: "ok", id: msg.id, v: out });
@@ -98,10 +99,12 @@ export class ReplicaServer {
     }
   }
 
-  #invoke(method: string | null, args: unknown[], signal: AbortSignal): unknown {
+  #invoke(method: string | null, args: unknown[], abort: LazyAbort): unknown {
     if (method === HTTP_METHOD) {
       const w = args[0] as WireRequest;
-      const init: RequestInit = { method: w.method, headers: w.headers, signal };
+      const wire = (this.callable.instance as Record<PropertyKey, unknown> | null)?.[WIRE_HANDLER];
+      if (typeof wire === "function") return (wire as WireHandler).call(this.callable.instance, w);
+      const init: RequestInit = { method: w.method, headers: w.headers, signal: abort.signal };
       if (w.body && w.method !== "GET" && w.method !== "HEAD") init.body = w.body as Uint8Array<ArrayBuffer>;
       return this.callable.resolve("fetch")(new Request(w.url, init));
     }
@@ -191,7 +194,7 @@ export class ReplicaServer {
 
   /** Whether some admitted call still has a caller waiting for it. */
   #awaited(): boolean {
-    for (const calls of this.#active.values()) for (const a of calls.values()) if (!a.abort.signal.aborted) return true;
+    for (const calls of this.#active.values()) for (const a of calls.values()) if (!a.abort.aborted) return true;
     return false;
   }
 }
