@@ -23,7 +23,7 @@ import {
 const SERVER_DEFAULTS = {
   proxy: { host: "0.0.0.0", port: 8000, requestTimeoutS: 60, maxBodyBytes: 104857600, errorDetail: "full", shutdownTimeoutS: 8 },
   admin: { host: "127.0.0.1", port: 8265 },
-  sharedMemory: { enabled: true, thresholdBytes: 65536, arenaBytes: 268435456 },
+  sharedMemory: { enabled: true, thresholdBytes: 16384, arenaBytes: 268435456 },
 };
 
 /** A valid config file: two deployments in one application, a second application, one route. */

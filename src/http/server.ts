@@ -7,6 +7,7 @@ import { Controller, type ControllerEvent, type StatusJSON } from "../runtime/co
 import { planApp, type PlannedApp } from "../runtime/plan-app.ts";
 import { createRunDir, sweepDeadRuns, type RunDir } from "../runtime/run-dir.ts";
 import { ProcessSupervisor } from "../runtime/supervisor.ts";
+import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
 import { createProxy } from "./proxy.ts";
 import { RouteTable, type RouteEntry } from "./route-table.ts";
 
@@ -226,6 +227,7 @@ export class Server {
       const left = () => Math.max(0, deadline - performance.now());
       await Promise.race([this.#http?.stop(false), Bun.sleep(left())]);
       await this.controller.shutdown(left() / 1000);
+      closeProcessSharedMemory();
       this.runDir.remove();
     })();
     return this.#stopping;

@@ -26,7 +26,7 @@ export class RemoteInvoker implements Invoker {
     return r;
   }
 
-  /** Applies a newer snapshot; clients of replicas no longer listed are closed. */
+  /** Applies a newer snapshot; clients of replicas no longer listed close once their calls in flight have answered. */
   update(table: RoutingTable): void {
     if (table.version <= this.version) return;
     this.version = table.version;
@@ -46,7 +46,7 @@ export class RemoteInvoker implements Invoker {
     for (const [id, c] of this.#clients) {
       if (!live.has(id)) {
         this.#clients.delete(id);
-        c.close();
+        c.retire();
       }
     }
   }

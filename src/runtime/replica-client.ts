@@ -28,6 +28,8 @@ export class ReplicaClient {
   /** Until when this replica said it is full; routers skip it meanwhile. */
   busyUntil = 0;
   dead = false;
+  /** Left the routing table (the replica is draining): close once the calls in flight have answered. */
+  #retiring = false;
   #conn: Promise<Connection> | null = null;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
@@ -45,20 +47,17 @@ export class ReplicaClient {
         message: (msg: DataMessage) => this.#onMessage(msg),
         close: () => this.#onClose(),
       };
+      const binary = this.binary;
       this.#conn = Bun.connect<Connection>({
         unix: this.info.socket,
         socket: {
           ...socketHandlers,
           open(socket) {
-            socket.data = new Connection(socket, handlers, {});
+            socket.data = new Connection(socket, handlers, binary);
           },
           connectError: () => this.#onClose(),
         },
-      }).then((socket) => {
-        const conn = socket.data;
-        (conn as { binary: BinaryChannel }).binary = this.binary;
-        return conn;
-      });
+      }).then((socket) => socket.data);
       this.#conn.catch(() => this.#onClose());
     }
     return this.#conn;
@@ -71,7 +70,15 @@ export class ReplicaClient {
       if (this.dead) return reject(this.#deadError());
       this.#pending.set(id, { resolve, reject, sink });
       this.#connect().then(
-        (c) => c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }) }),
+        (c) => {
+          try {
+            c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }) });
+          } catch (e) {
+            // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
+            this.#pending.delete(id);
+            reject(ServeError.fromUser(e, this.deployment));
+          }
+        },
         () => {},
       );
     });
@@ -82,6 +89,7 @@ export class ReplicaClient {
   cancel(id: number): void {
     if (!this.#pending.delete(id)) return;
     this.#conn?.then((c) => c.send({ t: "cancel", id }), () => {});
+    if (this.#retiring && this.#pending.size === 0) this.close();
   }
 
   credit(id: number, n: number): void {
@@ -89,6 +97,11 @@ export class ReplicaClient {
   }
 
   #onMessage(msg: DataMessage): void {
+    this.#handle(msg);
+    if (this.#retiring && this.#pending.size === 0) this.close();
+  }
+
+  #handle(msg: DataMessage): void {
     const p = this.#pending.get(msg.id);
     if (!p) return;
     switch (msg.t) {
@@ -131,6 +144,16 @@ export class ReplicaClient {
     }
     this.#pending.clear();
     this.onDead(this);
+  }
+
+  /**
+   * The replica left the routing table because it is draining: no new calls
+   * come here, and the ones in flight still get their answers (a replica
+   * answers them before it exits; if it dies instead, they fail with 503).
+   */
+  retire(): void {
+    this.#retiring = true;
+    if (this.#pending.size === 0) this.close();
   }
 
   close(): void {

@@ -1,4 +1,5 @@
 import type { Socket } from "bun";
+import { ServeError } from "../../error.ts";
 import { decode, encode, type BinaryReader, type BinaryWriter } from "./codec.ts";
 import { FrameDecoder, frame } from "./frame.ts";
 import type { DataMessage } from "./messages.ts";
@@ -12,7 +13,25 @@ export interface ConnectionHandlers {
 export interface BinaryChannel {
   writer?: BinaryWriter;
   reader?: BinaryReader;
+  /** One connection's side of the channel; without it, `writer` and `reader` are used as they are. */
+  link?(): BinaryLink;
 }
+
+/** A BinaryChannel as one connection uses it: the blocks a message puts share the message's fate. */
+export interface BinaryLink {
+  writer?: BinaryWriter;
+  reader?: BinaryReader;
+  /** Frees blocks without reading them: what an undecodable message still names. */
+  releaser?: BinaryReader;
+  /** The message just encoded will be sent: its blocks now wait for their receiver. */
+  commit(): void;
+  /** Encoding failed: frees the blocks put for it. */
+  abort(): void;
+  /** The connection closed: blocks it sent that nobody read become reclaimable. */
+  close(): void;
+}
+
+const EMPTY: BinaryReader = { get: () => new Uint8Array(0) };
 
 /**
  * One framed, msgpack-encoded message stream over a unix socket. Writes made
@@ -24,17 +43,29 @@ export class Connection {
   #queued: Uint8Array[] = [];
   #scheduled = false;
   #backlog: Uint8Array | null = null;
+  readonly #link: BinaryLink;
   closed = false;
 
   constructor(
     readonly socket: Socket<Connection>,
     readonly handlers: ConnectionHandlers,
-    readonly binary: BinaryChannel = {},
-  ) {}
+    binary: BinaryChannel = {},
+  ) {
+    this.#link = binary.link?.() ?? { writer: binary.writer, reader: binary.reader, commit() {}, abort() {}, close() {} };
+  }
 
+  /** @throws EncodeError when `msg` holds a value the codec cannot carry (nothing is sent). */
   send(msg: DataMessage): void {
     if (this.closed) return;
-    this.#queued.push(frame(encode(msg, { binary: this.binary.writer })));
+    let out: Uint8Array;
+    try {
+      out = frame(encode(msg, { binary: this.#link.writer }));
+    } catch (e) {
+      this.#link.abort();
+      throw e;
+    }
+    this.#link.commit();
+    this.#queued.push(out);
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(() => this.#flush());
@@ -69,18 +100,38 @@ export class Connection {
     for (const body of this.#decoder.push(chunk)) {
       let msg: DataMessage;
       try {
-        msg = decode(body, { binary: this.binary.reader }) as DataMessage;
+        msg = decode(body, { binary: this.#link.reader }) as DataMessage;
       } catch (e) {
-        console.error(`serve-bin: dropped an undecodable message: ${(e as Error).message}`);
+        this.#undecodable(body, e as Error);
         continue;
       }
       this.handlers.message(msg, this);
     }
   }
 
+  /**
+   * A message whose values could not all be read (e.g. its sender's shared
+   * memory is gone): the call it belongs to fails with 503 at once instead of
+   * waiting for a timeout, and blocks it still names are freed.
+   */
+  #undecodable(body: Uint8Array, err: Error): void {
+    console.error(`serve-bin: dropped an undecodable message: ${err.message}`);
+    let msg: DataMessage | undefined;
+    try {
+      msg = decode(body, { binary: this.#link.releaser ?? EMPTY }) as DataMessage;
+    } catch {
+      return;
+    }
+    if (typeof msg?.id !== "number") return;
+    const e = new ServeError("unavailable", `a value of this call could not be read (${err.message}); retry the request`).toJSON();
+    if (msg.t === "call") this.send({ t: "err", id: msg.id, e });
+    else if (msg.t === "ok" || msg.t === "chunk") this.handlers.message({ t: "err", id: msg.id, e }, this);
+  }
+
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.#link.close();
     this.handlers.close(this);
   }
 

@@ -3,6 +3,7 @@ import { ServeError } from "../../error.ts";
 import { instantiate, type Callable } from "../../graph/instantiate.ts";
 import { Connection, socketHandlers } from "../channel/connection.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
+import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import { ReplicaServer } from "./server.ts";
@@ -31,7 +32,10 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => process.exit(0));
 
-  const invoker = new RemoteInvoker();
+  // The server is this process's parent: its pid names the arena, so the sweep after a crash finds it.
+  // The arena is freed and unlinked when this process exits, whatever the reason.
+  const shm = SharedMemory.open(spec.sharedMemory, process.ppid);
+  const invoker = new RemoteInvoker(shm);
   let callable: Callable;
   try {
     const graph = await loadGraph(spec.modulePath, spec.exportName);
@@ -54,12 +58,14 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
     socket: {
       ...socketHandlers,
       open(socket) {
-        socket.data = new Connection(socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) });
+        socket.data = new Connection(socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm);
       },
     },
   });
   chmodSync(spec.socket, 0o600);
 
+  /** The userConfig this replica last applied without error. */
+  let applied: unknown = spec.userConfig;
   process.on("message", (raw) => void onControl(raw as ControlToReplica));
   async function onControl(msg: ControlToReplica): Promise<void> {
     switch (msg.t) {
@@ -69,10 +75,26 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
         server.maxOngoing = msg.maxOngoingRequests;
         return;
       case "reconfigure": {
-        const fn = callable.instance?.reconfigure;
+        const fn = callable.instance?.reconfigure as ((c: unknown) => unknown) | undefined;
         if (typeof fn !== "function") return send({ t: "done", seq: msg.seq });
         try {
-          await server.exclusive(async () => (fn as (c: unknown) => unknown).call(callable.instance, msg.userConfig));
+          await server.exclusive(async () => {
+            try {
+              await fn.call(callable.instance, msg.userConfig);
+              applied = msg.userConfig;
+            } catch (e) {
+              // A reconfigure() that throws half-way leaves half-applied state: the
+              // last userConfig that applied goes back before any held call runs.
+              if (applied !== undefined) {
+                try {
+                  await fn.call(callable.instance, applied);
+                } catch {
+                  // The controller's own rollback follows, and replaces a replica that cannot go back.
+                }
+              }
+              throw e;
+            }
+          });
           send({ t: "done", seq: msg.seq });
         } catch (e) {
           send({ t: "done", seq: msg.seq, error: ServeError.fromUser(e, spec.deployment).toJSON() });

@@ -1,0 +1,342 @@
+/**
+ * One process's shared-memory arena and the mappings of other processes'
+ * arenas (SPEC §5). Only the owner allocates; a receiver frees the block it
+ * read by a compare-and-swap on the block's state word, so no message goes
+ * back and nobody ever waits for anybody.
+ *
+ * File layout (little-endian Int32 words, then data):
+ *   [0..15]  header: magic, version, granule, granules, data offset, closed, readers, owner pid
+ *   [16..]   one state word per granule: 0 = free, else the tag of the block starting there
+ *   data     at `dataOffset` (page-aligned), `granules` × GRANULE bytes
+ *
+ * @example
+ *   const a = OwnArena.create({ dir: "/dev/shm", name, bytes: 256 << 20 });
+ *   const b = a.alloc(bytes.byteLength, null)!; a.bytes.set(bytes, b.offset); a.publish(b);
+ *   // another process: ArenaView.map(path).take(b.granule, bytes.byteLength, b.tag)
+ */
+import { closeSync, constants, ftruncateSync, openSync, statfsSync, truncateSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+
+export const GRANULE = 4096;
+const MAGIC = 0x5342_4d31; // "SBM1"
+const VERSION = 1;
+const HEADER_WORDS = 16;
+const [W_MAGIC, W_VERSION, W_GRANULE, W_GRANULES, W_DATA, W_CLOSED, W_READERS, W_PID] = [0, 1, 2, 3, 4, 5, 6, 7];
+/** Blocks still in flight an allocation looks past, oldest first, before it settles for what it found free. */
+const RECLAIM_PEEK = 8;
+/** Kept free in the file system beyond a new block, so that a write never meets a full /dev/shm (SIGBUS). */
+const FS_MARGIN = 1 << 20;
+
+/** Why a value cannot be read; the Connection turns it into a 503 for that call. */
+export class ShmReadError extends Error {
+  override readonly name = "ShmReadError";
+}
+
+function layout(bytes: number): { granules: number; dataOffset: number } {
+  let granules = Math.floor((bytes - HEADER_WORDS * 4) / (GRANULE + 4));
+  const offsetOf = (n: number) => Math.ceil((HEADER_WORDS + n) * 4 / GRANULE) * GRANULE;
+  while (granules > 0 && offsetOf(granules) + granules * GRANULE > bytes) granules--;
+  return { granules, dataOffset: offsetOf(Math.max(granules, 0)) };
+}
+
+/** Free bytes in the file system holding `dir`. */
+export function freeBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+/** A block handed out by the owner: granule index, byte offset, size in granules, and the tag receivers must present. */
+export interface Block {
+  granule: number;
+  offset: number;
+  count: number;
+  tag: number;
+  /** Who sent it (a connection), for reclaiming what a closed connection never delivered. */
+  owner: object | null;
+}
+
+/** The arena this process owns: created once, exclusively, mode 0600; allocated from, never remapped. */
+export class OwnArena {
+  readonly bytes: Uint8Array;
+  readonly #words: Int32Array;
+  readonly granules: number;
+  readonly dataOffset: number;
+  /** Free extents [granule, count], sorted, coalesced. Private to this process. */
+  readonly #free: [number, number][] = [];
+  /** Blocks sent and not yet freed by their receiver, by first granule. */
+  readonly #live = new Map<number, Block>();
+  /** Blocks whose connection closed: reclaimed only under pressure, since their receiver may still read them. */
+  readonly #orphans = new Set<Block>();
+  #tag = 0;
+  /** Granules below this have been written once, so their pages exist: no new file-system space is needed. */
+  #touched = 0;
+  #closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly dir: string,
+    readonly fd: number,
+    size: number,
+  ) {
+    ({ granules: this.granules, dataOffset: this.dataOffset } = layout(size));
+    this.bytes = Bun.mmap(path, { shared: true });
+    this.#words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.dataOffset / 4);
+    this.#words.fill(0); // allocates the header's pages now, inside the space checked at start
+    this.#words.set([MAGIC, VERSION, GRANULE, this.granules, this.dataOffset, 0, 0, process.pid], 0);
+    this.#free.push([0, this.granules]);
+  }
+
+  /**
+   * Creates `dir/name` exclusively (O_EXCL, 0600) with `bytes` bytes, or says why not.
+   * The file is sparse: pages come into being as blocks are first written.
+   */
+  static create(opts: { dir: string; name: string; bytes: number }): OwnArena | string {
+    const { granules, dataOffset } = layout(opts.bytes);
+    if (granules < 1) return `sharedMemory.arenaBytes (${opts.bytes}) is too small for even one block; use at least ${dataOffset + GRANULE * 16}`;
+    let free: number;
+    try {
+      free = freeBytes(opts.dir);
+    } catch (e) {
+      return `${opts.dir} is not usable (${(e as Error).message})`;
+    }
+    if (free < opts.bytes) return `${opts.dir} has ${free} bytes free, less than sharedMemory.arenaBytes (${opts.bytes}); give it more room (Docker: --shm-size) or lower arenaBytes`;
+    const path = join(opts.dir, opts.name);
+    let fd = -1;
+    try {
+      fd = openSync(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
+      ftruncateSync(fd, opts.bytes);
+      return new OwnArena(path, opts.dir, fd, opts.bytes);
+    } catch (e) {
+      if (fd >= 0) {
+        closeSync(fd);
+        unlinkSync(path);
+      }
+      return `cannot create ${path} (${(e as Error).message})`;
+    }
+  }
+
+  /** Reserves room for `length` bytes, or null when the arena (or /dev/shm) has none: the caller sends inline. */
+  alloc(length: number, owner: object | null): Block | null {
+    if (this.#closed || length <= 0) return null;
+    const count = Math.ceil(length / GRANULE);
+    // Receivers mostly free in the order blocks were sent: a short look at the oldest usually
+    // finds what is free; the full scan runs only when nothing fits.
+    this.reclaim(RECLAIM_PEEK);
+    let at = this.#fit(count);
+    if (at < 0) {
+      this.reclaim();
+      at = this.#fit(count);
+    }
+    if (at < 0 && this.#orphans.size > 0) {
+      this.#reclaimOrphans();
+      at = this.#fit(count);
+    }
+    if (at < 0) return null;
+    const end = this.#free[at]![0] + count;
+    if (end > this.#touched && freeBytes(this.dir) < (end - this.#touched) * GRANULE + FS_MARGIN) return null;
+    const ext = this.#free[at]!;
+    const granule = ext[0];
+    if (ext[1] === count) this.#free.splice(at, 1);
+    else (ext[0] += count), (ext[1] -= count);
+    this.#touched = Math.max(this.#touched, end);
+    this.#tag = this.#tag >= 0x7fff_ffff ? 1 : this.#tag + 1;
+    const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#tag, owner };
+    this.#live.set(granule, block);
+    return block;
+  }
+
+  /** Makes a filled block readable: after this store, a receiver presenting the tag may take it. */
+  publish(b: Block): void {
+    Atomics.store(this.#words, HEADER_WORDS + b.granule, b.tag);
+  }
+
+  /** Frees a block nobody received (the message carrying it was never sent). */
+  discard(b: Block): void {
+    if (this.#live.get(b.granule) !== b) return;
+    Atomics.store(this.#words, HEADER_WORDS + b.granule, 0);
+    this.#release(b);
+  }
+
+  /** The connection that sent these blocks closed: free them when the room is needed. */
+  orphan(owner: object): void {
+    for (const b of this.#live.values()) if (b.owner === owner) this.#orphans.add(b);
+  }
+
+  /**
+   * Takes back the blocks whose receivers have freed them, oldest first; stops after
+   * meeting `peek` blocks still in flight. Cost: one atomic load per block looked at.
+   */
+  reclaim(peek = Infinity): void {
+    for (const b of this.#live.values()) {
+      if (Atomics.load(this.#words, HEADER_WORDS + b.granule) !== b.tag) this.#release(b);
+      else if (--peek <= 0) return;
+    }
+  }
+
+  /** Blocks sent and not yet read (orphans included). */
+  get inFlight(): number {
+    this.reclaim();
+    return this.#live.size;
+  }
+
+  #reclaimOrphans(): void {
+    // A late reader of an orphan then fails its compare-and-swap and reports an error; it never sees other bytes.
+    for (const b of this.#orphans) Atomics.compareExchange(this.#words, HEADER_WORDS + b.granule, b.tag, 0);
+    this.reclaim();
+  }
+
+  #fit(count: number): number {
+    for (let i = 0; i < this.#free.length; i++) if (this.#free[i]![1] >= count) return i;
+    return -1;
+  }
+
+  #release(b: Block): void {
+    this.#live.delete(b.granule);
+    this.#orphans.delete(b);
+    const free = this.#free;
+    let lo = 0;
+    let hi = free.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (free[mid]![0] < b.granule) lo = mid + 1;
+      else hi = mid;
+    }
+    const prev = free[lo - 1];
+    const next = free[lo];
+    if (prev && prev[0] + prev[1] === b.granule) {
+      prev[1] += b.count;
+      if (next && prev[0] + prev[1] === next[0]) {
+        prev[1] += next[1];
+        free.splice(lo, 1);
+      }
+    } else if (next && b.granule + b.count === next[0]) {
+      next[0] = b.granule;
+      next[1] += b.count;
+    } else free.splice(lo, 0, [b.granule, b.count]);
+  }
+
+  /**
+   * Stops allocating, gives receivers up to `waitMs` to take what is in flight, then
+   * unlinks the file, freeing its pages at once when nothing is left to read (see
+   * `retire`). Idempotent; synchronous, so it can run in an exit handler.
+   */
+  close(waitMs: number): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const until = Date.now() + waitMs;
+    while (this.#live.size > this.#orphans.size && Date.now() < until) {
+      Bun.sleepSync(1);
+      this.reclaim();
+    }
+    retire(this.path, this.bytes, this.#live.size === 0);
+    closeSync(this.fd);
+  }
+}
+
+/**
+ * Unlinks an arena. When no block is left to read, it is first marked closed and
+ * shrunk to its header, which frees its pages at once even while other processes
+ * still map it; readers announce themselves in the header, so the shrink waits for
+ * any inside a copy (one that died there only costs the shrink). When blocks are
+ * left, the data stays: a receiver that has the arena mapped can still read them.
+ */
+export function retire(path: string, bytes: Uint8Array, empty: boolean): void {
+  const words = headerWords(bytes);
+  if (empty && words && words[W_MAGIC] === MAGIC) {
+    Atomics.store(words, W_CLOSED, 1);
+    const until = Date.now() + 100;
+    while (Atomics.load(words, W_READERS) !== 0 && Date.now() < until) Bun.sleepSync(1);
+    if (Atomics.load(words, W_READERS) === 0) {
+      try {
+        truncateSync(path, words[W_DATA]!);
+      } catch {}
+    }
+  }
+  try {
+    unlinkSync(path);
+  } catch {}
+}
+
+/** Whether every block of a mapped arena has been read (all state words zero): a dead owner's file can then shrink. */
+export function arenaEmpty(bytes: Uint8Array): boolean {
+  const head = headerWords(bytes);
+  if (!head || head[W_MAGIC] !== MAGIC || bytes.byteLength < head[W_DATA]!) return false;
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS + head[W_GRANULES]!);
+  for (let i = HEADER_WORDS; i < words.length; i++) if (Atomics.load(words, i) !== 0) return false;
+  return true;
+}
+
+function headerWords(bytes: Uint8Array): Int32Array | null {
+  return bytes.byteLength >= HEADER_WORDS * 4 ? new Int32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS) : null;
+}
+
+/** Another process's arena, mapped once and kept; a receiver copies blocks out of it and frees them. */
+export class ArenaView {
+  readonly #words: Int32Array;
+  readonly #granules: number;
+  readonly #dataOffset: number;
+
+  private constructor(
+    readonly path: string,
+    readonly bytes: Uint8Array,
+  ) {
+    const w = headerWords(bytes)!;
+    this.#granules = w[W_GRANULES]!;
+    this.#dataOffset = w[W_DATA]!;
+    this.#words = new Int32Array(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, this.#dataOffset) >> 2);
+  }
+
+  static map(path: string): ArenaView {
+    let bytes: Uint8Array;
+    try {
+      bytes = Bun.mmap(path, { shared: true });
+    } catch (e) {
+      throw new ShmReadError(`the sender's shared memory ${path} is gone (${(e as Error).message}); the sending process has probably exited`);
+    }
+    const w = headerWords(bytes);
+    if (!w || w[W_MAGIC] !== MAGIC || w[W_VERSION] !== VERSION || w[W_GRANULE] !== GRANULE) {
+      throw new ShmReadError(`${path} is not a serve-bin arena of this version: both processes must run the same serve-bin`);
+    }
+    if (w[W_DATA]! + w[W_GRANULES]! * GRANULE > bytes.byteLength && w[W_CLOSED] === 0) {
+      throw new ShmReadError(`${path} is shorter than its header says; it is corrupt`);
+    }
+    return new ArenaView(path, bytes);
+  }
+
+  /** The owner closed it with nothing left to read (or it was retired so): nothing more can be read from it. */
+  get closed(): boolean {
+    return Atomics.load(this.#words, W_CLOSED) !== 0;
+  }
+
+  get ownerPid(): number {
+    return this.#words[W_PID]!;
+  }
+
+  /**
+   * Copies `length` bytes of the block at `granule` out and frees the block, if it
+   * still carries `tag`. `copy: false` frees without copying (a message that failed
+   * to decode releases the rest of its blocks). Never returns bytes of another block.
+   */
+  take(granule: number, length: number, tag: number, copy = true): Uint8Array {
+    if (!(granule >= 0 && length > 0 && granule + Math.ceil(length / GRANULE) <= this.#granules)) {
+      throw new ShmReadError(`a shared-memory descriptor points outside ${this.path}: the message is corrupt`);
+    }
+    const w = this.#words;
+    const state = HEADER_WORDS + granule;
+    Atomics.add(w, W_READERS, 1);
+    try {
+      if (Atomics.load(w, W_CLOSED) !== 0) throw new ShmReadError(`the sender of this value closed its shared memory before it was read (${this.path})`);
+      if (Atomics.load(w, state) !== tag) throw stale(this.path);
+      const start = this.#dataOffset + granule * GRANULE;
+      const out = copy ? this.bytes.slice(start, start + length) : new Uint8Array(0);
+      // Success proves nobody took or reused the block while we copied.
+      if (Atomics.compareExchange(w, state, tag, 0) !== tag) throw stale(this.path);
+      return out;
+    } finally {
+      Atomics.sub(w, W_READERS, 1);
+    }
+  }
+}
+
+const stale = (path: string) =>
+  new ShmReadError(`a shared-memory value in ${path} was already read or reclaimed (a descriptor is good for one read); the message was delivered twice or too late`);

@@ -1,0 +1,263 @@
+/**
+ * Large binary values between processes through shared memory (SPEC §5). The
+ * codec hands each value of at least `thresholdBytes` to the writer, which
+ * copies it into this process's arena and returns a small descriptor (arena
+ * file, block, length, tag); the receiver maps the sender's arena once, copies
+ * the bytes out and frees the block with a compare-and-swap. Receivers always
+ * get their own copy, never a view of shared memory. When the arena is full the
+ * value goes inline through the socket, and `shmStats().fallbacks` counts it.
+ *
+ * @example
+ *   const shm = SharedMemory.open({ enabled: true, thresholdBytes: 16384, arenaBytes: 256 << 20, dir: "/dev/shm" }, serverPid);
+ *   new Connection(socket, handlers, shm); // or new RemoteInvoker(shm)
+ *   process.on("exit", () => shm.close()); // done by open() already
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import type { BinaryReader, BinaryWriter } from "./codec.ts";
+import type { BinaryChannel, BinaryLink } from "./connection.ts";
+import { ArenaView, arenaEmpty, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
+
+export interface SharedMemoryOptions {
+  enabled: boolean;
+  thresholdBytes: number;
+  arenaBytes: number;
+  /** Where arena files live: /dev/shm. */
+  dir: string;
+}
+
+/** Counters of this process's sends, for /metrics. */
+export interface ShmStats {
+  /** Values sent through shared memory. */
+  transfers: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Values at or above the threshold that went inline because the arena (or /dev/shm) was full. */
+  fallbacks: number;
+}
+
+const stats: ShmStats = { transfers: 0, bytes: 0, fallbacks: 0 };
+
+/**
+ * This process's shared-memory counters (every SharedMemory in it together).
+ * @example shmStats() // { transfers: 12, bytes: 201326592, fallbacks: 0 }
+ */
+export function shmStats(): ShmStats {
+  return { ...stats };
+}
+
+/** How long an exiting process lets receivers take what it sent before it frees its arena. */
+const EXIT_WAIT_MS = 200;
+/** How often the server's process looks for arenas of replicas that died without cleaning up. */
+const REAP_EVERY_MS = 10_000;
+const NAME = /^serve-bin-(\d+)-(\d+)-[0-9a-z]+$/;
+const ascii = new TextDecoder();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** A process's shared memory: its own arena (when there is room), and the arenas of senders it has read from. */
+export class SharedMemory implements BinaryChannel {
+  readonly thresholdBytes: number;
+  /** Present when this process can send through shared memory; absent, every value goes inline. */
+  readonly writer?: BinaryWriter;
+  /** Always present: a process without an arena of its own still reads what others send. */
+  readonly reader: BinaryReader;
+  #arena: OwnArena | null;
+  #name: Uint8Array;
+  readonly #views = new Map<string, ArenaView>();
+  readonly #reaper: ReturnType<typeof setInterval> | null = null;
+  readonly #onExit = () => this.close();
+  #closed = false;
+
+  private constructor(
+    readonly opts: SharedMemoryOptions,
+    readonly serverPid: number,
+    arena: OwnArena | null,
+  ) {
+    this.thresholdBytes = opts.thresholdBytes;
+    this.#arena = arena;
+    this.#name = new TextEncoder().encode(arena ? arena.path.slice(opts.dir.length + 1) : "");
+    if (arena) this.writer = { thresholdBytes: this.thresholdBytes, put: (bytes) => this.#put(bytes, null)?.descriptor ?? null };
+    this.reader = { get: (d) => this.#take(d, true) };
+    if (serverPid === process.pid) this.#reaper = setInterval(() => this.reapDeadOwners(), REAP_EVERY_MS).unref();
+    process.on("exit", this.#onExit);
+  }
+
+  /**
+   * Maps this process's arena, once: `serve-bin-<server pid>-<pid>-<random>` in `opts.dir`,
+   * created exclusively with mode 0600. When /dev/shm lacks room for it, or
+   * `enabled` is false, the process sends everything inline (one warning line
+   * for the former). The arena is freed and unlinked by `close()`, which also
+   * runs when the process exits.
+   */
+  static open(opts: SharedMemoryOptions, serverPid: number, warn: (line: string) => void = (l) => console.warn(l)): SharedMemory {
+    if (!opts.enabled) return new SharedMemory(opts, serverPid, null);
+    const rand = [...crypto.getRandomValues(new Uint32Array(2))].map((n) => n.toString(36)).join("");
+    const made = OwnArena.create({ dir: opts.dir, name: `serve-bin-${serverPid}-${process.pid}-${rand}`, bytes: opts.arenaBytes });
+    if (typeof made === "string") {
+      warn(`serve-bin: shared memory is off in process ${process.pid}: ${made}; large binary values go through the socket instead`);
+      return new SharedMemory(opts, serverPid, null);
+    }
+    return new SharedMemory(opts, serverPid, made);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The arena file this process sends from, if any. */
+  get arenaPath(): string | null {
+    return this.#arena?.path ?? null;
+  }
+
+  /** Blocks sent and not yet read. */
+  get inFlight(): number {
+    return this.#arena?.inFlight ?? 0;
+  }
+
+  /** One connection's side: its blocks are freed if the message is never sent, and reclaimable once it closes. */
+  link(): BinaryLink {
+    const pending: Block[] = [];
+    const arena = () => this.#arena;
+    const link: BinaryLink = {
+      reader: this.reader,
+      releaser: { get: (d) => this.#release(d) },
+      commit: () => void (pending.length = 0),
+      abort: () => {
+        for (const b of pending) arena()?.discard(b);
+        pending.length = 0;
+      },
+      close: () => {
+        link.abort();
+        arena()?.orphan(link);
+      },
+    };
+    if (this.#arena) {
+      link.writer = {
+        thresholdBytes: this.thresholdBytes,
+        put: (bytes) => {
+          const d = this.#put(bytes, link);
+          if (d) pending.push(d.block);
+          return d?.descriptor ?? null;
+        },
+      };
+    }
+    return link;
+  }
+
+  #put(bytes: Uint8Array, owner: object | null): { block: Block; descriptor: Uint8Array } | null {
+    const arena = this.#arena;
+    if (!arena) return null; // closed: the process is on its way out
+    const block = arena.alloc(bytes.byteLength, owner);
+    if (!block) {
+      stats.fallbacks++;
+      return null;
+    }
+    arena.bytes.set(bytes, block.offset);
+    arena.publish(block);
+    stats.transfers++;
+    stats.bytes += bytes.byteLength;
+    const d = new Uint8Array(16 + this.#name.byteLength);
+    const v = new DataView(d.buffer);
+    v.setUint32(0, block.tag, true);
+    v.setUint32(4, block.granule, true);
+    v.setFloat64(8, bytes.byteLength, true);
+    d.set(this.#name, 16);
+    return { block, descriptor: d };
+  }
+
+  #take(d: Uint8Array, copy: boolean): Uint8Array {
+    if (d.byteLength < 17) throw new ShmReadError("a shared-memory descriptor is truncated: the message is corrupt");
+    const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
+    const name = ascii.decode(d.subarray(16));
+    const m = NAME.exec(name);
+    if (!m || Number(m[1]) !== this.serverPid) throw new ShmReadError(`a shared-memory descriptor names "${name}", which is not an arena of this server`);
+    return this.#view(name).take(v.getUint32(4, true), v.getFloat64(8, true), v.getUint32(0, true), copy);
+  }
+
+  /** Frees a block without reading it; one already freed is fine. */
+  #release(d: Uint8Array): Uint8Array {
+    try {
+      this.#take(d, false);
+    } catch {}
+    return new Uint8Array(0);
+  }
+
+  #view(name: string): ArenaView {
+    let view = this.#views.get(name);
+    if (!view) {
+      // A new sender often means an old one went away: drop mappings of arenas whose owner
+      // closed or died, so that they are unmapped and their pages freed.
+      for (const [n, old] of this.#views) if (old.closed || !alive(old.ownerPid)) this.#views.delete(n);
+      view = ArenaView.map(join(this.opts.dir, name));
+      this.#views.set(name, view);
+    }
+    return view;
+  }
+
+  /**
+   * In the server's process: retires arenas of this server whose owner died
+   * without cleaning up (kill -9, a crash), shrinking them first when nothing
+   * in them is left to read. Returns the paths removed.
+   */
+  reapDeadOwners(): string[] {
+    const removed: string[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(this.opts.dir);
+    } catch {
+      return removed;
+    }
+    for (const name of names) {
+      const m = NAME.exec(name);
+      if (!m || Number(m[1]) !== this.serverPid || Number(m[2]) === process.pid || alive(Number(m[2]))) continue;
+      const path = join(this.opts.dir, name);
+      this.#views.delete(name);
+      try {
+        const bytes = Bun.mmap(path, { shared: true });
+        retire(path, bytes, arenaEmpty(bytes));
+      } catch {
+        retire(path, new Uint8Array(0), false); // empty or unreadable: just unlink
+      }
+      removed.push(path);
+    }
+    return removed;
+  }
+
+  /** Frees and unlinks this process's arena (receivers get up to 200 ms to take what is in flight); idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    process.off("exit", this.#onExit);
+    if (this.#reaper) clearInterval(this.#reaper);
+    this.#arena?.close(EXIT_WAIT_MS);
+    this.#arena = null; // the mapping can go once nothing refers to it
+    if (this.serverPid === process.pid) this.reapDeadOwners();
+    this.#views.clear();
+  }
+}
+
+let processShared: SharedMemory | null = null;
+
+/**
+ * The server process's SharedMemory, opened on first use (one arena per process;
+ * its RemoteInvokers all share it). `closeProcessSharedMemory()` at Server.stop.
+ * @example new RemoteInvoker(processSharedMemory(config.sharedMemory))
+ */
+export function processSharedMemory(opts: SharedMemoryOptions): SharedMemory {
+  if (!processShared || processShared.closed) processShared = SharedMemory.open(opts, process.pid);
+  return processShared;
+}
+
+/** Frees and unlinks the server process's arena, and any left by replicas that died. */
+export function closeProcessSharedMemory(): void {
+  processShared?.close();
+  processShared = null;
+}
