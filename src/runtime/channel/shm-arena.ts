@@ -14,7 +14,7 @@
  *   const b = a.alloc(bytes.byteLength, null)!; a.bytes.set(bytes, b.offset); a.publish(b);
  *   // another process: ArenaView.map(path).take(b.granule, bytes.byteLength, b.tag)
  */
-import { closeSync, constants, ftruncateSync, openSync, statfsSync, truncateSync, unlinkSync } from "node:fs";
+import { closeSync, constants, ftruncateSync, openSync, statfsSync, truncateSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 export const GRANULE = 4096;
@@ -57,8 +57,8 @@ export interface Block {
 
 /** The arena this process owns: created once, exclusively, mode 0600; allocated from, never remapped. */
 export class OwnArena {
-  readonly bytes: Uint8Array;
-  readonly #words: Int32Array;
+  #bytes: Uint8Array | null = null;
+  #wordsView: Int32Array | null = null;
   readonly granules: number;
   readonly dataOffset: number;
   /** Free extents [granule, count], sorted, coalesced. Private to this process. */
@@ -79,11 +79,25 @@ export class OwnArena {
     size: number,
   ) {
     ({ granules: this.granules, dataOffset: this.dataOffset } = layout(size));
-    this.bytes = Bun.mmap(path, { shared: true });
-    this.#words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.dataOffset / 4);
-    this.#words.fill(0); // allocates the header's pages now, inside the space checked at start
-    this.#words.set([MAGIC, VERSION, GRANULE, this.granules, this.dataOffset, 0, 0, process.pid], 0);
+    // The header goes in through the file; the state words are zero in a fresh sparse file.
+    const header = Int32Array.of(MAGIC, VERSION, GRANULE, this.granules, this.dataOffset, 0, 0, process.pid);
+    writeSync(fd, new Uint8Array(header.buffer), 0, header.byteLength, 0);
     this.#free.push([0, this.granules]);
+  }
+
+  /**
+   * The mapping, made on first use: a process that never sends a large value
+   * never maps its arena. That matters beyond the address space: the engine
+   * counts a mapping as heap-related memory and lets the heap grow in
+   * proportion before it collects, so an idle 256 MiB mapping alone made a
+   * busy proxy keep hundreds of MiB of garbage.
+   */
+  get bytes(): Uint8Array {
+    return (this.#bytes ??= Bun.mmap(this.path, { shared: true }));
+  }
+
+  get #words(): Int32Array {
+    return (this.#wordsView ??= new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.dataOffset / 4));
   }
 
   /**
@@ -228,7 +242,8 @@ export class OwnArena {
       Bun.sleepSync(1);
       this.reclaim();
     }
-    retire(this.path, this.bytes, this.#live.size === 0);
+    if (this.#bytes) retire(this.path, this.#bytes, this.#live.size === 0);
+    else retire(this.path, new Uint8Array(0), false);
     closeSync(this.fd);
   }
 }
