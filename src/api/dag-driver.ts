@@ -107,7 +107,7 @@ class DAGDriverImpl {
 const EMPTY = new Uint8Array(0);
 
 /** The path of an absolute URL, without building a URL object. */
-function pathOf(url: string): string {
+export function pathOf(url: string): string {
   const start = url.indexOf("/", url.indexOf("//") + 2);
   if (start < 0) return "/";
   const end = url.slice(start).search(/[?#]/);

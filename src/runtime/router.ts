@@ -30,6 +30,8 @@ export class Router {
   maxOngoing = 5;
   maxQueued = -1;
   readonly #queue: Waiter[] = [];
+  /** Waiters woken and not yet back in call(): their slot is spoken for. */
+  #handoffs = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(readonly deployment: string) {}
@@ -64,11 +66,16 @@ export class Router {
   }
 
   async call(c: RouteCall): Promise<unknown> {
+    let woken = false;
     for (;;) {
       if (c.signal?.aborted) throw abortError(c.signal, this.deployment);
-      const r = this.#pick(Date.now());
+      // First come, first served: while calls wait, a new one queues behind them
+      // instead of taking the slot a woken waiter is about to use.
+      const r = woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now()) : undefined;
       if (!r) {
-        await this.#wait(c.signal);
+        await this.#wait(c.signal, woken);
+        this.#handoffs--;
+        woken = true;
         continue;
       }
       r.inflight++;
@@ -83,17 +90,19 @@ export class Router {
       }
       if (!res.busy) return res.value;
       r.busyUntil = Date.now() + BUSY_BACKOFF_MS;
+      woken = true; // a retry keeps its place ahead of the queue
     }
   }
 
-  #wait(signal?: AbortSignal): Promise<void> {
-    if (this.maxQueued >= 0 && this.#queue.length >= this.maxQueued) {
+  /** Waits for a slot; `again` (a woken call that found none) goes back to the head of the queue. */
+  #wait(signal: AbortSignal | undefined, again: boolean): Promise<void> {
+    if (!again && this.maxQueued >= 0 && this.#queue.length >= this.maxQueued) {
       throw new ServeError("unavailable", `${this.deployment} is at capacity and its queue is full (maxQueuedRequests ${this.maxQueued}); retry later or add replicas`, {
         deployment: this.deployment,
       });
     }
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { wake: () => (cleanup(), resolve()) };
+      const w: Waiter = { wake: () => (this.#handoffs++, cleanup(), resolve()) };
       const onAbort = () => {
         const i = this.#queue.indexOf(w);
         if (i >= 0) this.#queue.splice(i, 1);
@@ -102,14 +111,17 @@ export class Router {
       };
       const cleanup = () => signal?.removeEventListener("abort", onAbort);
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.#queue.push(w);
+      if (again) this.#queue.unshift(w);
+      else this.#queue.push(w);
       this.#armTimer();
     });
   }
 
   /** Replicas that said "busy" free up without telling this caller: look again soon. */
   #armTimer(): void {
-    if (this.#timer || this.#queue.length === 0 || this.replicas.length === 0) return;
+    if (this.#timer || this.#queue.length === 0) return;
+    const now = Date.now();
+    if (!this.replicas.some((r) => r.busyUntil > now)) return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
       this.#wakeAll();
