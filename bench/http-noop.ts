@@ -1,0 +1,56 @@
+/**
+ * http-noop: HTTP → proxy → DAGDriver → one no-op deployment, against a bare
+ * Bun.serve answering the same JSON POST; wrk at 64 connections for both.
+ */
+import { join } from "node:path";
+import { compareHttp, medians } from "./lib/http-compare.ts";
+import { FIXTURES, LIB } from "./lib/paths.ts";
+import { row, type Scenario } from "./lib/scenario.ts";
+
+const BODY = { id: 7, text: "hello serve-bin", tags: ["a", "b"] };
+
+export const httpNoop: Scenario = {
+  name: "http-noop",
+  title: "HTTP → DAGDriver → one no-op deployment",
+  async run(ctx) {
+    const c = await compareHttp(ctx, {
+      target: join(FIXTURES, "noop.ts"),
+      path: "/",
+      baselineScript: join(LIB, "bare-server.ts"),
+      body: BODY,
+      expected: JSON.stringify(BODY),
+    });
+    const s = medians(c.serveBin);
+    const b = medians(c.baseline);
+    const share = s.rps / b.rps;
+    return {
+      generator: c.generator,
+      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; the load generator shares the same 2 cores. Figures are medians over rounds.`,
+      rows: [
+        row({
+          id: "http-noop.throughput",
+          figure: "throughput at 64 connections",
+          unit: "req/s",
+          value: s.rps,
+          baseline: { label: "bare Bun.serve, same JSON POST", value: b.rps },
+          target: "≥ 25% of a bare Bun.serve",
+          met: share >= 0.25,
+          digits: 0,
+        }),
+        row({
+          id: "http-noop.p99",
+          figure: "p99 latency at 64 connections",
+          unit: "ms",
+          value: s.p99,
+          baseline: { label: "bare Bun.serve p99", value: b.p99 },
+          target: "≤ 10 ms",
+          met: s.p99 <= 10,
+          digits: 2,
+        }),
+        row({ id: "http-noop.median", figure: "median latency at 64 connections", unit: "ms", value: s.median, baseline: { label: "bare Bun.serve median", value: b.median }, digits: 2 }),
+      ],
+      series: { serveBin: s, baseline: b, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99) } },
+      notes: s.errors || b.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}`] : [],
+    };
+  },
+};
