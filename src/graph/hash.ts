@@ -5,7 +5,7 @@ import type { GraphIR } from "./ir.ts";
  * A stable text for anything a replica rebuilds: the graph's structure, each
  * deployment's identity and its init args. A random init arg changes it, which is how a
  * replica knows its rebuilt graph is not the one the server planned.
- * Functions count by name; the module file's content hash (plan-app.ts)
+ * Functions do not count; the module file's content hash (plan-app.ts)
  * covers code changes.
  */
 function describe(v: unknown, seen: Set<object>, depth: number): string {
@@ -14,9 +14,10 @@ function describe(v: unknown, seen: Set<object>, depth: number): string {
   if (typeof v === "string") return JSON.stringify(v);
   if (typeof v === "bigint") return `${v}n`;
   if (typeof v === "symbol") return v.toString();
-  // By name only: the source text differs between transpilers (Bun's, a test
-  // runner's), and code changes are caught by the module file's hash instead.
-  if (typeof v === "function") return `fn(${v.name})`;
+  // Functions do not count: their source text and even their inferred names
+  // differ between transpilers (Bun's, a test runner's), and code changes are
+  // caught by the module file's hash instead (plan-app.ts).
+  if (typeof v === "function") return "fn";
   if (v instanceof NodeRef) return `#${v.id}`;
   if (v instanceof HandleRef) return `handle(${v.deployment})`;
   if (v instanceof GraphRef) return `graph(#${v.root})`;
