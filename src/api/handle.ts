@@ -1,6 +1,6 @@
 import { ServeError } from "../error.ts";
 import type { CallOptions, Invoker } from "./invoker.ts";
-import { currentRequestContext } from "./request-context.ts";
+import { currentRequestContext, signalToken } from "./request-context.ts";
 
 type AnyFunction = (...args: any[]) => any;
 type Resolvable<T> = T | DeploymentResponse<T>;
@@ -82,7 +82,7 @@ async function resolveArgs(args: unknown[]): Promise<unknown[]> {
 
 function callOptions(opts: HandleOptions): CallOptions {
   const ctx = currentRequestContext();
-  return { timeoutS: opts.timeoutS, requestId: ctx?.requestId, signal: ctx?.signal };
+  return { timeoutS: opts.timeoutS, requestId: ctx?.requestId, cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) };
 }
 
 /** Builds the handle object for `target`, calling through `invoker`. */

@@ -3,12 +3,14 @@
  * instances in this process; a replica calls other replicas over sockets.
  * Handles and the graph walker only ever talk to an Invoker.
  */
+import type { CancelToken } from "./request-context.ts";
+
 export interface CallOptions {
   /** Seconds before the call fails with 504; undefined = the request's deadline. */
   timeoutS?: number;
-  /** The caller's request: id and abort signal travel with the call. */
+  /** The caller's request: its id travels with the call, its cancellation cancels it. */
   requestId?: string;
-  signal?: AbortSignal;
+  cancel?: CancelToken;
 }
 
 export interface Invoker {

@@ -7,7 +7,23 @@ export interface RequestContext {
   signal: AbortSignal;
 }
 
-const storage = new AsyncLocalStorage<RequestContext>();
+/**
+ * Cancellation as the runtime passes it along, without an AbortSignal per
+ * call: `signal` is made only when user code asks for it.
+ */
+export interface CancelToken {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  /** Calls `fn` once when aborted; returns a function that stops listening. */
+  onAbort(fn: (reason: unknown) => void): () => void;
+}
+
+/** A request context as the runtime makes it: the public fields plus its cancel token. */
+export interface RuntimeContext extends RequestContext {
+  cancel?: CancelToken;
+}
+
+const storage = new AsyncLocalStorage<RuntimeContext>();
 const idle: RequestContext = { requestId: "", signal: new AbortController().signal };
 
 /**
@@ -21,13 +37,41 @@ export function requestContext(): RequestContext {
 }
 
 /** Runs `fn` with `ctx` as the current request context. */
-export function withRequestContext<T>(ctx: RequestContext, fn: () => T): T {
+export function withRequestContext<T>(ctx: RuntimeContext, fn: () => T): T {
   return storage.run(ctx, fn);
 }
 
 /** The request context if one is active, else undefined. */
-export function currentRequestContext(): RequestContext | undefined {
+export function currentRequestContext(): RuntimeContext | undefined {
   return storage.getStore();
+}
+
+/** A context whose signal is made on first read. */
+export function lazyContext(requestId: string, cancel: LazyAbort): RuntimeContext {
+  return {
+    requestId,
+    cancel,
+    get signal() {
+      return cancel.signal;
+    },
+  };
+}
+
+/** A CancelToken over an AbortSignal (a user's, or a timeout's). */
+export function signalToken(signal: AbortSignal): CancelToken {
+  return {
+    get aborted() {
+      return signal.aborted;
+    },
+    get reason() {
+      return signal.reason;
+    },
+    onAbort(fn) {
+      const listener = () => fn(signal.reason);
+      signal.addEventListener("abort", listener, { once: true });
+      return () => signal.removeEventListener("abort", listener);
+    },
+  };
 }
 
 /**
@@ -35,10 +79,32 @@ export function currentRequestContext(): RequestContext | undefined {
  * finish without anyone reading it, and creating one per call is measurable
  * on the hot path.
  */
-export class LazyAbort {
+export class LazyAbort implements CancelToken {
   #ctl: AbortController | null = null;
   #reason: unknown = undefined;
   #aborted = false;
+  #listeners: Set<(reason: unknown) => void> | null = null;
+
+  /** A token that aborts with its parent (if any). */
+  static child(parent: CancelToken | undefined): LazyAbort {
+    const t = new LazyAbort();
+    if (parent?.aborted) t.abort(parent.reason);
+    else parent?.onAbort((r) => t.abort(r));
+    return t;
+  }
+
+  get reason(): unknown {
+    return this.#reason;
+  }
+
+  onAbort(fn: (reason: unknown) => void): () => void {
+    if (this.#aborted) {
+      fn(this.#reason);
+      return () => {};
+    }
+    (this.#listeners ??= new Set()).add(fn);
+    return () => void this.#listeners?.delete(fn);
+  }
 
   get signal(): AbortSignal {
     if (!this.#ctl) {
@@ -57,5 +123,8 @@ export class LazyAbort {
     this.#aborted = true;
     this.#reason = reason;
     this.#ctl?.abort(reason);
+    const listeners = this.#listeners;
+    this.#listeners = null;
+    if (listeners) for (const fn of listeners) fn(reason);
   }
 }

@@ -2,7 +2,7 @@ import { ServeError } from "../error.ts";
 import type { GraphRunner } from "../api/dag-driver.ts";
 import { createHandle } from "../api/handle.ts";
 import type { Invoker } from "../api/invoker.ts";
-import { currentRequestContext } from "../api/request-context.ts";
+import { currentRequestContext, signalToken } from "../api/request-context.ts";
 import type { GraphIR, IRDeployment } from "./ir.ts";
 import { CycleError, GraphRef, HandleRef, mapTemplate } from "./template.ts";
 import { walkGraph } from "./walk.ts";
@@ -37,7 +37,7 @@ export function resolveInitArgs(ir: GraphIR, d: IRDeployment, invoker: Invoker):
     const runner: GraphRunner = {
       run: (args) => {
         const ctx = currentRequestContext();
-        return walkGraph(ir, ref.root, args, invoker, { requestId: ctx?.requestId, signal: ctx?.signal });
+        return walkGraph(ir, ref.root, args, invoker, { requestId: ctx?.requestId, cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) });
       },
     };
     return runner;

@@ -1,7 +1,7 @@
 import { ServeError } from "../error.ts";
 import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { setLocalExecutor, type DAGNode } from "../api/nodes.ts";
-import { withRequestContext } from "../api/request-context.ts";
+import { LazyAbort, lazyContext, withRequestContext } from "../api/request-context.ts";
 import { roundTrip } from "../runtime/channel/codec.ts";
 import { buildGraph, type GraphIR } from "./ir.ts";
 import { instantiate, type Callable } from "./instantiate.ts";
@@ -28,7 +28,7 @@ class LocalInvoker implements Invoker {
 
   async call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): Promise<unknown> {
     const fn = (await this.#callable(deployment)).resolve(method);
-    const ctx = { requestId: opts.requestId ?? crypto.randomUUID(), signal: opts.signal ?? new AbortController().signal };
+    const ctx = lazyContext(opts.requestId ?? crypto.randomUUID(), LazyAbort.child(opts.cancel));
     try {
       const out = await withRequestContext(ctx, () => fn(...roundTrip(args)));
       return roundTrip(out);
@@ -39,7 +39,7 @@ class LocalInvoker implements Invoker {
 
   async *stream(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): AsyncGenerator<unknown> {
     const fn = (await this.#callable(deployment)).resolve(method);
-    const ctx = { requestId: opts.requestId ?? crypto.randomUUID(), signal: opts.signal ?? new AbortController().signal };
+    const ctx = lazyContext(opts.requestId ?? crypto.randomUUID(), LazyAbort.child(opts.cancel));
     const it = withRequestContext(ctx, () => fn(...roundTrip(args))) as AsyncIterable<unknown>;
     try {
       for await (const chunk of it) yield roundTrip(chunk);
@@ -55,8 +55,9 @@ export function localExecute(node: DAGNode, args: unknown[]): Promise<unknown> {
   const ir = buildGraph(node);
   let inv = invokers.get(ir);
   if (!inv) invokers.set(ir, (inv = new LocalInvoker(ir)));
-  const ctx = { requestId: crypto.randomUUID(), signal: new AbortController().signal };
-  return withRequestContext(ctx, () => walkGraph(ir, ir.root, args, inv, ctx));
+  const cancel = new LazyAbort();
+  const ctx = lazyContext(crypto.randomUUID(), cancel);
+  return withRequestContext(ctx, () => walkGraph(ir, ir.root, args, inv, { requestId: ctx.requestId, cancel }));
 }
 
 setLocalExecutor(localExecute);

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { ServeError } from "../error.ts";
+import { LazyAbort, type CancelToken } from "../api/request-context.ts";
 import { ROUTE_PREFIX_HEADER, pathOf } from "../api/dag-driver.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
 import type { ReplicaClient } from "../runtime/replica-client.ts";
@@ -38,7 +39,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
     const length = Number(req.headers.get("content-length") ?? 0);
     if (length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
     const requestId = req.headers.get("x-request-id") ?? nextRequestId();
-    const ctl = new AbortController();
+    const ctl = new LazyAbort();
     const timer = setTimeout(
       () => ctl.abort(new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${opts.requestTimeoutS} s); raise it or make the graph faster`)),
       opts.requestTimeoutS * 1000,
@@ -51,7 +52,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
       const headers: [string, string][] = [...req.headers, [ROUTE_PREFIX_HEADER, hit.prefix]];
       const wire: WireRequest = { method: req.method, url: req.url, headers, body };
       if (hit.shadow) shadow(hit.shadow, wire, requestId, opts.requestTimeoutS);
-      const res = await forward(hit.router, wire, requestId, ctl.signal, () => clearTimeout(timer), onClientGone);
+      const res = await forward(hit.router, wire, requestId, ctl, () => clearTimeout(timer), onClientGone);
       for (const [k, v] of hit.headers) res.headers.set(k, v);
       return res;
     } catch (e) {
@@ -92,11 +93,11 @@ function shadow(v: Variant, wire: WireRequest, requestId: string, timeoutS: numb
   const inflight = shadowInflight.get(router) ?? 0;
   if (inflight >= Math.max(1, router.replicas.length * router.maxOngoing)) return;
   shadowInflight.set(router, inflight + 1);
-  const ctl = new AbortController();
+  const ctl = new LazyAbort();
   const timer = setTimeout(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")), timeoutS * 1000);
   const copy: WireRequest = { ...wire, headers: [...wire.headers, ["x-serve-shadow", "1"]] };
   const stop = () => ctl.abort(new ServeError("cancelled", "the shadow copy was abandoned"));
-  forward(router, copy, `${requestId}-shadow`, ctl.signal, () => {}, stop)
+  forward(router, copy, `${requestId}-shadow`, ctl, () => {}, stop)
     .then(async (res) => {
       if (!res.body) return;
       for await (const _ of res.body);
@@ -121,7 +122,7 @@ function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<
  * chunk by chunk. `onCancel` runs when the body's reader goes away (the client
  * disconnected mid-stream), so the caller can abort the call and stop the producer.
  */
-function forward(router: Router, wire: WireRequest, requestId: string, signal: AbortSignal, onHead: () => void, onCancel: () => void): Promise<Response> {
+function forward(router: Router, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     let stream: ReadableStreamDefaultController<Uint8Array> | null = null;
     let started = false;
@@ -161,7 +162,7 @@ function forward(router: Router, wire: WireRequest, requestId: string, signal: A
       },
     };
     const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    router.call({ method: HTTP_METHOD, args: [wire], requestId, signal, sink, onSent }).then(
+    router.call({ method: HTTP_METHOD, args: [wire], requestId, cancel, sink, onSent }).then(
       (v) => {
         if (!started && v) resolve(fromWire(v as WireResponse));
       },

@@ -1,6 +1,6 @@
 import { ServeError } from "../error.ts";
 import type { CallOptions, Invoker } from "../api/invoker.ts";
-import { currentRequestContext } from "../api/request-context.ts";
+import { LazyAbort, currentRequestContext, signalToken, type CancelToken } from "../api/request-context.ts";
 import type { BinaryChannel } from "./channel/connection.ts";
 import type { RoutingTable } from "./channel/messages.ts";
 import { ReplicaClient, type ChunkSink } from "./replica-client.ts";
@@ -13,6 +13,14 @@ export const STREAM_WINDOW = 16;
  * Calls deployments of one application over their replicas' sockets. Fed by
  * the controller's routing snapshots; keeps one client per replica.
  */
+let callCounter = 0;
+const callPrefix = `${process.pid.toString(36)}-c`;
+
+/** An id for a call made outside any request (e.g. from a constructor). */
+function nextCallId(): string {
+  return callPrefix + (++callCounter).toString(36);
+}
+
 export class RemoteInvoker implements Invoker {
   readonly #routers = new Map<string, Router>();
   readonly #clients = new Map<string, ReplicaClient>();
@@ -51,18 +59,19 @@ export class RemoteInvoker implements Invoker {
     }
   }
 
-  #options(opts: CallOptions): { requestId: string; signal?: AbortSignal } {
+  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken } {
     const ctx = currentRequestContext();
-    let signal = opts.signal ?? ctx?.signal;
-    if (opts.timeoutS !== undefined) {
-      const t = AbortSignal.timeout(opts.timeoutS * 1000);
-      signal = signal ? AbortSignal.any([signal, t]) : t;
-    }
-    return { requestId: opts.requestId ?? ctx?.requestId ?? crypto.randomUUID(), signal };
+    return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) };
   }
 
   call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): Promise<unknown> {
-    return this.router(deployment).call({ method, args, ...this.#options(opts) });
+    const o = this.#options(opts);
+    if (opts.timeoutS === undefined) return this.router(deployment).call({ method, args, ...o });
+    const cancel = LazyAbort.child(o.cancel);
+    const timer = setTimeout(() => cancel.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
+    return this.router(deployment)
+      .call({ method, args, requestId: o.requestId, cancel })
+      .finally(() => clearTimeout(timer));
   }
 
   async *stream(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): AsyncGenerator<unknown> {
@@ -77,12 +86,12 @@ export class RemoteInvoker implements Invoker {
       fail: (e) => ((failure = e), notify()),
     };
     const o = this.#options(opts);
-    const ctl = new AbortController();
-    const signal = o.signal ? AbortSignal.any([o.signal, ctl.signal]) : ctl.signal;
+    const ctl = LazyAbort.child(o.cancel);
+    const timer = opts.timeoutS === undefined ? null : setTimeout(() => ctl.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     const router = this.router(deployment);
     let credit = (_n: number) => {};
     const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    const call = router.call({ method, args, requestId: o.requestId, signal, sink, onSent });
+    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent });
     call.catch((e) => ((failure ??= e), notify()));
     let consumed = 0;
     try {
@@ -97,6 +106,7 @@ export class RemoteInvoker implements Invoker {
         await new Promise<void>((r) => (wake = r));
       }
     } finally {
+      if (timer) clearTimeout(timer);
       if (!done) ctl.abort(new ServeError("cancelled", `the consumer of ${deployment}'s stream stopped reading`));
     }
   }

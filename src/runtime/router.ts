@@ -1,4 +1,5 @@
 import { ServeError } from "../error.ts";
+import type { CancelToken } from "../api/request-context.ts";
 import type { DeploymentRoute } from "./channel/messages.ts";
 import type { ChunkSink, ReplicaClient } from "./replica-client.ts";
 
@@ -10,7 +11,7 @@ export interface RouteCall {
   method: string | null;
   args: unknown[];
   requestId: string;
-  signal?: AbortSignal;
+  cancel?: CancelToken;
   sink?: ChunkSink;
   /** Told which replica and call id took the call (streams send credit there). */
   onSent?: (client: ReplicaClient, id: number) => void;
@@ -68,12 +69,12 @@ export class Router {
   async call(c: RouteCall): Promise<unknown> {
     let woken = false;
     for (;;) {
-      if (c.signal?.aborted) throw abortError(c.signal, this.deployment);
+      if (c.cancel?.aborted) throw abortError(c.cancel.reason, this.deployment);
       // First come, first served: while calls wait, a new one queues behind them
       // instead of taking the slot a woken waiter is about to use.
       const r = woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now()) : undefined;
       if (!r) {
-        await this.#wait(c.signal, woken);
+        await this.#wait(c.cancel, woken);
         this.#handoffs--;
         woken = true;
         continue;
@@ -83,7 +84,7 @@ export class Router {
       c.onSent?.(r, id);
       let res;
       try {
-        res = await (c.signal ? raceAbort(reply, c.signal, () => r.cancel(id), this.deployment) : reply);
+        res = await (c.cancel ? raceAbort(reply, c.cancel, () => r.cancel(id), this.deployment) : reply);
       } finally {
         r.inflight--;
         this.#wakeOne();
@@ -95,22 +96,22 @@ export class Router {
   }
 
   /** Waits for a slot; `again` (a woken call that found none) goes back to the head of the queue. */
-  #wait(signal: AbortSignal | undefined, again: boolean): Promise<void> {
+  #wait(cancel: CancelToken | undefined, again: boolean): Promise<void> {
     if (!again && this.maxQueued >= 0 && this.#queue.length >= this.maxQueued) {
       throw new ServeError("unavailable", `${this.deployment} is at capacity and its queue is full (maxQueuedRequests ${this.maxQueued}); retry later or add replicas`, {
         deployment: this.deployment,
       });
     }
     return new Promise<void>((resolve, reject) => {
+      let cleanup = () => {};
       const w: Waiter = { wake: () => (this.#handoffs++, cleanup(), resolve()) };
-      const onAbort = () => {
-        const i = this.#queue.indexOf(w);
-        if (i >= 0) this.#queue.splice(i, 1);
-        cleanup();
-        reject(abortError(signal!, this.deployment));
-      };
-      const cleanup = () => signal?.removeEventListener("abort", onAbort);
-      signal?.addEventListener("abort", onAbort, { once: true });
+      if (cancel) {
+        cleanup = cancel.onAbort((reason) => {
+          const i = this.#queue.indexOf(w);
+          if (i >= 0) this.#queue.splice(i, 1);
+          reject(abortError(reason, this.deployment));
+        });
+      }
       if (again) this.#queue.unshift(w);
       else this.#queue.push(w);
       this.#armTimer();
@@ -142,30 +143,28 @@ export class Router {
   }
 }
 
-function abortError(signal: AbortSignal, deployment: string): ServeError {
-  const reason = signal.reason;
+function abortError(reason: unknown, deployment: string): ServeError {
   if (reason instanceof ServeError) return reason;
-  // AbortSignal.timeout() (a handle's timeoutS) aborts with a DOMException named TimeoutError: a 504, not a cancellation.
+  // A handle's timeoutS aborts with a TimeoutError: a 504, not a cancellation.
   if ((reason as Error | undefined)?.name === "TimeoutError") {
     return new ServeError("timeout", `the call to ${deployment} took longer than its handle's timeoutS; raise timeoutS in handle.options() or make ${deployment} faster`, { deployment });
   }
   return new ServeError("cancelled", `the request was cancelled while waiting for ${deployment}`, { deployment });
 }
 
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void, deployment: string): Promise<T> {
-  if (signal.aborted) {
+function raceAbort<T>(p: Promise<T>, cancel: CancelToken, onAbort: () => void, deployment: string): Promise<T> {
+  if (cancel.aborted) {
     onAbort();
-    return Promise.reject(abortError(signal, deployment));
+    return Promise.reject(abortError(cancel.reason, deployment));
   }
   return new Promise<T>((resolve, reject) => {
-    const abort = () => {
+    const stop = cancel.onAbort((reason) => {
       onAbort();
-      reject(abortError(signal, deployment));
-    };
-    signal.addEventListener("abort", abort, { once: true });
+      reject(abortError(reason, deployment));
+    });
     p.then(
-      (v) => (signal.removeEventListener("abort", abort), resolve(v)),
-      (e) => (signal.removeEventListener("abort", abort), reject(e)),
+      (v) => (stop(), resolve(v)),
+      (e) => (stop(), reject(e)),
     );
   });
 }

@@ -1,5 +1,5 @@
 import { ServeError } from "../../error.ts";
-import { LazyAbort, withRequestContext } from "../../api/request-context.ts";
+import { LazyAbort, lazyContext, withRequestContext, type RuntimeContext } from "../../api/request-context.ts";
 import { isAsyncIterable, isStreamingResponse } from "../../api/http-result.ts";
 import type { Callable } from "../../graph/instantiate.ts";
 import type { Connection } from "../channel/connection.ts";
@@ -84,7 +84,7 @@ export class ReplicaServer {
       while (this.#gate) await this.#gate;
       entered = true;
       this.running++;
-      const ctx = { requestId: msg.r, get signal() { return active.abort.signal; } };
+      const ctx = lazyContext(msg.r, active.abort);
       const out = await withRequestContext(ctx, () => this.#invoke(msg.m, msg.a, active.abort));
       if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
@@ -111,27 +111,28 @@ export class ReplicaServer {
     return this.callable.resolve(method)(...args);
   }
 
-  async #stream(conn: Connection, id: number, source: AsyncIterable<unknown>, a: Active, ctx: { requestId: string; signal: AbortSignal }): Promise<void> {
+  async #stream(conn: Connection, id: number, source: AsyncIterable<unknown>, a: Active, ctx: RuntimeContext): Promise<void> {
+    const cancel = a.abort;
     const it = source[Symbol.asyncIterator]();
     // Wake a producer waiting for credit too, or its call never ends and keeps its slot.
     const stop = () => {
       a.wake?.();
       void it.return?.();
     };
-    ctx.signal.addEventListener("abort", stop, { once: true });
+    const unlisten = cancel.onAbort(stop);
     try {
       for (;;) {
-        if (ctx.signal.aborted) return;
+        if (cancel.aborted) return;
         const r = await withRequestContext(ctx, () => it.next());
         if (r.done) break;
-        while (a.credit <= 0 && !ctx.signal.aborted) await new Promise<void>((w) => (a.wake = w));
-        if (ctx.signal.aborted) return;
+        while (a.credit <= 0 && !cancel.aborted) await new Promise<void>((w) => (a.wake = w));
+        if (cancel.aborted) return;
         a.credit--;
         conn.send({ t: "chunk", id, v: r.value });
       }
       conn.send({ t: "end", id });
     } finally {
-      ctx.signal.removeEventListener("abort", stop);
+      unlisten();
     }
   }
 
@@ -158,7 +159,7 @@ export class ReplicaServer {
         await res.body!.cancel().catch(() => {});
       }
     })();
-    await this.#stream(conn, id, bytes, a, { requestId: "", signal: a.abort.signal });
+    await this.#stream(conn, id, bytes, a, lazyContext("", a.abort));
   }
 
   /** Runs `fn` when no call is running; calls arriving meanwhile wait for it. */
