@@ -2,6 +2,8 @@ import { ServeError } from "../error.ts";
 import { bodyParserOf, jsonRequest, type HttpAdapter } from "./adapters.ts";
 import { graphAcceptingDeployment, type Deployment } from "./deployment.ts";
 import { toResponse, toWireResponse, type WireResponseLike } from "./http-result.ts";
+import { ROUTE_PREFIX_HEADER } from "./route-prefix.ts";
+import { toRequest, type WireRequest } from "./wire-request.ts";
 import type { ClassNode, DAGNode } from "./nodes.ts";
 
 /** A bound graph as the DAGDriver receives it: run it with the request's input. */
@@ -14,16 +16,6 @@ export interface DAGDriverOptions {
   httpAdapter?: HttpAdapter;
 }
 
-/** The header by which the proxy tells an ingress which route prefix matched. */
-export const ROUTE_PREFIX_HEADER = "x-serve-route-prefix";
-
-/** An HTTP request as the proxy sends it to an ingress replica. */
-export interface WireRequestLike {
-  method: string;
-  url: string;
-  headers: [string, string][];
-  body: Uint8Array | null;
-}
 
 /**
  * The replica calls this method of an ingress, when it has one, with the
@@ -31,7 +23,7 @@ export interface WireRequestLike {
  * and Response when its adapter can read the body bytes directly.
  */
 export const WIRE_HANDLER = Symbol.for("serve-bin.wire-handler");
-export type WireHandler = (w: WireRequestLike) => Promise<WireResponseLike | Response>;
+export type WireHandler = (w: WireRequest) => Promise<WireResponseLike | Response>;
 
 function isRunner(v: unknown): v is GraphRunner {
   return typeof v === "object" && v !== null && typeof (v as GraphRunner).run === "function";
@@ -63,19 +55,13 @@ class DAGDriverImpl {
     throw new ServeError("not_found", `no graph at ${path}; this DAGDriver serves ${this.#routes.map(([r]) => r).join(", ")}`);
   }
 
-  async [WIRE_HANDLER](w: WireRequestLike): Promise<WireResponseLike | Response> {
+  async [WIRE_HANDLER](w: WireRequest): Promise<WireResponseLike | Response> {
     const parse = bodyParserOf(this.#adapter);
-    if (!parse) return this.fetch(new Request(w.url, { method: w.method, headers: w.headers, body: w.method === "GET" || w.method === "HEAD" ? null : (w.body as Uint8Array<ArrayBuffer> | null) }));
-    let prefix = "/";
-    let accept = "";
-    for (const [k, v] of w.headers) {
-      if (k === ROUTE_PREFIX_HEADER) prefix = v;
-      else if (k === "accept") accept = v;
-    }
+    if (!parse) return this.fetch(toRequest(w));
     const path = pathOf(w.url);
-    const runner = this.#match(prefix === "/" ? path : path.slice(prefix.length) || "/");
+    const runner = this.#match(w.prefix === "/" ? path : path.slice(w.prefix.length) || "/");
     const out = await runner.run([await parse(w.body ?? EMPTY)]);
-    return toWireResponse(out, accept) ?? toResponse(out, accept);
+    return toWireResponse(out, w.accept) ?? toResponse(out, w.accept);
   }
 
   /** Applies the HTTP adapter and runs the matching graph. */

@@ -1,7 +1,8 @@
 import { Hono } from "hono";
 import { ServeError } from "../error.ts";
 import { LazyAbort, type CancelToken } from "../api/request-context.ts";
-import { ROUTE_PREFIX_HEADER, pathOf } from "../api/dag-driver.ts";
+import { pathOf } from "../api/dag-driver.ts";
+import { packHeaders, unpackHeaders } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
 import type { ReplicaClient } from "../runtime/replica-client.ts";
 import type { Router } from "../runtime/router.ts";
@@ -49,8 +50,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
     try {
       const body = req.method === "GET" || req.method === "HEAD" ? null : new Uint8Array(await req.arrayBuffer());
       if (body && body.length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
-      const headers: [string, string][] = [...req.headers, [ROUTE_PREFIX_HEADER, hit.prefix]];
-      const wire: WireRequest = { method: req.method, url: req.url, headers, body };
+      const wire: WireRequest = { method: req.method, url: req.url, head: packHeaders(req.headers), prefix: hit.prefix, accept: req.headers.get("accept") ?? "", body };
       if (hit.shadow) shadow(hit.shadow, wire, requestId, opts.requestTimeoutS);
       const res = await forward(hit.router, wire, requestId, ctl, () => clearTimeout(timer), onClientGone);
       for (const [k, v] of hit.headers) res.headers.set(k, v);
@@ -95,7 +95,7 @@ function shadow(v: Variant, wire: WireRequest, requestId: string, timeoutS: numb
   shadowInflight.set(router, inflight + 1);
   const ctl = new LazyAbort();
   const timer = setTimeout(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")), timeoutS * 1000);
-  const copy: WireRequest = { ...wire, headers: [...wire.headers, ["x-serve-shadow", "1"]] };
+  const copy: WireRequest = { ...wire, head: packHeaders(unpackHeaders(wire.head), [["x-serve-shadow", "1"]]) };
   const stop = () => ctl.abort(new ServeError("cancelled", "the shadow copy was abandoned"));
   forward(router, copy, `${requestId}-shadow`, ctl, () => {}, stop)
     .then(async (res) => {

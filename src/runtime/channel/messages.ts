@@ -18,13 +18,7 @@ export type DataMessage =
   | { t: "chunk"; id: number; v: unknown }
   | { t: "end"; id: number };
 
-/** An HTTP request as it travels from the proxy to an ingress replica. */
-export interface WireRequest {
-  method: string;
-  url: string;
-  headers: [string, string][];
-  body: Uint8Array | null;
-}
+export type { WireRequest } from "../../api/wire-request.ts";
 
 /** An HTTP response as it travels back; a streamed body arrives as chunks. */
 export interface WireResponse {

@@ -6,6 +6,7 @@ import type { Connection } from "../channel/connection.ts";
 import { HTTP_METHOD, type DataMessage, type WireRequest, type WireResponse } from "../channel/messages.ts";
 import { STREAM_WINDOW } from "../remote-invoker.ts";
 import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
+import { toRequest } from "../../api/wire-request.ts";
 
 interface Active {
   abort: LazyAbort;
@@ -104,9 +105,7 @@ export class ReplicaServer {
       const w = args[0] as WireRequest;
       const wire = (this.callable.instance as Record<PropertyKey, unknown> | null)?.[WIRE_HANDLER];
       if (typeof wire === "function") return (wire as WireHandler).call(this.callable.instance, w);
-      const init: RequestInit = { method: w.method, headers: w.headers, signal: abort.signal };
-      if (w.body && w.method !== "GET" && w.method !== "HEAD") init.body = w.body as Uint8Array<ArrayBuffer>;
-      return this.callable.resolve("fetch")(new Request(w.url, init));
+      return this.callable.resolve("fetch")(toRequest(w, abort.signal));
     }
     return this.callable.resolve(method)(...args);
   }
