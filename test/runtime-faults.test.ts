@@ -186,7 +186,7 @@ describe("proxy.requestTimeoutS", () => {
       expect(seconds).toBeGreaterThanOrEqual(0.45);
       expect(seconds).toBeLessThan(3);
       const marker = join(dir.path, "aborted-late");
-      await waitFor(() => existsSync(marker), "the user code to see the abort", 5_000);
+      await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
       expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "late", requestId: "req-timeout-1", why: expect.stringMatching(/^aborted: /) });
     } finally {
       await stopCleanly(server);
@@ -207,7 +207,7 @@ describe("a client that goes away", () => {
       await expect(pending).rejects.toThrow();
       const marker = join(marks.path, "aborted-gone");
       // Well before requestTimeoutS (60 s) and the fixture's own 20 s.
-      await waitFor(() => existsSync(marker), "the user code to see the abort", 5_000);
+      await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
       expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "gone", requestId: "req-gone-1", why: expect.stringMatching(/^aborted: /) });
     } finally {
       await stopCleanly(server);
