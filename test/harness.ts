@@ -3,10 +3,11 @@
  * with port 0 and found from what they print; everything started here is
  * ended by pid, and tests wait for conditions, never for time.
  */
-import { mkdtempSync, rmSync, existsSync, readdirSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { expect } from "vitest";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 export const CLI = join(ROOT, "src/cli/main.ts");
@@ -117,9 +118,7 @@ export function childPids(pid: number): number[] {
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      const stat = Bun.file(`/proc/${d}/stat`);
-      const text = require("node:fs").readFileSync(`/proc/${d}/stat`, "utf8") as string;
-      void stat;
+      const text = readFileSync(`/proc/${d}/stat`, "utf8");
       const ppid = Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[1]);
       if (ppid === pid) out.push(Number(d));
     } catch {}
@@ -128,7 +127,7 @@ export function childPids(pid: number): number[] {
 }
 
 export function alive(pid: number): boolean {
-  return existsSync(`/proc/${pid}`) && !require("node:fs").readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+  return existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
 }
 
 /** serve-bin files in /dev/shm and run directories in the temp dir (left-overs are bugs). */
@@ -139,4 +138,42 @@ export function leftovers(pid: number): string[] {
 
 export async function postJSON(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, ...init });
+}
+
+export function gone(pid: number): boolean {
+  try {
+    return !alive(pid);
+  } catch {
+    return true; // /proc/<pid> vanished while being read
+  }
+}
+
+/** Replica processes of server `pid`, found by the run directory on their command line (they outlive a reparenting). */
+export function replicasOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`serve-bin-${pid}-`) && !gone(Number(d))) out.push(Number(d));
+    } catch {}
+  }
+  return out;
+}
+
+/** Ends by pid whatever a failed test left running: the server and its replicas. */
+export function reap(pid: number, children: number[]): void {
+  for (const p of [pid, ...children, ...replicasOf(pid)]) if (!gone(p)) process.kill(p, "SIGKILL");
+}
+
+/** SIGTERM: exit 0, every replica gone, no socket directory or shared-memory file left. */
+export async function stopCleanly(server: RunningServer): Promise<void> {
+  const pid = server.proc.pid;
+  const children = childPids(pid);
+  try {
+    expect(await Promise.race([server.stop("SIGTERM"), Bun.sleep(15_000).then(() => "still running after 15 s")])).toBe(0);
+    await waitFor(() => children.every(gone) && replicasOf(pid).length === 0, "every replica to exit", 5_000);
+    expect(leftovers(pid)).toEqual([]);
+  } finally {
+    reap(pid, children);
+  }
 }

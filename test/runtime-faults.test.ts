@@ -6,45 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, alive, childPids, cliCommand, leftovers, postJSON, startServer, tempDir, waitFor, type RunningServer } from "./harness.ts";
+import { ROOT, alive, childPids, cliCommand, leftovers, postJSON, startServer, tempDir, waitFor, type RunningServer, gone, reap, replicasOf, stopCleanly } from "./harness.ts";
 
-function gone(pid: number): boolean {
-  try {
-    return !alive(pid);
-  } catch {
-    return true; // /proc/<pid> vanished while being read
-  }
-}
-
-/** Replica processes of server `pid`, found by the run directory on their command line (they outlive a reparenting). */
-function replicasOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`serve-bin-${pid}-`) && !gone(Number(d))) out.push(Number(d));
-    } catch {}
-  }
-  return out;
-}
-
-/** Ends by pid whatever a failed test left running: the server and its replicas. */
-function reap(pid: number, children: number[]): void {
-  for (const p of [pid, ...children, ...replicasOf(pid)]) if (!gone(p)) process.kill(p, "SIGKILL");
-}
-
-/** SIGTERM: exit 0, every replica gone, no socket directory or shared-memory file left. */
-async function stopCleanly(server: RunningServer): Promise<void> {
-  const pid = server.proc.pid;
-  const children = childPids(pid);
-  try {
-    expect(await Promise.race([server.stop("SIGTERM"), Bun.sleep(15_000).then(() => "still running after 15 s")])).toBe(0);
-    await waitFor(() => children.every(gone) && replicasOf(pid).length === 0, "every replica to exit", 5_000);
-    expect(leftovers(pid)).toEqual([]);
-  } finally {
-    reap(pid, children);
-  }
-}
 
 const FIXTURES = join(ROOT, "test/fixtures");
 const fixture = (name: string) => join(FIXTURES, name);

@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { processAlive } from "./process-alive.ts";
 
 /**
  * The run's private directory for unix sockets: 0700, a short path (a socket
@@ -9,14 +10,6 @@ import { join } from "node:path";
  */
 const PREFIX = "serve-bin-";
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Removes run directories (and shared-memory files) of servers that are gone. */
 export function sweepDeadRuns(dirs: string[] = [tmpdir(), "/dev/shm"]): string[] {
@@ -30,7 +23,7 @@ export function sweepDeadRuns(dirs: string[] = [tmpdir(), "/dev/shm"]): string[]
     }
     for (const name of names) {
       const m = /^serve-bin-(\d+)-/.exec(name);
-      if (!m || alive(Number(m[1]))) continue;
+      if (!m || processAlive(Number(m[1]))) continue;
       const path = join(dir, name);
       try {
         if (statSync(path).uid !== process.getuid?.()) continue;

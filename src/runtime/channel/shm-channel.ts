@@ -17,6 +17,7 @@ import { join } from "node:path";
 import type { BinaryReader, BinaryWriter } from "./codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
 import { ArenaView, arenaEmpty, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
+import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
   enabled: boolean;
@@ -53,14 +54,6 @@ const REAP_EVERY_MS = 10_000;
 const NAME = /^serve-bin-(\d+)-(\d+)-[0-9a-z]+$/;
 const ascii = new TextDecoder();
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** A process's shared memory: its own arena (when there is room), and the arenas of senders it has read from. */
 export class SharedMemory implements BinaryChannel {
@@ -195,7 +188,7 @@ export class SharedMemory implements BinaryChannel {
     if (!view) {
       // A new sender often means an old one went away: drop mappings of arenas whose owner
       // closed or died, so that they are unmapped and their pages freed.
-      for (const [n, old] of this.#views) if (old.closed || !alive(old.ownerPid)) this.#views.delete(n);
+      for (const [n, old] of this.#views) if (old.closed || !processAlive(old.ownerPid)) this.#views.delete(n);
       view = ArenaView.map(join(this.opts.dir, name));
       this.#views.set(name, view);
     }
@@ -217,7 +210,7 @@ export class SharedMemory implements BinaryChannel {
     }
     for (const name of names) {
       const m = NAME.exec(name);
-      if (!m || Number(m[1]) !== this.serverPid || Number(m[2]) === process.pid || alive(Number(m[2]))) continue;
+      if (!m || Number(m[1]) !== this.serverPid || Number(m[2]) === process.pid || processAlive(Number(m[2]))) continue;
       const path = join(this.opts.dir, name);
       this.#views.delete(name);
       try {
