@@ -31,6 +31,7 @@ export class ReplicaClient {
   /** Left the routing table (the replica is draining): close once the calls in flight have answered. */
   #retiring = false;
   #conn: Promise<Connection> | null = null;
+  #open: Connection | null = null;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
 
@@ -57,10 +58,16 @@ export class ReplicaClient {
           },
           connectError: () => this.#onClose(),
         },
-      }).then((socket) => socket.data);
+      }).then((socket) => (this.#open = socket.data));
       this.#conn.catch(() => this.#onClose());
     }
     return this.#conn;
+  }
+
+  /** Runs `fn` with the connection: at once when it is open (the common case), else once it is. */
+  #with(fn: (c: Connection) => void): void {
+    if (this.#open) fn(this.#open);
+    else this.#connect().then(fn, () => {});
   }
 
   /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
@@ -69,18 +76,15 @@ export class ReplicaClient {
     const reply = new Promise<Reply>((resolve, reject) => {
       if (this.dead) return reject(this.#deadError());
       this.#pending.set(id, { resolve, reject, sink });
-      this.#connect().then(
-        (c) => {
-          try {
-            c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }) });
-          } catch (e) {
-            // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
-            this.#pending.delete(id);
-            reject(ServeError.fromUser(e, this.deployment));
-          }
-        },
-        () => {},
-      );
+      this.#with((c) => {
+        try {
+          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }) });
+        } catch (e) {
+          // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
+          this.#pending.delete(id);
+          reject(ServeError.fromUser(e, this.deployment));
+        }
+      });
     });
     return { id, reply };
   }
@@ -88,12 +92,12 @@ export class ReplicaClient {
   /** Tells the replica to abort call `id`, and stops waiting for it. */
   cancel(id: number): void {
     if (!this.#pending.delete(id)) return;
-    this.#conn?.then((c) => c.send({ t: "cancel", id }), () => {});
+    if (this.#conn) this.#with((c) => c.send({ t: "cancel", id }));
     if (this.#retiring && this.#pending.size === 0) this.close();
   }
 
   credit(id: number, n: number): void {
-    this.#conn?.then((c) => c.send({ t: "credit", id, n }), () => {});
+    if (this.#conn) this.#with((c) => c.send({ t: "credit", id, n }));
   }
 
   #onMessage(msg: DataMessage): void {
