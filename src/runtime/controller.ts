@@ -8,70 +8,30 @@ import { processSharedMemory } from "./channel/shm-channel.ts";
 import { ReplicaRecord } from "./replica-state.ts";
 import type { RunDir } from "./run-dir.ts";
 import type { Supervisor } from "./supervisor.ts";
-import { decideReplicas, type AutoscaleState } from "./autoscale.ts";
+import { decideReplicas } from "./autoscale.ts";
+import {
+  MAX_START_FAILURES,
+  appStatus,
+  deploymentStatus,
+  statusJSON,
+  targetReplicas,
+  type AppRuntime,
+  type AppStatus,
+  type ControllerEvent,
+  type DeploymentRuntime,
+  type StatusJSON,
+} from "./app-state.ts";
 
-export type AppStatus = "DEPLOYING" | "RUNNING" | "DEPLOY_FAILED" | "UNHEALTHY" | "DELETING";
-export type DeploymentStatus = "UPDATING" | "HEALTHY" | "UNHEALTHY";
+export type { AppStatus, ControllerEvent, DeploymentStatus, StatusJSON } from "./app-state.ts";
 
-/** Consecutive start failures after which a deployment is UNHEALTHY (and a new app DEPLOY_FAILED). */
-const MAX_START_FAILURES = 3;
+/** How often health checks and the autoscaler look. */
 const TICK_MS = 250;
-
-export interface ControllerEvent {
-  app: string;
-  deployment?: string;
-  replica?: string;
-  kind: "replica-starting" | "replica-running" | "replica-failed" | "replica-died" | "replica-replaced" | "replica-stopped" | "app-status";
-  message?: string;
-}
-
-interface DeploymentRuntime {
-  name: string;
-  config: DeploymentConfig;
-  version: string;
-  replicas: ReplicaRecord[];
-  userConfigGen: number;
-  failures: number;
-  lastError: SerializedServeError | null;
-  nextStartAt: number;
-  /** Ids and restart counts of replicas that died, for their replacements. */
-  deadSlots: { id: string; restarts: number }[];
-  nextIndex: number;
-  autoscale: AutoscaleState;
-  /** No longer in the application's graph: it stops once no replica of the old code is left to call it. */
-  removed: boolean;
-}
-
-interface AppRuntime {
-  planned: PlannedApp;
-  status: AppStatus;
-  message: string;
-  everRunning: boolean;
-  deleting: boolean;
-  deployments: Map<string, DeploymentRuntime>;
-  invoker: RemoteInvoker;
-  tableVersion: number;
-  tableSig: string;
-}
 
 export interface ControllerOptions {
   supervisor: Supervisor;
   runDir: RunDir;
   sharedMemory: SharedMemoryConfig & { dir: string };
   onEvent?: (e: ControllerEvent) => void;
-}
-
-/** The status JSON of SPEC section 4. */
-export interface StatusJSON {
-  applications: Record<
-    string,
-    {
-      status: AppStatus;
-      message: string;
-      routePrefix: string;
-      deployments: Record<string, { status: DeploymentStatus; message: string; targetReplicas: number; replicas: { id: string; pid: number; state: string; restarts: number }[] }>;
-    }
-  >;
 }
 
 /**
@@ -298,7 +258,7 @@ export class Controller {
           app.deployments.delete(d.name);
           continue;
         }
-        const target = this.targetReplicas(d);
+        const target = targetReplicas(d);
         const current = d.replicas.filter((r) => r.version === d.version && r.state !== "STOPPING");
         const old = d.replicas.filter((r) => r.version !== d.version && r.state !== "STOPPING");
         // (2) start what is missing, after a backoff when starts keep failing
@@ -315,14 +275,6 @@ export class Controller {
       this.#refreshStatus(app);
     }
     for (const w of [...this.#waiters]) w();
-  }
-
-  targetReplicas(d: DeploymentRuntime): number {
-    if (d.config.numReplicas !== "auto" && !d.config.autoscalingConfig) return d.config.numReplicas as number;
-    const a = d.config.autoscalingConfig;
-    if (!a) return 1;
-    const wanted = d.autoscale.desired ?? (typeof d.config.numReplicas === "number" ? d.config.numReplicas : a.minReplicas);
-    return Math.min(Math.max(wanted, a.minReplicas), a.maxReplicas);
   }
 
   #start(app: AppRuntime, d: DeploymentRuntime): void {
@@ -486,7 +438,7 @@ export class Controller {
           }
         }
         if (d.config.autoscalingConfig && !app.deleting) {
-          const next = decideReplicas(d.config.autoscalingConfig, d.replicas.filter((r) => r.serving), this.targetReplicas(d), d.autoscale, now);
+          const next = decideReplicas(d.config.autoscalingConfig, d.replicas.filter((r) => r.serving), targetReplicas(d), d.autoscale, now);
           if (next !== null) d.autoscale.desired = next;
         }
       }
@@ -498,46 +450,13 @@ export class Controller {
 
   #refreshStatus(app: AppRuntime): void {
     const before = app.status;
-    if (app.deleting) app.status = "DELETING";
-    else {
-      const statuses = [...app.deployments.values()].map((d) => this.#deploymentStatus(d));
-      const failing = [...app.deployments.values()].find((d) => d.failures >= MAX_START_FAILURES);
-      if (statuses.every((s) => s === "HEALTHY")) {
-        app.status = "RUNNING";
-        app.everRunning = true;
-        if (!app.message.startsWith("reconfigure")) app.message = "";
-      } else if (failing) {
-        app.status = app.everRunning ? "UNHEALTHY" : "DEPLOY_FAILED";
-        app.message = `deployment ${failing.name} failed to start: ${failing.lastError?.message ?? "unknown error"}`;
-      } else if (statuses.includes("UNHEALTHY")) app.status = "UNHEALTHY";
-      else app.status = app.everRunning && statuses.every((s) => s !== "UNHEALTHY") ? "DEPLOYING" : "DEPLOYING";
-    }
+    Object.assign(app, appStatus(app));
+    if (app.status === "RUNNING") app.everRunning = true;
     if (before !== app.status) this.#emit({ app: app.planned.config.name, kind: "app-status", message: app.status });
   }
 
-  #deploymentStatus(d: DeploymentRuntime): DeploymentStatus {
-    if (d.failures >= MAX_START_FAILURES) return "UNHEALTHY";
-    const target = this.targetReplicas(d);
-    const live = d.replicas.filter((r) => r.state !== "STOPPING");
-    const ready = live.filter((r) => r.state === "RUNNING" && r.version === d.version).length;
-    return ready === target && live.length === target ? "HEALTHY" : "UPDATING";
-  }
-
   status(): StatusJSON {
-    const applications: StatusJSON["applications"] = {};
-    for (const [name, app] of this.apps) {
-      const deployments: StatusJSON["applications"][string]["deployments"] = {};
-      for (const d of app.deployments.values()) {
-        deployments[d.name] = {
-          status: this.#deploymentStatus(d),
-          message: d.lastError ? d.lastError.message : "",
-          targetReplicas: this.targetReplicas(d),
-          replicas: d.replicas.map((r) => ({ id: r.id, pid: r.proc.pid, state: r.state, restarts: r.restarts })),
-        };
-      }
-      applications[name] = { status: app.status, message: app.message, routePrefix: app.planned.config.routePrefix, deployments };
-    }
-    return { applications };
+    return statusJSON(this.apps);
   }
 
   // ---------------------------------------------------------------- waiting, lookup, shutdown
