@@ -175,6 +175,15 @@ describe("a server with two applications and proxy.maxBodyBytes 1024", () => {
       body: "PUT /tea/pot <earl grey>",
     });
   });
+
+  it("keeps the type a fetch ingress's Response takes from its body when it sets no headers", async () => {
+    const res = await fetch(`${server.url}/tea/plain`);
+    expect({ status: res.status, type: res.headers.get("content-type"), body: await res.text() }).toEqual({
+      status: 200,
+      type: "text/plain;charset=utf-8",
+      body: "plain",
+    });
+  });
 });
 
 function dechunkIfNeeded(body: string): string {

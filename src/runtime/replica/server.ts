@@ -139,7 +139,13 @@ export class ReplicaServer {
   async #httpResponse(conn: Connection, id: number, res: Response, a: Active): Promise<void> {
     const head: WireResponse = { status: res.status, headers: [...res.headers], body: null };
     if (!res.body || !isStreamingResponse(res)) {
-      head.body = res.body ? new Uint8Array(await res.arrayBuffer()) : null;
+      if (res.body) {
+        // A Response built from a string or a Blob carries its type in the body,
+        // not yet in its headers (Bun adds it when it sends): keep it.
+        const blob = await res.blob();
+        head.body = new Uint8Array(await blob.arrayBuffer());
+        if (blob.type && !res.headers.has("content-type")) head.headers.push(["content-type", blob.type]);
+      }
       conn.send({ t: "ok", id, v: head });
       return;
     }
