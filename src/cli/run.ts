@@ -29,6 +29,8 @@ function log(line: string): void {
   process.stdout.write(`serve-bin: ${line}\n`);
 }
 
+const stackShown = new Set<string>();
+
 function progress(e: ControllerEvent): void {
   const who = e.replica ? `${e.app}/${e.replica}` : e.app;
   switch (e.kind) {
@@ -36,8 +38,16 @@ function progress(e: ControllerEvent): void {
       return log(`${who} starting`);
     case "replica-running":
       return log(`${who} running`);
-    case "replica-failed":
-      return log(`${who} failed: ${e.message}`);
+    case "replica-failed": {
+      log(`${who} failed: ${e.message}`);
+      // The user's stack once per deployment: enough to find the line, without a wall of repeats.
+      const key = `${e.app}/${e.deployment}`;
+      if (e.stack && !stackShown.has(key)) {
+        stackShown.add(key);
+        process.stdout.write(`${e.stack.replace(/^/gm, "    ")}\n`);
+      }
+      return;
+    }
     case "replica-died":
       return log(`${who} died (${e.message}); restarting`);
     case "replica-replaced":

@@ -21,6 +21,8 @@ export interface ControllerEvent {
   replica?: string;
   kind: "replica-starting" | "replica-running" | "replica-failed" | "replica-died" | "replica-replaced" | "replica-stopped" | "app-status";
   message?: string;
+  /** The user's stack, for a replica that failed to start. */
+  stack?: string;
 }
 
 /** One deployment as the controller holds it: its target config and its replicas. */

@@ -332,7 +332,7 @@ export class Controller {
         d.failures++;
         d.lastError = msg.error;
         d.nextStartAt = Date.now() + Math.min(100 * 2 ** d.failures, 5000);
-        this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-failed", message: msg.error.message });
+        this.#emit({ app: app.planned.config.name, deployment: d.name, replica: r.id, kind: "replica-failed", message: msg.error.message, stack: msg.error.stack });
         return;
       case "done":
         this.#replies.get(msg.seq)?.(msg.error);
