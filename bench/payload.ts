@@ -79,7 +79,7 @@ export const payload: Scenario = {
     const series: Record<string, unknown> = { "in-process 16 MiB: codec per transfer ms": round(codecMs, 2), "in-process 16 MiB: one copy ms": round(copyMs, 2) };
     for (const [k, v] of Object.entries(ms)) series[`${k} ms`] = roundSummary(summarize(v), 3);
     return {
-      method: `A Float32Array made in the driver replica passes through stage 1 and stage 2 (stage 1's un-awaited response is stage 2's argument; the runtime routes it back through the driver, so a pass is 4 transfers of the array); each pass is timed in the driver. GB/s = array bytes (10^9) ÷ median pass time. Two servers, sharedMemory.enabled true and false (bench/fixtures/payload-shm-*.yaml), ${rounds} alternating rounds.`,
+      method: `A Float32Array made in the driver replica passes through stage 1 and stage 2 (stage 1's un-awaited response is stage 2's argument; the runtime forwards it, so stage 1's result goes from stage 1's process to stage 2's without passing through the driver, and a pass is 3 transfers of the array: driver → stage 1 → stage 2 → driver); each pass is timed in the driver. GB/s = array bytes (10^9) ÷ median pass time. Two servers, sharedMemory.enabled true and false (bench/fixtures/payload-shm-*.yaml), ${rounds} alternating rounds.`,
       rows: [
         row({
           id: "payload.16MiB.on",
@@ -101,14 +101,14 @@ export const payload: Scenario = {
           unit: "ms",
           value: codecMs,
           baseline: { label: "one plain 16 MiB copy", value: copyMs },
-          note: "a pass makes 4 transfers: driver → stage 1 → driver → stage 2 → driver",
+          note: "a pass makes 3 transfers: driver → stage 1 → stage 2 → driver (stage 1's result is forwarded)",
           digits: 2,
         }),
         row({
           id: "payload.16MiB.ceiling",
-          figure: "copy-bound ceiling of a pass: 4 transfers × 2 copies each (into the arena, out to the receiver), from one measured copy",
+          figure: "copy-bound ceiling of a pass: 3 transfers × 2 copies each (into the arena, out to the receiver), from one measured copy",
           unit: "GB/s",
-          value: (16 * MiB) / 1e9 / ((8 * copyMs) / 1000),
+          value: (16 * MiB) / 1e9 / ((6 * copyMs) / 1000),
           digits: 3,
         }),
       ],

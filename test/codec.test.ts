@@ -4,6 +4,7 @@ import {
   encode,
   EncodeError,
   findUnencodable,
+  KeptRef,
   roundTrip,
   type BinaryReader,
   type BinaryWriter,
@@ -162,6 +163,27 @@ describe("encode/decode keeps every carried type", () => {
     const err = thrown(() => encode(tooDeep)) as EncodeError;
     expect(err).toBeInstanceOf(EncodeError);
     expect(err.reason).toBe("a value nested deeper than 500 levels");
+  });
+});
+
+describe("a KeptRef (ext type 8)", () => {
+  it("round-trips as a KeptRef, alone, nested and as a call's argument", () => {
+    const ref = new KeptRef("/tmp/run/r-1.sock", "a1b2c3", "Stage");
+    const back = roundTrip(ref);
+    expect(back).toBeInstanceOf(KeptRef);
+    expect(back).toEqual(ref);
+    const msg = roundTrip({ t: "call", id: 3, m: null, a: [ref, 1, new Map([["r", ref]])], r: "x", k: true });
+    expect(msg.a[0]).toBeInstanceOf(KeptRef);
+    expect(msg.a[0]).toEqual(ref);
+    expect((msg.a[2] as Map<string, KeptRef>).get("r")).toBeInstanceOf(KeptRef);
+    expect(findUnencodable([ref])).toBeNull();
+  });
+
+  it("is ext type 8 on the wire", () => {
+    const bytes = encode(new KeptRef("s", "t", "d"));
+    // ext 8 format: 0xc7, body length (7: a 3-array of 1-char strings), type
+    expect([...bytes.subarray(0, 3)]).toEqual([0xc7, 7, 8]);
+    expect(decode(bytes)).toEqual(new KeptRef("s", "t", "d"));
   });
 });
 

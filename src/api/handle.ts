@@ -1,4 +1,5 @@
 import { ServeError } from "../error.ts";
+import { KeptRef } from "../runtime/channel/codec.ts";
 import type { CallOptions, Invoker } from "./invoker.ts";
 import { currentRequestContext, signalToken } from "./request-context.ts";
 
@@ -19,26 +20,116 @@ export interface HandleOptions {
 const RESPONSE = Symbol.for("serve-bin.response");
 
 /**
+ * A call through a forwarding invoker (one that crosses processes). It starts
+ * in a microtask, not at once, so that a response passed synchronously as a
+ * top-level argument of another `.remote()` can be forwarded instead: its
+ * result stays in the replica that made it, the outer call gets a reference,
+ * and the value goes from that replica to the outer call's replica without
+ * passing through this process. Its holder releases the kept result when the
+ * outer call completes; awaiting the response before that fetches it here.
+ */
+class Forwardable {
+  /** "open" until the call starts: then "plain" (its value comes back) or "kept". */
+  #mode: "open" | "plain" | "kept" = "open";
+  /** The call: its value ("plain") or its reference ("kept"). */
+  readonly run: Promise<unknown>;
+  /** Outer calls that carry the reference and have not completed. */
+  #holders = 0;
+  /** The deployments the result was forwarded to. */
+  #to: string[] = [];
+  #released = false;
+  /** This process's copy of a kept value, once awaited. */
+  #fetched: Promise<unknown> | null = null;
+
+  constructor(
+    readonly invoker: Required<Pick<Invoker, "fetchKept" | "releaseKept">>,
+    readonly deployment: string,
+    start: (keep: boolean) => Promise<unknown>,
+  ) {
+    this.run = Promise.resolve().then(() => {
+      if (this.#mode === "open") this.#mode = "plain";
+      return start(this.#mode === "kept");
+    });
+    this.run.catch(() => {});
+  }
+
+  /** Called by an outer `.remote()`: true when the reference (`run`) will stand for the value, to be handed back with `done()`. */
+  forward(to: string): boolean {
+    if (this.#mode === "open") this.#mode = "kept";
+    if (this.#mode !== "kept" || this.#released) return false;
+    this.#holders++;
+    this.#to.push(to);
+    return true;
+  }
+
+  /**
+   * An outer call that carried the reference completed. The release waits one
+   * macrotask, so that code awaiting the response right after that call
+   * (`await b.remote(r); await r`, a microtask later) still gets the value.
+   */
+  done(): void {
+    if (--this.#holders > 0) return;
+    setTimeout(() => {
+      if (this.#fetched) void this.#fetched.then(() => this.#release(), () => this.#release());
+      else this.#release();
+    }, 0);
+  }
+
+  #release(): void {
+    if (this.#released || this.#holders > 0) return; // passed on again meanwhile: the last holder releases
+    this.#released = true;
+    this.run.then((ref) => ref instanceof KeptRef && this.invoker.releaseKept(ref), () => {});
+  }
+
+  /** The value, for user code that awaits the response. */
+  value(): Promise<unknown> {
+    if (this.#mode === "open") this.#mode = "plain";
+    if (this.#mode === "plain") return this.run;
+    if (this.#fetched) return this.#fetched;
+    if (this.#released) {
+      // A call that failed keeps nothing: its own error is the answer.
+      const to = [...new Set(this.#to)].join(", ");
+      return this.run.then(() => {
+        throw new ServeError("user", `the result of ${this.deployment} was forwarded to ${to} and released, so it cannot be awaited any more; await it before passing it on, or as soon as the call it was passed to completes`, {
+          deployment: this.deployment,
+        });
+      });
+    }
+    this.#fetched = this.run.then((ref) => (ref instanceof KeptRef ? this.invoker.fetchKept(ref) : ref));
+    this.#fetched.catch(() => {});
+    return this.#fetched;
+  }
+}
+
+/**
  * The result of `handle.remote()`: awaitable, and passable un-awaited as an
  * argument to another `.remote()` call. A failure nobody awaits is swallowed,
  * never an unhandled rejection.
  */
 export class DeploymentResponse<T = unknown> implements PromiseLike<T> {
   readonly [RESPONSE] = true;
-  readonly #promise: Promise<T>;
-  constructor(promise: Promise<T>) {
-    promise.catch(() => {});
-    this.#promise = promise;
+  readonly #promise: Promise<T> | null;
+  /** @internal set when the call goes through a forwarding invoker */
+  readonly fwd: Forwardable | null;
+  constructor(promise: Promise<T> | Forwardable) {
+    if (promise instanceof Forwardable) {
+      this.fwd = promise;
+      this.#promise = null;
+    } else {
+      promise.catch(() => {});
+      this.fwd = null;
+      this.#promise = promise;
+    }
   }
   then<A = T, B = never>(ok?: ((v: T) => A | PromiseLike<A>) | null, fail?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
-    return this.#promise.then(ok, fail);
+    return this.promise.then(ok, fail);
   }
   catch<B = never>(fail: (e: unknown) => B | PromiseLike<B>): Promise<T | B> {
-    return this.#promise.catch(fail);
+    return this.promise.catch(fail);
   }
   /** The underlying promise. */
   get promise(): Promise<T> {
-    return this.#promise;
+    return this.#promise ?? (this.fwd!.value() as Promise<T>);
   }
 }
 
@@ -106,12 +197,24 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
     }
     return method;
   };
+  const forwarding = invoker.callKept && invoker.fetchKept && invoker.releaseKept ? (invoker as Required<Invoker>) : null;
   const remote = (method: string | null) => {
     const m = checkMethod(method);
     return (...args: unknown[]) => {
       const co = callOptions(opts);
       if (opts.stream) return streamOf(resolveArgs(args), (a) => invoker.stream(target.name, m, a, co));
-      return new DeploymentResponse(resolveArgs(args).then((a) => invoker.call(target.name, m, a, co)));
+      if (!forwarding) return new DeploymentResponse(resolveArgs(args).then((a) => invoker.call(target.name, m, a, co)));
+      // Decided now, synchronously: which un-started responses this call carries by reference.
+      const held = args.map((a) => (isResponse(a) && a.fwd?.forward(target.name) ? a.fwd : null));
+      const start = async (keep: boolean) => {
+        try {
+          const a = await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x)));
+          return await (keep ? forwarding.callKept(target.name, m, a, co) : forwarding.call(target.name, m, a, co));
+        } finally {
+          for (const h of held) h?.done();
+        }
+      };
+      return new DeploymentResponse(new Forwardable(forwarding, target.name, start));
     };
   };
   const base = {

@@ -4,6 +4,7 @@
  * Handles and the graph walker only ever talk to an Invoker.
  */
 import type { CancelToken } from "./request-context.ts";
+import type { KeptRef } from "../runtime/channel/codec.ts";
 
 export interface CallOptions {
   /** Seconds before the call fails with 504; undefined = the request's deadline. */
@@ -18,4 +19,14 @@ export interface Invoker {
   call(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): Promise<unknown>;
   /** Calls an async-generator method and yields its chunks. */
   stream(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): AsyncIterable<unknown>;
+  /**
+   * Forwarding (an invoker whose calls cross processes): like `call`, but the
+   * result stays in the replica that made it and a reference comes back.
+   * Handles then pass the reference on instead of the value (SPEC §1).
+   */
+  callKept?(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): Promise<KeptRef>;
+  /** Fetches a kept result (it stays kept until released). */
+  fetchKept?(ref: KeptRef): Promise<unknown>;
+  /** Drops a kept result. */
+  releaseKept?(ref: KeptRef): void;
 }

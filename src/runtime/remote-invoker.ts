@@ -3,6 +3,7 @@ import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { LazyAbort, currentRequestContext, signalToken, type CancelToken } from "../api/request-context.ts";
 import type { BinaryChannel } from "./channel/connection.ts";
 import type { RoutingTable } from "./channel/messages.ts";
+import type { KeptRef } from "./channel/codec.ts";
 import { ReplicaClient, type ChunkSink } from "./replica-client.ts";
 import { Router } from "./router.ts";
 
@@ -24,6 +25,8 @@ function nextCallId(): string {
 export class RemoteInvoker implements Invoker {
   readonly #routers = new Map<string, Router>();
   readonly #clients = new Map<string, ReplicaClient>();
+  /** Clients for fetching kept results, one per producer socket. */
+  readonly #producers = new Map<string, ReplicaClient>();
   version = -1;
 
   constructor(readonly binary: BinaryChannel = {}) {}
@@ -64,14 +67,37 @@ export class RemoteInvoker implements Invoker {
     return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) };
   }
 
-  call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): Promise<unknown> {
+  call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}, keep = false): Promise<unknown> {
     const o = this.#options(opts);
-    if (opts.timeoutS === undefined) return this.router(deployment).call({ method, args, ...o });
+    if (opts.timeoutS === undefined) return this.router(deployment).call({ method, args, ...o, keep });
     const cancel = LazyAbort.child(o.cancel);
     const timer = setTimeout(() => cancel.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     return this.router(deployment)
-      .call({ method, args, requestId: o.requestId, cancel })
+      .call({ method, args, requestId: o.requestId, cancel, keep })
       .finally(() => clearTimeout(timer));
+  }
+
+  callKept(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): Promise<KeptRef> {
+    return this.call(deployment, method, args, opts, true) as Promise<KeptRef>;
+  }
+
+  #producer(ref: KeptRef): ReplicaClient {
+    let c = this.#producers.get(ref.socket);
+    if (!c || c.dead) {
+      c = new ReplicaClient({ id: ref.socket, socket: ref.socket }, ref.deployment, this.binary, (dead) => {
+        if (this.#producers.get(ref.socket) === dead) this.#producers.delete(ref.socket);
+      });
+      this.#producers.set(ref.socket, c);
+    }
+    return c;
+  }
+
+  fetchKept(ref: KeptRef): Promise<unknown> {
+    return this.#producer(ref).fetch(ref.token);
+  }
+
+  releaseKept(ref: KeptRef): void {
+    this.#producer(ref).release(ref.token);
   }
 
   async *stream(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): AsyncGenerator<unknown> {
@@ -114,6 +140,8 @@ export class RemoteInvoker implements Invoker {
   close(): void {
     for (const c of this.#clients.values()) c.close();
     this.#clients.clear();
+    for (const c of this.#producers.values()) c.close();
+    this.#producers.clear();
   }
 }
 

@@ -71,14 +71,14 @@ export class ReplicaClient {
   }
 
   /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
-  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink): { id: number; reply: Promise<Reply> } {
+  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean): { id: number; reply: Promise<Reply> } {
     const id = this.#nextId++;
     const reply = new Promise<Reply>((resolve, reject) => {
       if (this.dead) return reject(this.#deadError());
       this.#pending.set(id, { resolve, reject, sink });
       this.#with((c) => {
         try {
-          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }) });
+          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }) });
         } catch (e) {
           // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
           this.#pending.delete(id);
@@ -87,6 +87,21 @@ export class ReplicaClient {
       });
     });
     return { id, reply };
+  }
+
+  /** Fetches the result this replica kept under `token`. */
+  fetch(token: string): Promise<unknown> {
+    const id = this.#nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      if (this.dead) return reject(this.#deadError());
+      this.#pending.set(id, { resolve, reject });
+      this.#with((c) => c.send({ t: "fetch", id, k: token }));
+    }).then((r) => (r.busy ? undefined : r.value));
+  }
+
+  /** Tells this replica to drop the result it kept under `token`. */
+  release(token: string): void {
+    if (!this.dead) this.#with((c) => c.send({ t: "release", id: 0, k: token }));
   }
 
   /** Tells the replica to abort call `id`, and stops waiting for it. */
@@ -127,8 +142,14 @@ export class ReplicaClient {
         this.#pending.delete(msg.id);
         p.sink?.end();
         return p.resolve({ busy: false, value: undefined });
+      case "call":
+      case "cancel":
+      case "credit":
+      case "fetch":
+      case "release":
+        return; // caller → replica only
       default:
-        return;
+        return exhaustive(msg);
     }
   }
 
@@ -165,3 +186,6 @@ export class ReplicaClient {
     this.#onClose();
   }
 }
+
+/** Compile-time check that every message type is handled; a newer peer's unknown type is ignored. */
+export function exhaustive(_msg: never): void {}

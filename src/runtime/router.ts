@@ -13,6 +13,8 @@ export interface RouteCall {
   requestId: string;
   cancel?: CancelToken;
   sink?: ChunkSink;
+  /** Keep the result in the replica and answer a KeptRef (a forwarded response). */
+  keep?: boolean;
   /** Told which replica and call id took the call (streams send credit there). */
   onSent?: (client: ReplicaClient, id: number) => void;
 }
@@ -80,7 +82,7 @@ export class Router {
         continue;
       }
       r.inflight++;
-      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink);
+      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep);
       c.onSent?.(r, id);
       let res;
       try {

@@ -24,6 +24,21 @@ export interface CodecOptions {
   binary?: BinaryWriter | BinaryReader;
 }
 
+/**
+ * A call's result that its replica kept instead of sending back (a forwarded
+ * `DeploymentResponse`): whoever holds the reference fetches the value from
+ * `socket`. Only the runtime makes them; user code never sees one.
+ */
+export class KeptRef {
+  constructor(
+    /** The producing replica's data socket. */
+    readonly socket: string,
+    readonly token: string,
+    /** The deployment that produced the value, for messages. */
+    readonly deployment: string,
+  ) {}
+}
+
 /** Thrown by encode; message names the path and says what to do. */
 export class EncodeError extends Error {
   override readonly name = "EncodeError";
@@ -58,6 +73,7 @@ const T_MAP = 4;
 const T_SET = 5;
 const T_ERROR = 6;
 const T_BINREF = 7; // [binary kind][descriptor]: the bytes live in shared memory
+const T_KEPT_REF = 8; // [socket, token, deployment]: a call's result kept by the replica that made it
 const T_BINARY = 16; // T_BINARY + index in BINARY_KINDS: the bytes follow inline
 
 /** Deeper than this is refused; msgpack's recursion (and a cycle) must stop well before the stack does. */
@@ -162,6 +178,7 @@ const handlers = new Map<object, (v: never) => ExtData>([
     return new ExtData(T_DATE, data);
   }],
   [BigInt.prototype, (b: bigint) => new ExtData(T_BIGINT, bigintBytes(b))],
+  [KeptRef.prototype, (r: KeptRef) => new ExtData(T_KEPT_REF, nested([r.socket, r.token, r.deployment]))],
 ]);
 BINARY_KINDS.forEach(({ proto }, kind) => handlers.set(proto, (v: ArrayBufferView) => binaryExt(kind, v)));
 // A Node Buffer is sent as its bytes and decodes as a plain Uint8Array.
@@ -200,6 +217,10 @@ const extensionCodec: ExtensionCodecType<undefined> = {
         return m;
       }
       case T_SET: return new Set(nestedDecode(data) as unknown[]);
+      case T_KEPT_REF: {
+        const [socket, token, deployment] = nestedDecode(data) as [string, string, string];
+        return new KeptRef(socket, token, deployment);
+      }
       case T_ERROR: return makeError(nestedDecode(data) as [string, string, string | undefined, string | number | undefined]);
       case T_BINREF: {
         if (reader === undefined) throw new Error("a message refers to shared memory, but decode() was called without a BinaryReader: pass { binary: reader }");

@@ -5,8 +5,16 @@ import type { SerializedServeError } from "../../error.ts";
  * Encoded with the wire codec inside length-prefixed frames.
  */
 export type DataMessage =
-  /** Call `m` (null: the function or `__call__`) with args `a`; `r` is the request id. `s`: stream the result. */
-  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean }
+  /**
+   * Call `m` (null: the function or `__call__`) with args `a`; `r` is the request id. `s`: stream the result.
+   * `k`: keep the result here and answer a KeptRef (the caller forwards it to another call). A top-level
+   * argument that is a KeptRef is fetched from its producer before the call runs.
+   */
+  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean }
+  /** Send the kept result `k` (answered with `ok` or `err`); it stays kept until released. */
+  | { t: "fetch"; id: number; k: string }
+  /** Drop the kept result `k`; no answer. */
+  | { t: "release"; id: number; k: string }
   /** The caller gave up (timeout, client gone): abort the user code's signal. */
   | { t: "cancel"; id: number }
   /** Stream flow control: the caller can take `n` more chunks. */

@@ -51,7 +51,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
     fail(e, spec.deployment);
   }
 
-  const server = new ReplicaServer(callable, spec.maxOngoingRequests);
+  const server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: spec.socket, fetch: (ref) => invoker.fetchKept(ref) });
   rmSync(spec.socket, { force: true });
   Bun.listen<Connection>({
     unix: spec.socket,

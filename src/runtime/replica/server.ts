@@ -7,6 +7,34 @@ import { HTTP_METHOD, type DataMessage, type WireRequest, type WireResponse } fr
 import { STREAM_WINDOW } from "../remote-invoker.ts";
 import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
+import { KeptRef, roundTrip } from "../channel/codec.ts";
+import { exhaustive } from "../replica-client.ts";
+
+/** How long a kept result waits for its fetch or release before it is dropped anyway. */
+export const KEPT_TTL_MS = 60_000;
+/** At most this many kept results per replica, whatever their size; beyond it the oldest is dropped. */
+export const MAX_KEPT = 1024;
+
+/** Where a replica keeps results of forwarded calls, and how to fetch another replica's. */
+export interface KeepOptions {
+  /** This replica's data socket: kept results are fetched from it. */
+  socket: string;
+  /** Fetches a result kept by another replica (the RemoteInvoker's fetchKept). */
+  fetch(ref: KeptRef): Promise<unknown>;
+  ttlMs?: number;
+}
+
+const kept = { now: 0, stored: 0, fetched: 0 };
+
+/** This process's kept results (for tests and diagnostics): held now, ever stored, fetches served. */
+export function keptStats(): { now: number; stored: number; fetched: number } {
+  return { ...kept };
+}
+
+interface Kept {
+  value: unknown;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 interface Active {
   abort: LazyAbort;
@@ -30,12 +58,20 @@ export class ReplicaServer {
   #gate: Promise<void> | null = null;
   #idle: (() => void)[] = [];
   readonly #active = new Map<Connection, Map<number, Active>>();
+  /** Results of forwarded calls, by token, until fetched and released (or their TTL passes). */
+  readonly #kept = new Map<string, Kept>();
 
   constructor(
     readonly callable: Callable,
     maxOngoing: number,
+    readonly keep?: KeepOptions,
   ) {
     this.maxOngoing = maxOngoing;
+  }
+
+  /** How many results this replica keeps for forwarded calls. */
+  get keptCount(): number {
+    return this.#kept.size;
   }
 
   get name(): string {
@@ -61,9 +97,71 @@ export class ReplicaServer {
         }
         return;
       }
-      default:
+      case "fetch": {
+        const k = this.#kept.get(msg.k);
+        if (!k) return conn.send({ t: "err", id: msg.id, e: this.#goneError().toJSON() });
+        try {
+          conn.send({ t: "ok", id: msg.id, v: k.value });
+          kept.fetched++;
+        } catch (e) {
+          conn.send({ t: "err", id: msg.id, e: ServeError.fromUser(e, this.name).toJSON() });
+        }
         return;
+      }
+      case "release":
+        return this.#drop(msg.k);
+      case "ok":
+      case "err":
+      case "busy":
+      case "chunk":
+      case "end":
+        return; // replica → caller only
+      default:
+        return exhaustive(msg);
     }
+  }
+
+  #goneError(): ServeError {
+    return new ServeError("unavailable", `a forwarded result of ${this.name} is no longer kept (released, or not fetched within ${(this.keep?.ttlMs ?? KEPT_TTL_MS) / 1000} s); retry the request`, {
+      deployment: this.name,
+    });
+  }
+
+  /** Keeps a forwarded call's result and returns the reference the caller passes on. */
+  #store(value: unknown): KeptRef {
+    const token = crypto.randomUUID();
+    const timer = setTimeout(() => this.#drop(token), this.keep?.ttlMs ?? KEPT_TTL_MS);
+    timer.unref?.();
+    this.#kept.set(token, { value, timer });
+    kept.now++;
+    kept.stored++;
+    if (this.#kept.size > MAX_KEPT) this.#drop(this.#kept.keys().next().value!);
+    return new KeptRef(this.keep!.socket, token, this.name);
+  }
+
+  #drop(token: string): void {
+    const k = this.#kept.get(token);
+    if (!k) return;
+    clearTimeout(k.timer);
+    this.#kept.delete(token);
+    kept.now--;
+  }
+
+  /** Replaces each top-level KeptRef argument by its value: from this replica's own store, or fetched from its producer. */
+  async #fetchArgs(args: unknown[]): Promise<unknown[]> {
+    if (!args.some((a) => a instanceof KeptRef)) return args;
+    return Promise.all(
+      args.map((a) => {
+        if (!(a instanceof KeptRef)) return a;
+        if (a.socket === this.keep?.socket) {
+          const k = this.#kept.get(a.token);
+          if (!k) throw this.#goneError();
+          return roundTrip(k.value); // a copy, as a fetch would give: the kept value may still be fetched by others
+        }
+        if (!this.keep) throw new ServeError("internal", `a forwarded result of ${a.deployment} arrived at a replica that cannot fetch it`, { deployment: this.name });
+        return this.keep.fetch(a);
+      }),
+    );
   }
 
   /** A caller's socket closed: abort what it was waiting for. */
@@ -86,8 +184,10 @@ export class ReplicaServer {
       entered = true;
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
-      const out = await withRequestContext(ctx, () => this.#invoke(msg.m, msg.a, active.abort));
-      if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
+      const args = await this.#fetchArgs(msg.a);
+      const out = await withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
+      if (msg.k && this.keep && !msg.s) conn.send({ t: "ok", id: msg.id, v: this.#store(out) });
+      else if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
       else conn.send({ t: "ok", id: msg.id, v: out });
     } catch (e) {
@@ -198,8 +298,9 @@ export class ReplicaServer {
     ]);
   }
 
-  /** Whether some admitted call still has a caller waiting for it. */
+  /** Whether some admitted call still has a caller waiting for it, or a kept result still waits for its fetch. */
   #awaited(): boolean {
+    if (this.#kept.size > 0) return true;
     for (const calls of this.#active.values()) for (const a of calls.values()) if (!a.abort.aborted) return true;
     return false;
   }
