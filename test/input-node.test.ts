@@ -35,6 +35,12 @@ describe("selecting part of the input", () => {
     expect(await dag.execute("x", "y")).toEqual(["x", "y", undefined]);
   });
 
+  it("selects fields named like the node's own members: input.kind, input.key, input.a.key, input.constructor", async () => {
+    const input = new InputNode();
+    const dag = echo.bind(input.kind, input.key, input.a.key, input.a.of, input.constructor, input.sourceFile);
+    expect(await dag.execute({ kind: "image", key: "k1", a: { key: "k2", of: "o" }, constructor: "c", sourceFile: "s" })).toEqual(["image", "k1", "k2", "o", "c", "s"]);
+  });
+
   it("reaches into nested values: input[0].x and input.a.b[1]", async () => {
     const input = new InputNode();
     const dag = echo.bind(input[0].x, input[1].a.b[1]);

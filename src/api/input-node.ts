@@ -1,13 +1,20 @@
 import { InputNodeBase, SelectNode } from "./nodes.ts";
 
 /**
+ * The only string keys of an input node that are not selections. Everything
+ * else — `kind`, `key`, `type`, `constructor` — selects that part of the
+ * input, so a payload field never silently reads a member of the node.
+ */
+const MEMBERS = new Set(["get", "execute", "then"]);
+
+/**
  * Selecting part of the input. `input[k]`, `input.key` and `input.get(k)` all
  * give a SelectNode; numeric-looking keys become numbers.
  */
 function selectable<T extends InputNodeBase | SelectNode>(node: T): T & Record<string | number, SelectNode> {
   return new Proxy(node, {
     get(target, prop, receiver) {
-      if (typeof prop === "symbol" || prop in target) return Reflect.get(target, prop, receiver);
+      if (typeof prop === "symbol" || MEMBERS.has(prop)) return Reflect.get(target, prop, receiver);
       return selectable(new SelectNode(receiver, /^\d+$/.test(prop) ? Number(prop) : prop));
     },
   }) as T & Record<string | number, SelectNode>;

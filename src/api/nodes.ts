@@ -39,7 +39,7 @@ export abstract class DAGNode<T = unknown> {
   get then(): never {
     throw new ServeError(
       "build",
-      `a ${this.kind} node is not awaitable: call \`await node.execute(...args)\` to run the graph, or serve it with \`serve-bin run\``,
+      `a ${this instanceof SelectNode ? "select" : this instanceof InputNodeBase ? "input" : this.kind} node is not awaitable: call \`await node.execute(...args)\` to run the graph, or serve it with \`serve-bin run\``,
     );
   }
 }
@@ -84,14 +84,19 @@ export class ClassNode<T = unknown> extends DAGNode<T> {
   }
 }
 
+/** Where a SelectNode keeps what it selects from and its key: symbols, so that every string key stays free to select (`input.kind`, `input.key`). */
+export const SELECT_OF = Symbol.for("serve-bin.select-of");
+export const SELECT_KEY = Symbol.for("serve-bin.select-key");
+
 /** `input[k]` / `input.key` / `input.get(k)`: part of the graph's input. */
 export class SelectNode extends DAGNode<unknown> {
   readonly kind = "select";
-  constructor(
-    readonly of: InputNodeBase | SelectNode,
-    readonly key: string | number,
-  ) {
+  readonly [SELECT_OF]: InputNodeBase | SelectNode;
+  readonly [SELECT_KEY]: string | number;
+  constructor(of: InputNodeBase | SelectNode, key: string | number) {
     super();
+    this[SELECT_OF] = of;
+    this[SELECT_KEY] = key;
   }
 }
 

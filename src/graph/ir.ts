@@ -1,6 +1,6 @@
 import { ServeError } from "../error.ts";
 import type { DeploymentDef } from "../api/deployment.ts";
-import { ClassNode, FunctionNode, InputNodeBase, MethodNode, SelectNode, isNode, methodNames, type DAGNode } from "../api/nodes.ts";
+import { ClassNode, FunctionNode, InputNodeBase, MethodNode, SelectNode, isNode, methodNames, type DAGNode, SELECT_KEY, SELECT_OF } from "../api/nodes.ts";
 import { findUnencodable } from "../runtime/channel/codec.ts";
 import { graphHash } from "./hash.ts";
 import { CycleError, GraphRef, HandleRef, NodeRef, containsLeaf, forEachNode, isRef, mapTemplate } from "./template.ts";
@@ -51,7 +51,7 @@ function label(node: DAGNode): string {
   if (node instanceof FunctionNode) return node.deployment.name;
   if (node instanceof MethodNode) return `${node.instance.deployment.name}.${node.method}`;
   if (node instanceof ClassNode) return node.deployment.name;
-  return `the ${node.kind} node`;
+  return node instanceof SelectNode ? "an input selection" : "the InputNode";
 }
 
 function where(def: DeploymentDef): string {
@@ -107,8 +107,9 @@ class Builder {
       return this.push({ kind: "input" }, true);
     }
     if (node instanceof SelectNode) {
-      const of = this.visit(node.of, true);
-      return this.push({ kind: "select", of, key: node.key, fromInput: node.of instanceof InputNodeBase }, true);
+      const from = node[SELECT_OF];
+      const of = this.visit(from, true);
+      return this.push({ kind: "select", of, key: node[SELECT_KEY], fromInput: from instanceof InputNodeBase }, true);
     }
     if (node instanceof FunctionNode) {
       const { args, refs } = this.callArgs(node.args, node.deployment.name, node.deployment.name);
