@@ -253,6 +253,28 @@ describe("the admin API", () => {
     );
   });
 
+  it("counts the proxy's requests by application and status, with a latency histogram and shared-memory counters", async () => {
+    expect((await fetch(`${server.url}/`, { method: "POST", body: "[1,2,3]" })).status).toBe(200);
+    expect((await fetch(`${server.url}/`, { method: "POST", body: "[1,2," })).status).toBe(400);
+    const text = await (await api("/metrics")).text();
+    const sample = (name: string) => Number(new RegExp(`^${name.replace(/[{}"=,+.]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    expect(sample('serve_bin_http_requests_total{app="diamond",code="200"}')).toBeGreaterThanOrEqual(1);
+    expect(sample('serve_bin_http_requests_total{app="diamond",code="400"}')).toBeGreaterThanOrEqual(1);
+    const count = sample('serve_bin_http_request_duration_seconds_count{app="diamond"}');
+    expect(count).toBeGreaterThanOrEqual(2);
+    expect(sample('serve_bin_http_request_duration_seconds_bucket{app="diamond",le="+Inf"}')).toBe(count);
+    expect(sample('serve_bin_http_request_duration_seconds_sum{app="diamond"}')).toBeGreaterThan(0);
+    expect(text.split("\n")).toEqual(
+      expect.arrayContaining([
+        "# TYPE serve_bin_http_requests_total counter",
+        "# TYPE serve_bin_http_request_duration_seconds histogram",
+        "# TYPE serve_bin_shm_transfers_total counter",
+        "# TYPE serve_bin_shm_fallbacks_total counter",
+      ]),
+    );
+    expect(sample('serve_bin_shm_fallbacks_total{process="server"}')).toBe(0);
+  });
+
   it("answers an unknown path with 404 and the list of endpoints", async () => {
     const res = await api("/api/nothing");
     expect(res.status).toBe(404);

@@ -7,6 +7,8 @@ import { parseYAML, toYAML } from "../config/yaml.ts";
 import type { StatusJSON } from "../runtime/controller.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import type { Server } from "./server.ts";
+import { shmStats } from "../runtime/channel/shm-channel.ts";
+import { family, labels } from "./prometheus.ts";
 
 export interface AdminOptions {
   host: string;
@@ -19,7 +21,7 @@ export interface AdminOptions {
 }
 
 /** What the admin API drives: the server's public methods, nothing else. */
-export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp">;
+export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests">;
 
 const ENDPOINTS = [
   "GET /api/applications",
@@ -113,7 +115,11 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
     return c.json({ message: "shutting down: requests in flight drain, then the server exits" }, 202);
   });
 
-  app.get("/metrics", (c) => c.body(metrics(server.status(), restarts), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get("/metrics", (c) =>
+    c.body(`${metrics(server.status(), restarts)}${[...server.requests.lines(), ...shmLines()].join("\n")}\n`, 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    }),
+  );
 
   return app;
 }
@@ -221,8 +227,6 @@ class RestartCounter {
   }
 }
 
-const label = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-const labels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}="${label(v)}"`).join(",")}}`;
 
 /** Prometheus text format (0.0.4), from the status JSON. */
 function metrics(status: StatusJSON, restarts: RestartCounter): string {
@@ -250,4 +254,17 @@ function metrics(status: StatusJSON, restarts: RestartCounter): string {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples[key]);
   }
   return `${out.join("\n")}\n`;
+}
+
+/** This process's shared-memory traffic (the proxy's sends to ingress replicas). */
+function shmLines(): string[] {
+  const s = shmStats();
+  const server = labels({ process: "server" });
+  return [
+    ...family("serve_bin_shm_transfers_total", "counter", "Binary values this process sent through shared memory.", [`serve_bin_shm_transfers_total${server} ${s.transfers}`]),
+    ...family("serve_bin_shm_bytes_total", "counter", "Bytes this process sent through shared memory.", [`serve_bin_shm_bytes_total${server} ${s.bytes}`]),
+    ...family("serve_bin_shm_fallbacks_total", "counter", "Values over the threshold that went inline because the arena was full or missing.", [
+      `serve_bin_shm_fallbacks_total${server} ${s.fallbacks}`,
+    ]),
+  ];
 }

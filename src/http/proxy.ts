@@ -7,7 +7,8 @@ import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/cha
 import type { ReplicaClient } from "../runtime/replica-client.ts";
 import type { Router } from "../runtime/router.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
-import { RouteTable, type Variant } from "./route-table.ts";
+import { RouteTable, type RouteHit, type Variant } from "./route-table.ts";
+import type { RequestMetrics } from "./request-metrics.ts";
 
 export interface ProxyOptions {
   requestTimeoutS: number;
@@ -15,9 +16,10 @@ export interface ProxyOptions {
   errorDetail: ErrorDetail;
 }
 
-/** What the proxy needs from the server: where a path goes, and health. */
+/** What the proxy needs from the server: where a path goes, health, and where to count. */
 export interface ProxyTarget {
   routes: RouteTable;
+  metrics: RequestMetrics;
   /** 200 when every application has a serving ingress replica. */
   healthy(): boolean;
 }
@@ -35,7 +37,13 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
   own.get("/-/routes", (c) => c.json(target.routes.describe()));
   own.all("*", () => errorResponse(new ServeError("not_found", '"/-/" is reserved for serve-bin\'s own endpoints: /-/healthz and /-/routes')));
   const forwardRequest = async (req: Request, path: string): Promise<Response> => {
+    const t0 = performance.now();
     const hit = target.routes.match(path, req.headers);
+    const res = await forwardHit(req, path, hit);
+    target.metrics.observe(hit?.app ?? "", res.status, (performance.now() - t0) / 1000);
+    return res;
+  };
+  const forwardHit = async (req: Request, path: string, hit: RouteHit | null): Promise<Response> => {
     if (!hit) return errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail);
     const length = Number(req.headers.get("content-length") ?? 0);
     if (length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);

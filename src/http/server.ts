@@ -10,6 +10,7 @@ import { ProcessSupervisor } from "../runtime/supervisor.ts";
 import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
 import { createProxy } from "./proxy.ts";
 import { RouteTable, type RouteEntry } from "./route-table.ts";
+import { RequestMetrics } from "./request-metrics.ts";
 
 export interface ServerOptions {
   config: ServeConfig;
@@ -32,6 +33,7 @@ export type AppliedConfig = Omit<ServeConfig, "applications"> & { applications: 
  */
 export class Server {
   readonly routes = new RouteTable();
+  readonly requests = new RequestMetrics();
   readonly controller: Controller;
   readonly runDir: RunDir;
   #config: ServeConfig;
@@ -54,7 +56,7 @@ export class Server {
   static async start(opts: ServerOptions): Promise<Server> {
     const s = new Server(opts);
     const proxy = createProxy(
-      { routes: s.routes, healthy: () => s.healthy() },
+      { routes: s.routes, metrics: s.requests, healthy: () => s.healthy() },
       { requestTimeoutS: opts.config.proxy.requestTimeoutS, maxBodyBytes: opts.config.proxy.maxBodyBytes, errorDetail: opts.config.proxy.errorDetail },
     );
     s.#http = Bun.serve({
