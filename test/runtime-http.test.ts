@@ -117,6 +117,14 @@ describe("a server with two applications and proxy.maxBodyBytes 1024", () => {
     });
   });
 
+  it("answers a path under a multi-graph DAGDriver that none of its graphs serves with 404 naming the ones it has", async () => {
+    const res = await postJSON(`${server.url}/enc/nope`, "bob");
+    expect({ status: res.status, body: await res.json() }).toEqual({
+      status: 404,
+      body: { error: "not_found", message: "no graph at /nope; this DAGDriver serves /object, /bytes, /text" },
+    });
+  });
+
   it("lists its routes at /-/routes", async () => {
     const res = await fetch(`${server.url}/-/routes`);
     expect({ status: res.status, body: await res.json() }).toEqual({ status: 200, body: { "/enc": "enc", "/tea": "tea" } });
