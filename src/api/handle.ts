@@ -208,7 +208,8 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
       const held = args.map((a) => (isResponse(a) && a.fwd?.forward(target.name) ? a.fwd : null));
       const start = async (keep: boolean) => {
         try {
-          const a = await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x)));
+          // Most calls carry no response: no Promise.all on the hot path for them.
+          const a = args.some(isResponse) ? await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x))) : args;
           return await (keep ? forwarding.callKept(target.name, m, a, co) : forwarding.call(target.name, m, a, co));
         } finally {
           for (const h of held) h?.done();
