@@ -101,7 +101,3 @@ export interface SerializedServeError {
   causeName?: string;
   stack?: string;
 }
-
-export function isServeError(e: unknown): e is ServeError {
-  return e instanceof ServeError;
-}

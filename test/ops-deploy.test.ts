@@ -6,7 +6,7 @@
  * PATCHed config survives a restart of the server.
  */
 import { describe, expect, it } from "vitest";
-import { copyFileSync, existsSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYAML } from "yaml";
 import type { Subprocess } from "bun";
@@ -77,7 +77,10 @@ describe("serve-bin deploy of a changed config (compiled binary)", () => {
   it("changes nothing for the same file, reconfigures a changed userConfig in place, and rolls a changed importPath with zero failed requests", async () => {
     await using dir = tempDir("sb-ops-deploy-");
     copyFileSync(join(FIXTURES, "ops-model.ts"), join(dir.path, "graph.ts"));
-    copyFileSync(join(FIXTURES, "ops-model-v2.ts"), join(dir.path, "graph-v2.ts"));
+    // The same model in a second file that answers graph "v2": a deploy that switches importPath to it is a rolling replace.
+    const v1 = readFileSync(join(FIXTURES, "ops-model.ts"), "utf8");
+    expect(v1).toContain('const GRAPH = "v1";');
+    writeFileSync(join(dir.path, "graph-v2.ts"), v1.replace('const GRAPH = "v1";', 'const GRAPH = "v2";'));
     copyFileSync(join(FIXTURES, "ops-health.ts"), join(dir.path, "graph-sensor.ts"));
     const file = join(dir.path, "app.yaml");
     writeFileSync(file, appYaml("./graph.ts"));

@@ -47,8 +47,3 @@ export function graphHash(ir: Omit<GraphIR, "hash">): string {
   parts.push(`root:${ir.root}`);
   return Bun.hash(parts.join("\n")).toString(16).padStart(16, "0");
 }
-
-/** The description itself, for error messages that show what differs. */
-export function describeValue(v: unknown): string {
-  return describe(v, new Set(), 0);
-}

@@ -3,7 +3,7 @@ import type { DeploymentDef } from "../api/deployment.ts";
 import { ClassNode, FunctionNode, InputNodeBase, MethodNode, SelectNode, isNode, methodNames, type DAGNode, SELECT_KEY, SELECT_OF } from "../api/nodes.ts";
 import { findUnencodable } from "../runtime/channel/codec.ts";
 import { graphHash } from "./hash.ts";
-import { CycleError, GraphRef, HandleRef, NodeRef, containsLeaf, forEachNode, isRef, mapTemplate } from "./template.ts";
+import { CycleError, GraphRef, HandleRef, NodeRef, forEachNode, isRef, mapTemplate } from "./template.ts";
 
 /** One graph representation: nodes in post-order, each call naming its deployment. */
 export type IRNode =
@@ -232,10 +232,3 @@ class Builder {
 export function hasFetch(def: DeploymentDef): boolean {
   return def.kind === "class" && methodNames(def.target as Function).includes("fetch");
 }
-
-/** Whether the IR node is reachable only per request (from the InputNode). */
-export function isGraphRef(v: unknown): v is GraphRef {
-  return v instanceof GraphRef;
-}
-
-export { GraphRef, HandleRef, NodeRef, containsLeaf };

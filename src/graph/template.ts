@@ -77,11 +77,4 @@ function mapChildren(value: object, map: (v: unknown) => unknown): unknown {
   return value;
 }
 
-/** True when `value` holds a leaf anywhere. */
-export function containsLeaf(value: unknown, isLeaf: (v: object) => boolean): boolean {
-  let found = false;
-  mapTemplate(value, isLeaf, (l) => ((found = true), l));
-  return found;
-}
-
 export const isRef = (v: object): v is NodeRef => v instanceof NodeRef;

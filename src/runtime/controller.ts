@@ -12,7 +12,6 @@ import { decideReplicas } from "./autoscale.ts";
 import {
   MAX_START_FAILURES,
   appStatus,
-  deploymentStatus,
   statusJSON,
   targetReplicas,
   type AppRuntime,

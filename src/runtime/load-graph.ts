@@ -2,12 +2,6 @@ import { pathToFileURL } from "node:url";
 import { ServeError } from "../error.ts";
 import { servable, type ServableGraph } from "../graph/application.ts";
 
-/** `graph.ts:export` → its parts; the export defaults to `default`. */
-export function splitImportPath(importPath: string): { file: string; exportName: string } {
-  const m = /^(.*?)(?::([A-Za-z_$][\w$]*))?$/.exec(importPath)!;
-  return { file: m[1]!, exportName: m[2] ?? "default" };
-}
-
 /** Imports a graph module and builds the graph its export ends in. */
 export async function loadGraph(modulePath: string, exportName: string): Promise<ServableGraph & { node: unknown }> {
   let mod: Record<string, unknown>;

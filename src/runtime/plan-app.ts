@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { isAbsolute, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ServeError } from "../error.ts";
 import { resolveDeployment } from "../config/diff.ts";
@@ -97,8 +97,4 @@ function batchFloor(d: DeploymentConfig, target: Function, written: number | und
     });
   }
   return { ...d, maxOngoingRequests: floor };
-}
-
-export function configDir(configPath: string): string {
-  return dirname(resolve(configPath));
 }
