@@ -8,7 +8,7 @@ import { join, relative } from "node:path";
 import { parseConfig } from "../src/config/schema.ts";
 import { startAdmin } from "../src/http/admin.ts";
 import { Server } from "../src/http/server.ts";
-import type { StatusJSON } from "../src/runtime/controller.ts";
+import type { StatusJSON } from "../src/runtime/control/status.ts";
 import { EXAMPLES, alive, runCli, tempDir, waitFor, type TempDir } from "./harness.ts";
 
 const DIAMOND = join(EXAMPLES, "diamond");

@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYAML } from "yaml";
 import { parseYAML as parseConfigFile } from "../src/config/yaml.ts";
-import type { StatusJSON } from "../src/runtime/controller.ts";
+import type { StatusJSON } from "../src/runtime/control/status.ts";
 import { EXAMPLES, runCli, startServer, tempDir } from "./harness.ts";
 import { startLoad, why } from "./load.ts";
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { copyFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decideReplicas, type AutoscaleState } from "../src/runtime/autoscale.ts";
-import type { StatusJSON } from "../src/runtime/controller.ts";
+import type { StatusJSON } from "../src/runtime/control/status.ts";
 import { alive, startServer, tempDir, waitFor } from "./harness.ts";
 import { startLoad, why } from "./load.ts";
 

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } fr
 import { join } from "node:path";
 import { parse as parseYAML } from "yaml";
 import type { Subprocess } from "bun";
-import type { StatusJSON } from "../src/runtime/controller.ts";
+import type { StatusJSON } from "../src/runtime/control/status.ts";
 import { alive, cliCommand, leftovers, runCli, startServer, tempDir, waitFor } from "./harness.ts";
 import { startLoad, why, type Answer } from "./load.ts";
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { StatusJSON } from "../src/runtime/controller.ts";
+import type { StatusJSON } from "../src/runtime/control/status.ts";
 import { alive, leftovers, startServer, tempDir, waitFor, type RunningServer, type TempDir } from "./harness.ts";
 import { startLoad, why, type Answer } from "./load.ts";
 

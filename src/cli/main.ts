@@ -28,8 +28,8 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "replica": {
-      const { runReplica } = await import("../runtime/replica/main.ts");
-      await runReplica(JSON.parse(rest[0]!));
+      const { runReplica, receiveSpec } = await import("../runtime/replica/main.ts");
+      await runReplica(await receiveSpec());
       return -1; // keeps running
     }
     case "run":

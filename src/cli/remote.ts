@@ -9,7 +9,7 @@ import type { Issue } from "../error.ts";
 import { formatIssues, parseImportPath } from "../config/schema.ts";
 import { parseYAML } from "../config/yaml.ts";
 import { readEnv } from "../config/env.ts";
-import type { StatusJSON } from "../runtime/controller.ts";
+import type { StatusJSON } from "../runtime/control/status.ts";
 import { addressFlags, adminAddress, parse, UsageError } from "./args.ts";
 
 const POLL_MS = 200;

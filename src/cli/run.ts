@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { ServeError } from "../error.ts";
 import { readEnv } from "../config/env.ts";
 import { parseConfig, type ServeConfig } from "../config/schema.ts";
-import type { ControllerEvent } from "../runtime/controller.ts";
+import type { ControllerEvent } from "../runtime/control/status.ts";
 import { startAdmin } from "../http/admin.ts";
 import { Server } from "../http/server.ts";
 import { parse, portOf, UsageError } from "./args.ts";
@@ -146,6 +146,13 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
     const err = e as ServeError;
     process.stderr.write(`serve-bin: ${err.message}\n`);
     if (err.causeStack) process.stderr.write(`${err.causeStack}\n`);
+    // SPEC §8: one application that cannot start does not take the others down.
+    const serving = Object.entries(server.status().applications).filter(([, a]) => a.status === "RUNNING");
+    if (err instanceof ServeError && err.code === "unavailable" && serving.length) {
+      for (const [name] of serving) log(`serving ${name}; see serve-bin status for the applications that failed`);
+      await done;
+      return 0;
+    }
     await stop();
     return err instanceof ServeError && (err.code === "invalid" || err.code === "build") ? 2 : 1;
   }

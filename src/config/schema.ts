@@ -409,6 +409,44 @@ export const sharedMemoryConfigSchema = strict("sharedMemory", {
   })
   .describe("Shared memory for large binary values between processes. A change needs a server restart.");
 
+/** Defaults of `limits`: what a 2-core / 24 GiB host survives with room to spare (an idle replica is ~15 MB RssAnon). */
+export const LIMITS_DEFAULTS = Object.freeze({
+  maxReplicasPerDeployment: 64,
+  maxReplicas: 128,
+  maxConcurrentStarts: 8,
+  restartBackoffS: 1,
+  restartBackoffMaxS: 300,
+  restartResetAfterS: 600,
+  maxConstructorRetries: 10,
+});
+
+export const limitsConfigSchema = strict("limits", {
+  maxReplicasPerDeployment: wholeNumber(1, 100_000)
+    .default(LIMITS_DEFAULTS.maxReplicasPerDeployment)
+    .describe("Most replicas one deployment may ask for (numReplicas, or autoscalingConfig.maxReplicas). A config, PUT or PATCH asking for more is refused with 422. Default 64."),
+  maxReplicas: wholeNumber(1, 100_000)
+    .default(LIMITS_DEFAULTS.maxReplicas)
+    .describe("Most replicas all applications together may ask for. Default 128."),
+  maxConcurrentStarts: wholeNumber(1, 1000)
+    .default(LIMITS_DEFAULTS.maxConcurrentStarts)
+    .describe("Replicas starting at once; more wait their turn, so a large scale-up never starves the replicas already serving. Default 8."),
+  restartBackoffS: seconds(false)
+    .max(3600, { error: "expected at most 3600 seconds" })
+    .default(LIMITS_DEFAULTS.restartBackoffS)
+    .describe("A replica that exits again soon after a restart waits this long before the next one, doubling each time. The first restart is at once. Default 1."),
+  restartBackoffMaxS: seconds(false)
+    .max(86_400, { error: "expected at most 86400 seconds" })
+    .default(LIMITS_DEFAULTS.restartBackoffMaxS)
+    .describe("The longest wait between restarts of a crash-looping replica. Default 300 (as Kubernetes' CrashLoopBackOff)."),
+  restartResetAfterS: seconds(false)
+    .max(86_400, { error: "expected at most 86400 seconds" })
+    .default(LIMITS_DEFAULTS.restartResetAfterS)
+    .describe("A replica that has run this long counts as healthy again: its next exit restarts it at once. Default 600."),
+  maxConstructorRetries: wholeNumber(1, 1000)
+    .default(LIMITS_DEFAULTS.maxConstructorRetries)
+    .describe("Starts in a row that may fail (constructor throws, or the replica exits before it is ready) before the deployment stops trying until its next change. Default 10."),
+}).describe("Bounds that protect the host from a typo or a crashing model. Applied at once by a PUT.");
+
 /** Indexes of repeated values, each with the index of its first occurrence. */
 function duplicates(values: readonly (string | undefined)[]): [number, number][] {
   const seen = new Map<string, number>();
@@ -468,6 +506,7 @@ export const serveConfigSchema = strict("the config", {
   sharedMemory: sharedMemoryConfigSchema
     .prefault({})
     .describe("Shared memory for large binary values between processes. A change needs a server restart."),
+  limits: limitsConfigSchema.prefault({}).describe("Bounds that protect the host: replica counts, starts at once, restart backoff."),
   applications: z
     .array(applicationSchema, { error: "expected a list of applications" })
     .default(() => [])
@@ -498,6 +537,7 @@ export type RouteConfig = z.output<typeof routeSchema>;
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;
 export type AdminConfig = z.output<typeof adminConfigSchema>;
 export type SharedMemoryConfig = z.output<typeof sharedMemoryConfigSchema>;
+export type LimitsConfig = z.output<typeof limitsConfigSchema>;
 /** A parsed config file: server sections complete, deployment entries as written. */
 export type ServeConfig = z.output<typeof serveConfigSchema>;
 /** What may be written in a config file (defaults optional). */
@@ -515,6 +555,7 @@ export const KEY_ORDER = Object.freeze({
   proxy: Object.keys(proxyConfigSchema.shape),
   admin: Object.keys(adminConfigSchema.shape),
   sharedMemory: Object.keys(sharedMemoryConfigSchema.shape),
+  limits: Object.keys(limitsConfigSchema.shape),
   application: Object.keys(applicationSchema.shape),
   deployment: Object.keys(deploymentConfigShape),
   autoscaling: Object.keys(autoscalingShape),

@@ -40,6 +40,7 @@ export function toYAML(config: ServeConfig): string {
     proxy: (v) => ordered(v, KEY_ORDER.proxy),
     admin: (v) => ordered(v, KEY_ORDER.admin),
     sharedMemory: (v) => ordered(v, KEY_ORDER.sharedMemory),
+    limits: (v) => ordered(v, KEY_ORDER.limits),
     applications: list(application),
     routes: list((r) => ordered(r, KEY_ORDER.route)),
   });

@@ -4,7 +4,7 @@ import { parse as parseYAMLText } from "yaml";
 import { ServeError, type Issue } from "../error.ts";
 import { deploymentPatchSchema, formatIssues, parseConfig, routePatchSchema, validate, type ConfigResult, type ServeConfig } from "../config/schema.ts";
 import { parseYAML, toYAML } from "../config/yaml.ts";
-import type { StatusJSON } from "../runtime/controller.ts";
+import { APP_STATES, REPLICA_STATES, type StatusJSON } from "../runtime/control/status.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import type { Server } from "./server.ts";
 import { shmStats } from "../runtime/channel/shm-channel.ts";
@@ -34,8 +34,6 @@ const ENDPOINTS = [
   "GET /metrics",
 ];
 
-const REPLICA_STATES = ["STARTING", "UPDATING", "RUNNING", "STOPPING"] as const;
-const APP_STATES = ["DEPLOYING", "RUNNING", "DEPLOY_FAILED", "UNHEALTHY", "DELETING"] as const;
 
 /**
  * The admin API of SPEC section 4 as a Hono app. PUT and PATCH answer once the
@@ -49,7 +47,6 @@ const APP_STATES = ["DEPLOYING", "RUNNING", "DEPLOY_FAILED", "UNHEALTHY", "DELET
 export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host" | "port">): Hono {
   const app = new Hono();
   const fail = (e: unknown) => errorResponse(e, opts.errorDetail);
-  const restarts = new RestartCounter();
 
   app.onError((e) => fail(e));
   app.notFound((c) =>
@@ -99,7 +96,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   app.patch("/api/routes", async (c) => {
     const route = validate(routePatchSchema, await readJSON(c.req.raw));
     if (!route.ok) throw invalid("the route", route.issues);
-    server.patchRoute(route.value);
+    await server.patchRoute(route.value);
     return c.json({ routes: server.appliedConfig().routes });
   });
 
@@ -116,7 +113,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.get("/metrics", (c) =>
-    c.body(`${metrics(server.status(), restarts)}${[...server.requests.lines(), ...shmLines()].join("\n")}\n`, 200, {
+    c.body(`${metrics(server.status())}${[...server.requests.lines(), ...shmLines()].join("\n")}\n`, 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }),
   );
@@ -207,29 +204,8 @@ function findDeployment(status: StatusJSON, app: string, name: string): StatusJS
   return d;
 }
 
-/**
- * Restarts only grow: a replica keeps its id across restarts, so the total
- * is the sum of the highest count seen per replica id, and scaling a
- * restarted replica away does not make the counter go down.
- */
-class RestartCounter {
-  readonly #seen = new Map<string, number>();
-
-  total(app: string, deployment: string, replicas: { id: string; restarts: number }[]): number {
-    for (const r of replicas) {
-      const key = JSON.stringify([app, deployment, r.id]);
-      this.#seen.set(key, Math.max(this.#seen.get(key) ?? 0, r.restarts));
-    }
-    const prefix = JSON.stringify([app, deployment]).slice(0, -1) + ",";
-    let sum = 0;
-    for (const [k, v] of this.#seen) if (k.startsWith(prefix)) sum += v;
-    return sum;
-  }
-}
-
-
 /** Prometheus text format (0.0.4), from the status JSON. */
-function metrics(status: StatusJSON, restarts: RestartCounter): string {
+function metrics(status: StatusJSON): string {
   const families = {
     up: ["serve_bin_up", "gauge", "1 while the serve-bin server runs."],
     app: ["serve_bin_application_status", "gauge", "1 for the application's current status, 0 for the others."],
@@ -246,7 +222,7 @@ function metrics(status: StatusJSON, restarts: RestartCounter): string {
         samples.replicas.push(`${families.replicas[0]}${labels({ app, deployment, state })} ${n}`);
       }
       samples.target.push(`${families.target[0]}${labels({ app, deployment })} ${d.targetReplicas}`);
-      samples.restarts.push(`${families.restarts[0]}${labels({ app, deployment })} ${restarts.total(app, deployment, d.replicas)}`);
+      samples.restarts.push(`${families.restarts[0]}${labels({ app, deployment })} ${d.restarts}`);
     }
   }
   const out: string[] = [];

@@ -1,12 +1,14 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ServeError } from "../error.ts";
-import { mergeRoutePatch } from "../config/diff.ts";
+import { diffConfigs, mergeDeploymentPatch, mergeRoutePatch } from "../config/diff.ts";
 import { parseConfig, type DeploymentPatch, type ResolvedApplicationConfig, type RouteConfig, type ServeConfig } from "../config/schema.ts";
-import { Controller, type ControllerEvent, type StatusJSON } from "../runtime/controller.ts";
-import { planApp, type PlannedApp } from "../runtime/plan-app.ts";
+import { ChangePath, resolved } from "../runtime/control/change.ts";
+import { Controller } from "../runtime/control/controller.ts";
+import { LocalEngine } from "../runtime/control/local-engine.ts";
+import type { ControllerEvent, StatusJSON } from "../runtime/control/status.ts";
+import { planApp, planFromNode, type PlannedApp } from "../runtime/plan-app.ts";
 import { createRunDir, sweepDeadRuns, type RunDir } from "../runtime/run-dir.ts";
-import { ProcessSupervisor } from "../runtime/supervisor.ts";
 import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
 import { createProxy } from "./proxy.ts";
 import { RouteTable, type RouteEntry } from "./route-table.ts";
@@ -28,27 +30,32 @@ export interface ServerOptions {
 export type AppliedConfig = Omit<ServeConfig, "applications"> & { applications: ResolvedApplicationConfig[] };
 
 /**
- * The main process: controller, data-plane proxy, and the config they serve.
- * The admin API and the CLI drive it through these methods only.
+ * The main process: controller, data-plane proxy, and the one change path
+ * that every config change takes. The admin API and the CLI drive it through
+ * these methods only.
  */
 export class Server {
   readonly routes = new RouteTable();
   readonly requests = new RequestMetrics();
   readonly controller: Controller;
+  readonly changes: ChangePath;
   readonly runDir: RunDir;
-  #config: ServeConfig;
   #http: ReturnType<typeof Bun.serve> | null = null;
   #stopping: Promise<void> | null = null;
 
   private constructor(readonly opts: ServerOptions) {
-    this.#config = opts.config;
     sweepDeadRuns();
     this.runDir = createRunDir();
     this.controller = new Controller({
-      supervisor: new ProcessSupervisor(),
+      engine: new LocalEngine(),
       runDir: this.runDir,
       sharedMemory: { ...opts.config.sharedMemory, dir: "/dev/shm" },
       onEvent: opts.onEvent,
+    });
+    // Nothing runs yet: the start-up config is applied like any other change.
+    this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, (t) => {
+      this.#rebuildRoutes();
+      this.#saveState(t.config);
     });
   }
 
@@ -94,10 +101,11 @@ export class Server {
 
   /** The config as applied, every deployment with its effective options. */
   appliedConfig(): AppliedConfig {
-    return {
-      ...this.#config,
-      applications: this.#config.applications.map((a) => this.controller.apps.get(a.name)?.planned.config ?? { ...a, routePrefix: a.routePrefix ?? "/", deployments: [] }),
-    };
+    return resolved(this.changes.current);
+  }
+
+  get #config(): ServeConfig {
+    return this.changes.current.config;
   }
 
   /**
@@ -106,31 +114,26 @@ export class Server {
    * RUNNING (or rejects with why one cannot start) unless `wait` is false.
    */
   async apply(incoming: ServeConfig, wait = true): Promise<{ needsRestart: string[] }> {
-    // proxy, admin and sharedMemory are fixed for the server's life: kept, and reported.
-    const needsRestart = serverFields(this.#config, incoming);
-    const config = { ...incoming, proxy: this.#config.proxy, admin: this.#config.admin, sharedMemory: this.#config.sharedMemory };
-    const planned: PlannedApp[] = [];
-    for (const [i, app] of config.applications.entries()) {
-      try {
-        planned.push(this.opts.preplanned?.get(app.name) ?? (await planApp(app, this.opts.baseDir, this.opts.appDir)));
-      } catch (e) {
-        if (e instanceof ServeError && e.issues) throw new ServeError(e.code, e.message, { issues: e.issues.map((x) => ({ ...x, path: ["applications", i, ...x.path] })) });
-        throw e;
+    const { removed } = await this.changes.change(async (current) => {
+      // proxy, admin and sharedMemory are fixed for the server's life: kept, and reported.
+      const config = { ...incoming, proxy: current.config.proxy, admin: current.config.admin, sharedMemory: current.config.sharedMemory };
+      const plans = new Map<string, PlannedApp>();
+      for (const [i, app] of config.applications.entries()) {
+        try {
+          plans.set(app.name, this.opts.preplanned?.get(app.name) ?? (await planApp(app, this.opts.baseDir, this.opts.appDir)));
+        } catch (e) {
+          if (e instanceof ServeError && e.issues) throw new ServeError(e.code, e.message, { issues: e.issues.map((x) => ({ ...x, path: ["applications", i, ...x.path] })) });
+          throw e;
+        }
       }
-    }
-    this.#checkPrefixes(planned);
-    // userConfig changes first, in place: a reconfigure() that throws refuses the whole config, nothing else changed.
-    await this.controller.reconfigureFor(planned);
-    this.#config = config;
-    const names = new Set(planned.map((p) => p.config.name));
-    const removals = [...this.controller.apps.keys()].filter((n) => !names.has(n)).map((n) => this.controller.removeApp(n));
-    for (const p of planned) this.controller.setApp(p);
-    this.#rebuildRoutes();
-    this.#saveState();
+      checkPrefixes([...plans.values()]);
+      return { config, plans };
+    });
+    const needsRestart = diffServerFields(this.#config, incoming);
     const settled = (async () => {
-      await Promise.all(removals);
+      await removed;
       this.#rebuildRoutes();
-      await this.settleAll(planned.map((p) => p.config.name));
+      await this.settleAll(incoming.applications.map((a) => a.name));
     })();
     if (wait) await settled;
     else settled.catch(() => {});
@@ -138,7 +141,7 @@ export class Server {
   }
 
   async settleAll(names: string[]): Promise<void> {
-    const results = await Promise.all(names.map(async (n) => [n, await this.controller.settle(n)] as const));
+    const results = await Promise.all(names.filter((n) => this.controller.apps.has(n)).map(async (n) => [n, await this.controller.settle(n)] as const));
     const failed = results.filter(([, s]) => s !== "RUNNING");
     if (failed.length) {
       const status = this.controller.status();
@@ -146,44 +149,42 @@ export class Server {
     }
   }
 
+  /** A live change of one deployment: merged into the current target and applied like any config. */
   async patchDeployment(app: string, name: string, patch: DeploymentPatch, wait = true): Promise<void> {
-    const next = await this.controller.patchDeployment(app, name, patch);
-    this.#config = {
-      ...this.#config,
-      applications: this.#config.applications.map((a) =>
-        a.name !== app
-          ? a
-          : { ...a, deployments: a.deployments.some((d) => d.name === name) ? a.deployments.map((d) => (d.name === name ? { ...next } : d)) : [...a.deployments, { ...next }] },
-      ),
-    };
-    this.#saveState();
+    await this.changes.change((current) => {
+      const plan = current.plans.get(app);
+      if (!plan) throw new ServeError("not_found", `no application "${app}"; applications: ${[...current.plans.keys()].join(", ") || "(none)"}`);
+      const running = plan.config.deployments.find((d) => d.name === name);
+      if (!running) throw new ServeError("not_found", `application ${app} has no deployment "${name}"; it has ${plan.config.deployments.map((d) => d.name).join(", ")}`);
+      // The whole merged entry replaces the file's: a PATCH wins over code and file alike.
+      const { name: _n, ...entry } = mergeDeploymentPatch(running, patch);
+      const applications = current.config.applications.map((a) =>
+        a.name !== app ? a : { ...a, deployments: [...a.deployments.filter((d) => d.name !== name), { name, ...entry }] },
+      );
+      const appConfig = applications.find((a) => a.name === app)!;
+      // Planned again from the node already loaded: a PATCH never picks up code edited on disk.
+      const next = planFromNode(plan.node, appConfig, plan.modulePath, plan.exportName, plan.fileHash);
+      return { config: { ...current.config, applications }, plans: new Map([...current.plans, [app, next]]) };
+    });
     if (wait) await this.settleAll([app]);
   }
 
-  patchRoute(route: RouteConfig): void {
-    const parsed = parseConfig(mergeRoutePatch(this.#config, route));
-    if (!parsed.ok) throw new ServeError("invalid", parsed.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "), { issues: parsed.issues });
-    this.#config = parsed.value;
-    this.#rebuildRoutes();
-    this.#saveState();
+  async patchRoute(route: RouteConfig): Promise<void> {
+    await this.changes.change((current) => {
+      const parsed = parseConfig(mergeRoutePatch(current.config, route));
+      if (!parsed.ok) throw new ServeError("invalid", parsed.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "), { issues: parsed.issues });
+      return { config: parsed.value, plans: current.plans };
+    });
   }
 
   async deleteApp(name: string, wait = true): Promise<void> {
-    if (!this.controller.apps.has(name)) throw new ServeError("not_found", `no application "${name}"`);
-    this.#config = { ...this.#config, applications: this.#config.applications.filter((a) => a.name !== name), routes: this.#config.routes.filter((r) => !(name in r.split)) };
-    const done = this.controller.removeApp(name).then(() => this.#rebuildRoutes());
-    this.#rebuildRoutes();
-    this.#saveState();
+    const { removed } = await this.changes.change((current) => {
+      if (!current.plans.has(name)) throw new ServeError("not_found", `no application "${name}"`);
+      const config = { ...current.config, applications: current.config.applications.filter((a) => a.name !== name), routes: current.config.routes.filter((r) => !(name in r.split)) };
+      return { config, plans: new Map([...current.plans].filter(([n]) => n !== name)) };
+    });
+    const done = removed.then(() => this.#rebuildRoutes());
     if (wait) await done;
-  }
-
-  #checkPrefixes(planned: PlannedApp[]): void {
-    const seen = new Map<string, string>();
-    for (const p of planned) {
-      const other = seen.get(p.config.routePrefix);
-      if (other) throw new ServeError("invalid", `applications ${other} and ${p.config.name} both serve ${p.config.routePrefix}; give each its own routePrefix`);
-      seen.set(p.config.routePrefix, p.config.name);
-    }
   }
 
   #rebuildRoutes(): void {
@@ -204,7 +205,8 @@ export class Server {
     this.routes.set(entries);
   }
 
-  #saveState(): void {
+  /** Only accepted targets get here: a refused change never reaches the disk. */
+  #saveState(config: ServeConfig): void {
     const dir = this.opts.stateDir;
     if (!dir) return;
     mkdirSync(dir, { recursive: true });
@@ -213,7 +215,7 @@ export class Server {
     // Synced before the rename: after a crash the file is the old config or the new one, never a torn one.
     const fd = openSync(tmp, "w", 0o600);
     try {
-      writeSync(fd, JSON.stringify({ baseDir: this.opts.baseDir, config: this.#config }, null, 2));
+      writeSync(fd, JSON.stringify({ baseDir: this.opts.baseDir, config }, null, 2));
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -236,12 +238,16 @@ export class Server {
   }
 }
 
-function serverFields(a: ServeConfig, b: ServeConfig): string[] {
-  const out: string[] = [];
-  for (const section of ["proxy", "admin", "sharedMemory"] as const) {
-    for (const k of Object.keys({ ...a[section], ...b[section] })) {
-      if ((a[section] as Record<string, unknown>)[k] !== (b[section] as Record<string, unknown>)[k]) out.push(`${section}.${k}`);
-    }
+function checkPrefixes(planned: PlannedApp[]): void {
+  const seen = new Map<string, string>();
+  for (const p of planned) {
+    const other = seen.get(p.config.routePrefix);
+    if (other) throw new ServeError("invalid", `applications ${other} and ${p.config.name} both serve ${p.config.routePrefix}; give each its own routePrefix`);
+    seen.set(p.config.routePrefix, p.config.name);
   }
-  return out;
+}
+
+/** Server fields (proxy, admin, sharedMemory) a config asks to change: they need a server restart. */
+function diffServerFields(running: ServeConfig, incoming: ServeConfig): string[] {
+  return diffConfigs({ ...running, applications: [], routes: [] }, { ...incoming, applications: [], routes: [] }).serverRestartNeeded;
 }

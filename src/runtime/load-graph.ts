@@ -2,11 +2,15 @@ import { pathToFileURL } from "node:url";
 import { ServeError } from "../error.ts";
 import { servable, type ServableGraph } from "../graph/application.ts";
 
-/** Imports a graph module and builds the graph its export ends in. */
-export async function loadGraph(modulePath: string, exportName: string): Promise<ServableGraph & { node: unknown }> {
+/**
+ * Imports a graph module and builds the graph its export ends in. `version`
+ * (the file's hash) makes a changed file import afresh, not from the cache.
+ */
+export async function loadGraph(modulePath: string, exportName: string, version?: string): Promise<ServableGraph & { node: unknown }> {
   let mod: Record<string, unknown>;
   try {
-    mod = await import(pathToFileURL(modulePath).href);
+    const url = pathToFileURL(modulePath).href;
+    mod = await import(version ? `${url}?v=${version}` : url);
   } catch (e) {
     const err = e as Error;
     throw new ServeError("build", `cannot import ${modulePath}: ${err.message}`, { causeName: err.name, causeStack: err.stack });

@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute, relative, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { ServeError } from "../error.ts";
 import { resolveDeployment } from "../config/diff.ts";
 import { parseImportPath, type ApplicationConfig, type DeploymentConfig, type ResolvedApplicationConfig } from "../config/schema.ts";
 import { servable, type ServableGraph } from "../graph/application.ts";
 import { maxBatchSizeOf } from "../api/batch.ts";
+import { loadGraph } from "./load-graph.ts";
 
 /** An application ready for the controller: its graph, its resolved config and where its code is. */
 export interface PlannedApp {
@@ -13,6 +13,10 @@ export interface PlannedApp {
   graph: ServableGraph;
   modulePath: string;
   exportName: string;
+  /** The module file's content hash ("" when the node was handed over in-process). */
+  fileHash: string;
+  /** The exported node the graph was built from: a PATCH re-plans from it without importing again. */
+  node: unknown;
   /** Changes when the code, the graph or its init args change: a rolling restart. */
   codeVersion: string;
 }
@@ -40,17 +44,9 @@ export async function planApp(app: ApplicationConfig, baseDir: string, appDir: s
     throw new ServeError("invalid", `importPath ${app.importPath}: no file at ${modulePath}`, { issues: [{ path: ["importPath"], message: `no file at ${modulePath}` }] });
   }
   const fileHash = Bun.hash(source).toString(36);
-  let mod: Record<string, unknown>;
-  try {
-    mod = await import(`${pathToFileURL(modulePath).href}?v=${fileHash}`);
-  } catch (e) {
-    const err = e as Error;
-    throw new ServeError("build", `cannot import ${modulePath}: ${err.message}`, { causeName: err.name, causeStack: err.stack });
-  }
-  if (!(parts.exportName in mod)) {
-    throw new ServeError("build", `${modulePath} has no export "${parts.exportName}"; it exports: ${Object.keys(mod).join(", ") || "(nothing)"}`);
-  }
-  return planFromNode(mod[parts.exportName], app, modulePath, parts.exportName, fileHash);
+  // The hash in the URL makes a changed file import afresh instead of from the module cache.
+  const { node } = await loadGraph(modulePath, parts.exportName, fileHash);
+  return planFromNode(node, app, modulePath, parts.exportName, fileHash);
 }
 
 /** The same, for a node already in hand (serve.run, build). */
@@ -78,6 +74,8 @@ export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: 
     graph,
     modulePath,
     exportName,
+    fileHash,
+    node,
     codeVersion: `${graph.ir.hash}.${fileHash}`,
   };
 }

@@ -61,6 +61,8 @@ export interface RoutingTable {
 
 /** Main → replica, over the IPC channel. */
 export type ControlToReplica =
+  /** The first message a replica gets: what to run (kept off the command line, where `ps` shows it). */
+  | { t: "start"; spec: ReplicaSpec }
   | { t: "routes"; table: RoutingTable }
   | { t: "reconfigure"; seq: number; userConfig: unknown }
   | { t: "health"; seq: number }
@@ -75,7 +77,7 @@ export type ControlFromReplica =
   | { t: "load"; ongoing: number; queued: number }
   | { t: "drained" };
 
-/** How a replica is started: everything it needs, on its command line. */
+/** How a replica is started: everything it needs, sent as its first control message. */
 export interface ReplicaSpec {
   app: string;
   deployment: string;
@@ -84,6 +86,8 @@ export interface ReplicaSpec {
   modulePath: string;
   exportName: string;
   hash: string;
+  /** The graph module's content hash when the deployment was planned ("" to skip the check). */
+  fileHash: string;
   socket: string;
   userConfig?: unknown;
   maxOngoingRequests: number;

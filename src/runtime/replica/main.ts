@@ -1,4 +1,4 @@
-import { chmodSync, rmSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { instantiate, type Callable } from "../../graph/instantiate.ts";
 import { Connection, socketHandlers } from "../channel/connection.ts";
@@ -20,6 +20,39 @@ function fail(e: unknown, deployment: string): never {
   throw err;
 }
 
+/** Control messages that arrived before the replica was ready to obey them. */
+const early: ControlToReplica[] = [];
+let obey: ((msg: ControlToReplica) => void) | null = null;
+
+/**
+ * The spec arrives as the first control message; later ones wait until
+ * `runReplica` obeys them. One listener for the process's life: Bun stops
+ * reading IPC when the last "message" listener goes.
+ */
+export function receiveSpec(): Promise<ReplicaSpec> {
+  process.on("disconnect", () => process.exit(0));
+  return new Promise((resolve) => {
+    process.on("message", (raw) => {
+      const msg = raw as ControlToReplica;
+      if (msg.t === "start") return resolve(msg.spec);
+      if (obey) obey(msg);
+      else early.push(msg);
+    });
+  });
+}
+
+/** Refuses to run code that changed on disk after the deployment was planned: it would differ from its peers. */
+function checkFileUnchanged(spec: ReplicaSpec): void {
+  if (!spec.fileHash) return;
+  const now = Bun.hash(readFileSync(spec.modulePath)).toString(36);
+  if (now === spec.fileHash) return;
+  throw new ServeError(
+    "build",
+    `${spec.modulePath} changed on disk since ${spec.app} was deployed; this replica would run other code than its peers, so it does not start. Roll the new code out with serve-bin deploy (or PUT /api/applications), or put the file back`,
+    { deployment: spec.deployment },
+  );
+}
+
 /**
  * A replica process: imports the graph module itself, rebuilds the graph,
  * checks it hashes as the server planned, constructs its deployment, serves
@@ -27,7 +60,6 @@ function fail(e: unknown, deployment: string): never {
  * channel closes, so a killed server leaves no replica behind.
  */
 export async function runReplica(spec: ReplicaSpec): Promise<void> {
-  process.on("disconnect", () => process.exit(0));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => process.exit(0));
@@ -38,6 +70,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   const invoker = new RemoteInvoker(shm);
   let callable: Callable;
   try {
+    checkFileUnchanged(spec);
     const graph = await loadGraph(spec.modulePath, spec.exportName);
     if (graph.ir.hash !== spec.hash) {
       throw new ServeError(
@@ -66,9 +99,12 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
 
   /** The userConfig this replica last applied without error. */
   let applied: unknown = spec.userConfig;
-  process.on("message", (raw) => void onControl(raw as ControlToReplica));
+  obey = (msg) => void onControl(msg);
+  for (const msg of early.splice(0)) obey(msg);
   async function onControl(msg: ControlToReplica): Promise<void> {
     switch (msg.t) {
+      case "start":
+        return;
       case "routes":
         return invoker.update(msg.table);
       case "limits":

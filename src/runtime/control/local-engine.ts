@@ -1,30 +1,13 @@
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
-import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "./channel/messages.ts";
-
-/** A running replica process, as the controller sees it. */
-export interface ReplicaProcess {
-  readonly pid: number;
-  send(msg: ControlToReplica): void;
-  kill(signal?: NodeJS.Signals): void;
-  readonly exited: Promise<number>;
-}
-
-export interface SpawnHandlers {
-  message(msg: ControlFromReplica): void;
-  exit(code: number, signal: string | null): void;
-}
-
-/** The only code that starts and ends processes. */
-export interface Supervisor {
-  spawn(spec: ReplicaSpec, env: Record<string, string>, handlers: SpawnHandlers): ReplicaProcess;
-}
+import type { ControlFromReplica, ReplicaSpec } from "../channel/messages.ts";
+import type { Engine, ExitInfo, ReplicaEvents, ReplicaProcess } from "./engine.ts";
 
 /** How to start this same program in the replica role, compiled or from source. */
 export function replicaCommand(): string[] {
   // Compiled, this module lives in Bun's embedded filesystem (/$bunfs/…).
   if (fileURLToPath(import.meta.url).startsWith("/$bunfs/")) return [process.execPath, "replica"];
-  return [process.execPath, fileURLToPath(new URL("../cli/main.ts", import.meta.url)), "replica"];
+  return [process.execPath, fileURLToPath(new URL("../../cli/main.ts", import.meta.url)), "replica"];
 }
 
 /** Copies a child's output to ours, each line prefixed with the replica's name. */
@@ -39,18 +22,38 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, prefix: string, out
   if (rest) out.write(`${prefix} ${rest}\n`);
 }
 
-export class ProcessSupervisor implements Supervisor {
-  spawn(spec: ReplicaSpec, env: Record<string, string>, handlers: SpawnHandlers): ReplicaProcess {
+/**
+ * Replicas as subprocesses of this one: the only code that calls `Bun.spawn`
+ * and `kill`. The spec (with userConfig) goes over the IPC channel as the
+ * first message, so `ps` shows no secrets.
+ */
+export class LocalEngine implements Engine {
+  #running = 0;
+
+  get running(): number {
+    return this.#running;
+  }
+
+  start(spec: ReplicaSpec, env: Record<string, string>, events: ReplicaEvents): ReplicaProcess {
     const prefix = `[${spec.app}/${spec.replicaId}]`;
-    const child: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([...replicaCommand(), JSON.stringify(spec)], {
+    let resolveExit!: (info: ExitInfo) => void;
+    const exited = new Promise<ExitInfo>((r) => (resolveExit = r));
+    const child: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([...replicaCommand(), spec.replicaId], {
       env: { ...process.env, ...env },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
       serialization: "advanced",
-      ipc: (msg) => handlers.message(msg as ControlFromReplica),
-      onExit: (_p, code, signal) => handlers.exit(code ?? -1, signal ? String(signal) : null),
+      ipc: (msg) => events.message(msg as ControlFromReplica),
+      onExit: (_p, code, signal) => {
+        this.#running--;
+        const info = { code, signal: signal ? String(signal) : null };
+        resolveExit(info);
+        events.exit(info);
+      },
     });
+    this.#running++;
+    child.send({ t: "start", spec });
     void pipeLines(child.stdout, prefix, process.stdout);
     void pipeLines(child.stderr, prefix, process.stderr);
     return {
@@ -65,7 +68,7 @@ export class ProcessSupervisor implements Supervisor {
       kill: (signal = "SIGKILL") => {
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       },
-      exited: child.exited,
+      exited,
     };
   }
 }
