@@ -83,7 +83,7 @@ describe("the admin API", () => {
       expect(res.headers.get("www-authenticate")).toBe('Bearer realm="serve-bin"');
       expect(await res.json()).toEqual({
         error: "unauthorized",
-        message: expect.stringContaining("send Authorization: Bearer <token> (the server's --admin-token / SERVE_BIN_ADMIN_TOKEN)"),
+        message: expect.stringContaining("send Authorization: Bearer <token> (the server's --admin-token-file / SERVE_BIN_ADMIN_TOKEN)"),
       });
     }
     expect((await api("/api/applications", { token: null })).status).toBe(401);
