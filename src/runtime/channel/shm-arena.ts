@@ -14,7 +14,7 @@
  *   const b = a.alloc(bytes.byteLength, null)!; a.bytes.set(bytes, b.offset); a.publish(b);
  *   // another process: ArenaView.map(path).take(b.granule, bytes.byteLength, b.tag)
  */
-import { closeSync, constants, ftruncateSync, openSync, statfsSync, truncateSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, statfsSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 export const GRANULE = 4096;
@@ -43,6 +43,39 @@ function layout(bytes: number): { granules: number; dataOffset: number } {
 export function freeBytes(dir: string): number {
   const s = statfsSync(dir);
   return Number(s.bavail) * Number(s.bsize);
+}
+
+/**
+ * Opens an arena file to map or shrink it, or says why not. /dev/shm is
+ * writable by every user: a name that matches ours may be a symbolic link,
+ * or a hard link, to a live arena (or to any file of ours), and shrinking
+ * it would make its owner's next write fault (SIGBUS). So only a regular
+ * file of this user's with one name is opened, without following a link,
+ * and the open file is checked to be the one looked at.
+ */
+export function openArenaFile(path: string): { fd: number } | { refused: string; gone: boolean } {
+  const uid = process.getuid?.();
+  const why = (st: { isFile(): boolean; uid: number; nlink: number }) =>
+    st.isFile() ? (st.uid !== uid ? "it belongs to another user" : st.nlink !== 1 ? `it has ${st.nlink} names (a hard link)` : null) : "it is not a regular file (a link, directory or device)";
+  let fd = -1;
+  try {
+    const before = lstatSync(path);
+    const refused = why(before);
+    if (refused) return { refused: `${path} is not a serve-bin arena: ${refused}`, gone: false };
+    fd = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const after = fstatSync(fd);
+    if (after.ino !== before.ino || after.dev !== before.dev || why(after)) throw new Error("it was replaced while being opened");
+    return { fd };
+  } catch (e) {
+    if (fd >= 0) closeSync(fd);
+    const gone = (e as NodeJS.ErrnoException).code === "ENOENT";
+    return { refused: gone ? `${path} is gone (${(e as Error).message})` : `${path} cannot be opened as an arena (${(e as Error).message})`, gone };
+  }
+}
+
+/** Maps an open file: the path in /proc names the file already opened, so no link is followed. */
+export function mapFd(fd: number): Uint8Array {
+  return Bun.mmap(`/proc/self/fd/${fd}`, { shared: true });
 }
 
 /** A block handed out by the owner: granule index, byte offset, size in granules, and the tag receivers must present. */
@@ -93,7 +126,7 @@ export class OwnArena {
    * busy proxy keep hundreds of MiB of garbage.
    */
   get bytes(): Uint8Array {
-    return (this.#bytes ??= Bun.mmap(this.path, { shared: true }));
+    return (this.#bytes ??= mapFd(this.fd));
   }
 
   get #words(): Int32Array {
@@ -242,8 +275,8 @@ export class OwnArena {
       Bun.sleepSync(1);
       this.reclaim();
     }
-    if (this.#bytes) retire(this.path, this.#bytes, this.#live.size === 0);
-    else retire(this.path, new Uint8Array(0), false);
+    if (this.#bytes) retire(this.path, this.fd, this.#bytes, this.#live.size === 0);
+    else retire(this.path, this.fd, new Uint8Array(0), false);
     closeSync(this.fd);
   }
 }
@@ -255,7 +288,7 @@ export class OwnArena {
  * any inside a copy (one that died there only costs the shrink). When blocks are
  * left, the data stays: a receiver that has the arena mapped can still read them.
  */
-export function retire(path: string, bytes: Uint8Array, empty: boolean): void {
+export function retire(path: string, fd: number, bytes: Uint8Array, empty: boolean): void {
   const words = headerWords(bytes);
   if (empty && words && words[W_MAGIC] === MAGIC) {
     Atomics.store(words, W_CLOSED, 1);
@@ -263,7 +296,7 @@ export function retire(path: string, bytes: Uint8Array, empty: boolean): void {
     while (Atomics.load(words, W_READERS) !== 0 && Date.now() < until) Bun.sleepSync(1);
     if (Atomics.load(words, W_READERS) === 0) {
       try {
-        truncateSync(path, words[W_DATA]!);
+        ftruncateSync(fd, words[W_DATA]!); // the file opened, never what the name points at now
       } catch {}
     }
   }
@@ -303,10 +336,16 @@ export class ArenaView {
 
   static map(path: string): ArenaView {
     let bytes: Uint8Array;
+    const opened = openArenaFile(path);
+    if ("refused" in opened) {
+      throw new ShmReadError(opened.gone ? `the sender's shared memory ${opened.refused}; the sending process has probably exited` : `the sender's shared memory is refused: ${opened.refused}`);
+    }
     try {
-      bytes = Bun.mmap(path, { shared: true });
+      bytes = mapFd(opened.fd);
     } catch (e) {
-      throw new ShmReadError(`the sender's shared memory ${path} is gone (${(e as Error).message}); the sending process has probably exited`);
+      throw new ShmReadError(`the sender's shared memory ${path} cannot be mapped (${(e as Error).message})`);
+    } finally {
+      closeSync(opened.fd);
     }
     const w = headerWords(bytes);
     if (!w || w[W_MAGIC] !== MAGIC || w[W_VERSION] !== VERSION || w[W_GRANULE] !== GRANULE) {
