@@ -62,7 +62,8 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   const fail = (e: unknown) => errorResponse(e, opts.errorDetail);
   const restarts = new RestartCounter();
 
-  app.onError((e) => fail(e));
+  // A body refused before it was read whole: close the connection rather than read the rest.
+  app.onError((e) => (e instanceof ServeError && (e.code === "request_timeout" || e.code === "payload_too_large") ? closing(fail(e)) : fail(e)));
   app.notFound((c) =>
     fail(new ServeError("not_found", `the admin API has no ${c.req.method} ${new URL(c.req.url).pathname}; it answers: ${ENDPOINTS.join(", ")}`)),
   );
