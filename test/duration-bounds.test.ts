@@ -47,7 +47,7 @@ describe("every duration is bounded by what a timer can wait", () => {
   });
 
   it("a handle's timeoutS past the bound (or not a positive number) is refused; the bound itself works", async () => {
-    const Double = deployment(function Double(x: number) {
+    const Double = deployment(function Double(x = 0) {
       return 2 * x;
     });
     const Caller = deployment(

@@ -26,6 +26,8 @@ const [W_MAGIC, W_VERSION, W_GRANULE, W_GRANULES, W_DATA, W_CLOSED, W_READERS, W
 const RECLAIM_PEEK = 8;
 /** Kept free in the file system beyond a new block, so that a write never meets a full /dev/shm (SIGBUS). */
 const FS_MARGIN = 1 << 20;
+/** After this long without a send, the pages past the last block in flight go back to /dev/shm. */
+export const TRIM_IDLE_MS = 1000;
 
 /** Why a value cannot be read; the Connection turns it into a 503 for that call. */
 export class ShmReadError extends Error {
@@ -104,12 +106,14 @@ export class OwnArena {
   /** Granules below this have been written once, so their pages exist: no new file-system space is needed. */
   #touched = 0;
   #closed = false;
+  #lastAlloc = 0;
+  #trimTimer: ReturnType<typeof setTimeout> | null = null;
 
   private constructor(
     readonly path: string,
     readonly dir: string,
     readonly fd: number,
-    size: number,
+    readonly size: number,
   ) {
     ({ granules: this.granules, dataOffset: this.dataOffset } = layout(size));
     // The header goes in through the file; the state words are zero in a fresh sparse file.
@@ -186,6 +190,8 @@ export class OwnArena {
     if (ext[1] === count) this.#free.splice(at, 1);
     else (ext[0] += count), (ext[1] -= count);
     this.#touched = Math.max(this.#touched, end);
+    this.#lastAlloc = performance.now();
+    this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
     this.#tag = this.#tag >= 0x7fff_ffff ? 1 : this.#tag + 1;
     const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#tag, owner };
     this.#live.set(granule, block);
@@ -224,6 +230,41 @@ export class OwnArena {
   get inFlight(): number {
     this.reclaim();
     return this.#live.size;
+  }
+
+  /**
+   * Gives the pages past the last block still in flight back to /dev/shm:
+   * tmpfs keeps every page a burst wrote, for as long as the file exists,
+   * so without this a server that once sent 200 MiB at once keeps 200 MiB
+   * of shared memory. Shrinking the file frees them, growing it back keeps
+   * the layout (the pages read as zeros until written). Only free granules
+   * lie past the cut, and nobody reads a free granule's data: a receiver
+   * copies a block before it frees it, and checks its tag first. Returns
+   * the bytes given back.
+   */
+  trim(): number {
+    if (this.#closed) return 0;
+    this.reclaim();
+    let end = 0;
+    for (const b of this.#live.values()) end = Math.max(end, b.granule + b.count);
+    if (end >= this.#touched) return 0;
+    const freed = (this.#touched - end) * GRANULE;
+    ftruncateSync(this.fd, this.dataOffset + end * GRANULE);
+    ftruncateSync(this.fd, this.size);
+    this.#touched = end;
+    return freed;
+  }
+
+  #trimWhenIdle(): void {
+    this.#trimTimer = null;
+    const idle = performance.now() - this.#lastAlloc;
+    if (idle < TRIM_IDLE_MS) {
+      this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS - idle).unref();
+      return;
+    }
+    this.trim();
+    // Blocks still in flight keep their pages: look again once their receivers may have read them.
+    if (this.#touched > 0 && !this.#closed) this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
   }
 
   #reclaimOrphans(): void {
@@ -270,6 +311,7 @@ export class OwnArena {
   close(waitMs: number): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#trimTimer) clearTimeout(this.#trimTimer);
     const until = Date.now() + waitMs;
     while (this.#live.size > this.#orphans.size && Date.now() < until) {
       Bun.sleepSync(1);
