@@ -66,6 +66,13 @@ describe("bad input gets a 4xx that says what to fix, never a 500", () => {
     expect(fine.status).toBe(200);
   });
 
+  it("the admin API refuses a userConfig with a __proto__ key or nested 600 deep with 422, before anything changes", async () => {
+    for (const userConfig of ['{"a":{"__proto__":{"x":1}}}', `${"[".repeat(600)}${"]".repeat(600)}`]) {
+      const res = await fetch(`${server.adminUrl}/api/applications/default/deployments/Model`, { method: "PATCH", body: `{"userConfig":${userConfig}}`, headers: { "content-type": "application/json" } });
+      expect([res.status, await res.json()]).toEqual([422, expect.objectContaining({ error: "invalid", issues: [{ path: ["userConfig"], message: expect.stringContaining('nested at most 200 levels, with no key named "__proto__"') }] })]);
+    }
+  });
+
   it("serves a split to an application named outside Latin-1, naming it percent-encoded in x-serve-variant", async () => {
     const res = await post("/split", '"hi"');
     expect([res.status, res.headers.get("x-serve-variant"), await res.text()]).toEqual([200, encodeURIComponent(UNICODE), "hi"]);

@@ -89,12 +89,22 @@ export function parseImportPath(path: string): { file: string; exportName: strin
   return { file: m[1]!, exportName: m[2] ?? "default" };
 }
 
-/** JSON-like: what YAML and JSON can write and every replica can be handed. */
-function isJsonLike(v: unknown): boolean {
+/** How deep a userConfig may nest: the wire codec that hands it to replicas carries 500 levels, with room for its envelope. */
+const MAX_USER_CONFIG_DEPTH = 200;
+
+/**
+ * JSON-like: what YAML and JSON can write and every replica can be handed.
+ * A "__proto__" key (JSON.parse makes it an own key) would set a receiver's
+ * prototype, so the codec refuses it; so does this, before anything changes.
+ */
+function isJsonLike(v: unknown, depth = 0): boolean {
   if (v === null || typeof v === "string" || typeof v === "boolean") return true;
   if (typeof v === "number") return Number.isFinite(v);
-  if (Array.isArray(v)) return v.every(isJsonLike);
-  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).every(isJsonLike);
+  if (depth >= MAX_USER_CONFIG_DEPTH) return false;
+  if (Array.isArray(v)) return v.every((x) => isJsonLike(x, depth + 1));
+  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    return !Object.hasOwn(v, "__proto__") && Object.values(v).every((x) => isJsonLike(x, depth + 1));
+  }
   return false;
 }
 
@@ -197,7 +207,7 @@ const field = {
   maxQueuedRequests: () => wholeNumber(-1, undefined, " (-1 for no limit)"),
   userConfig: () =>
     z.unknown().refine(isJsonLike, {
-      error: "userConfig must be JSON-like: mappings, lists, strings, finite numbers, booleans and null",
+      error: `userConfig must be JSON-like: mappings, lists, strings, finite numbers, booleans and null, nested at most ${MAX_USER_CONFIG_DEPTH} levels, with no key named "__proto__"`,
     }),
   autoscalingConfig: () => autoscalingConfigSchema,
   healthCheckPeriodS: () => seconds(false),
