@@ -130,7 +130,6 @@ describe("slow bodies and too many requests at once, on listeners with bodyTimeo
     for (const r of results) expect(r).toMatchObject({ status: 408, closedByServer: true, close: "close", json: { error: "request_timeout" } });
     const secs = results.map((r) => r.ms / 1000);
     console.log(`admin API: ${results.length} slow PUT bodies refused 408 after ${Math.min(...secs).toFixed(2)}–${Math.max(...secs).toFixed(2)} s each`);
-    expect(Math.max(...secs)).toBeLessThan(GIVE_UP_MS / 1000); // closed by the server, not by the client giving up
     expect((await fetch(`${admin.url}/api/applications`)).status).toBe(200);
   });
 
