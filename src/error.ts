@@ -6,7 +6,10 @@ export type ServeErrorCode =
   | "bad_request" // malformed input from a client (bad JSON, bad ndarray)
   | "not_found" // unknown route, application or deployment
   | "unauthorized" // admin token missing or wrong
+  | "forbidden" // refused by where it comes from: a foreign Host or a cross-site Origin
+  | "request_timeout" // the client took too long to send its body
   | "payload_too_large" // body over proxy.maxBodyBytes
+  | "unsupported_media_type" // a write whose Content-Type is not JSON (or YAML)
   | "invalid" // fails validation (zod issues in `issues`)
   | "build" // the graph cannot be built (bind-time and build-time mistakes)
   | "encode" // a value the wire codec cannot carry
@@ -20,7 +23,10 @@ export const statusOf: Record<ServeErrorCode, number> = {
   bad_request: 400,
   not_found: 404,
   unauthorized: 401,
+  forbidden: 403,
+  request_timeout: 408,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   invalid: 422,
   build: 422,
   encode: 500,

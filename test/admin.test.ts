@@ -83,7 +83,7 @@ describe("the admin API", () => {
       expect(res.headers.get("www-authenticate")).toBe('Bearer realm="serve-bin"');
       expect(await res.json()).toEqual({
         error: "unauthorized",
-        message: expect.stringContaining("send Authorization: Bearer <token> (the server's --admin-token / SERVE_BIN_ADMIN_TOKEN)"),
+        message: expect.stringContaining("send Authorization: Bearer <token> (the server's --admin-token-file / SERVE_BIN_ADMIN_TOKEN)"),
       });
     }
     expect((await api("/api/applications", { token: null })).status).toBe(401);
@@ -285,7 +285,12 @@ describe("the admin API", () => {
 });
 
 describe("the CLI against the admin API", () => {
-  const flags = () => ["--address", admin.url, "--admin-token", TOKEN];
+  // The token from a file: --admin-token would print a warning (it shows in ps).
+  const flags = () => {
+    const file = join(tmp.path, "token");
+    writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
+    return ["--address", admin.url, "--admin-token-file", file];
+  };
 
   it("prints the status as a table, and as JSON with --json", async () => {
     const table = await runCli(["status", ...flags()]);
@@ -385,7 +390,7 @@ describe("removing and shutting down", () => {
   });
 
   it("POST /api/shutdown answers 202, then calls onShutdown", async () => {
-    const res = await api("/api/shutdown", { method: "POST" });
+    const res = await api("/api/shutdown", { method: "POST", headers: { "content-type": "application/json" } });
     expect(res.status).toBe(202);
     await waitFor(() => shutdowns === 1, "onShutdown to be called", 5_000);
   });

@@ -14,6 +14,7 @@ const base: DeploymentConfig = {
   healthCheckPeriodS: 10,
   healthCheckTimeoutS: 30,
   gracefulShutdownTimeoutS: 20,
+  env: {},
 };
 
 function machine(numReplicas: number, limits: Partial<LimitsConfig> = {}) {

@@ -28,12 +28,44 @@ export function bodyParserOf(adapter: HttpAdapter): BodyParser<unknown> | undefi
   return (adapter as { [BODY_PARSER]?: BodyParser<unknown> })[BODY_PARSER];
 }
 
+/**
+ * How deep a JSON body may nest. The wire codec carries 500 levels; the graph
+ * wraps the body in its own arguments and results, so a body gets fewer.
+ */
+export const MAX_JSON_DEPTH = 200;
+
 function parseJSON(body: Uint8Array): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(decoder.decode(body));
+    value = JSON.parse(decoder.decode(body));
   } catch (e) {
     throw new ServeError("bad_request", `the request body is not valid JSON (${(e as Error).message}); send a JSON document`);
   }
+  const refused = jsonProblem(value);
+  if (refused) throw new ServeError("bad_request", `the request body cannot be used: ${refused}`);
+  return value;
+}
+
+/**
+ * What a parsed body holds that no deployment could be handed, or null.
+ * JSON.parse makes "__proto__" an own key, which the codec refuses to send
+ * on (it would set a receiver's prototype); and nesting past the codec's
+ * depth would fail only at the first hop, as a 500. Both are the client's.
+ */
+function jsonProblem(root: unknown): string | null {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > MAX_JSON_DEPTH) return `it nests deeper than ${MAX_JSON_DEPTH} levels; flatten it`;
+    if (Array.isArray(v)) {
+      for (const x of v) if (typeof x === "object" && x !== null) stack.push([x, depth + 1]);
+      continue;
+    }
+    if (Object.hasOwn(v, "__proto__")) return 'it has a key named "__proto__", which is refused (it would set an object\'s prototype); rename the key';
+    for (const x of Object.values(v)) if (typeof x === "object" && x !== null) stack.push([x, depth + 1]);
+  }
+  return null;
 }
 
 /** The body parsed as JSON; 400 when it is not JSON. */

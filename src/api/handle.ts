@@ -1,3 +1,4 @@
+import { MAX_SECONDS } from "../config/schema.ts";
 import { ServeError } from "../error.ts";
 import { KeptRef } from "../runtime/channel/codec.ts";
 import type { CallOptions, Invoker } from "./invoker.ts";
@@ -220,7 +221,7 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
   };
   const base = {
     deploymentName: target.name,
-    options: (more: HandleOptions) => createHandle<T>(target, invoker, { ...opts, ...more }),
+    options: (more: HandleOptions) => createHandle<T>(target, invoker, { ...opts, ...checkTimeout(more, target.name) }),
     get remote() {
       return remote(opts.method ?? null);
     },
@@ -234,6 +235,19 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
       return { remote: remote(prop) };
     },
   }) as unknown as DeploymentHandle<T>;
+}
+
+/** A handle's timeoutS must be one a timer can wait: longer ones would wrap and fire at once. */
+function checkTimeout(opts: HandleOptions, deployment: string): HandleOptions {
+  const t = opts.timeoutS;
+  if (t !== undefined && !(typeof t === "number" && t > 0 && t <= MAX_SECONDS)) {
+    throw new ServeError(
+      "build",
+      `handle.options({ timeoutS: ${String(t)} }) for ${deployment}: expected a number of seconds > 0 and at most ${MAX_SECONDS} (about 24.8 days, the longest a timer can wait)`,
+      { deployment },
+    );
+  }
+  return opts;
 }
 
 async function* streamOf(args: Promise<unknown[]>, open: (a: unknown[]) => AsyncIterable<unknown>): AsyncGenerator<unknown> {

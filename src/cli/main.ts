@@ -20,7 +20,7 @@ usage:
   serve-bin schema
   serve-bin healthcheck [--port 8000]
 
-Common flags: --admin-token (or SERVE_BIN_ADMIN_TOKEN), --state-dir, --app-dir.
+Common flags: --admin-token-file F (or SERVE_BIN_ADMIN_TOKEN; --admin-token T shows in ps), --state-dir, --app-dir.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.`;
 
 async function main(argv: string[]): Promise<number> {

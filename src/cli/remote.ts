@@ -10,7 +10,7 @@ import { formatIssues, parseImportPath } from "../config/schema.ts";
 import { parseYAML } from "../config/yaml.ts";
 import { readEnv } from "../config/env.ts";
 import type { StatusJSON } from "../runtime/control/status.ts";
-import { addressFlags, adminAddress, parse, UsageError } from "./args.ts";
+import { addressFlags, adminAddress, adminToken, parse, UsageError } from "./args.ts";
 
 const POLL_MS = 200;
 const SHUTDOWN_WAIT_MS = 30_000;
@@ -34,7 +34,7 @@ class AdminClient {
   ) {}
 
   static fromFlags(values: { address?: string; "admin-token"?: string }): AdminClient {
-    return new AdminClient(adminAddress(values.address), values["admin-token"] ?? readEnv().adminToken);
+    return new AdminClient(adminAddress(values.address), adminToken(values, readEnv().adminToken, (line) => console.error(line)));
   }
 
   async request(method: string, path: string, init: { body?: string; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
@@ -106,7 +106,7 @@ async function guarded(body: () => Promise<number>): Promise<number> {
 
 // ---------------------------------------------------------------- deploy
 
-const DEPLOY_USAGE = "serve-bin deploy <config.yaml> [--address URL] [--admin-token T]";
+const DEPLOY_USAGE = "serve-bin deploy <config.yaml> [--address URL] [--admin-token-file F]";
 
 /**
  * `serve-bin deploy <config.yaml>`: validates the file here, sends it whole,
@@ -216,7 +216,7 @@ class Progress {
 
 // ---------------------------------------------------------------- status, config, shutdown
 
-const STATUS_USAGE = "serve-bin status [--address URL] [--admin-token T] [--json]";
+const STATUS_USAGE = "serve-bin status [--address URL] [--admin-token-file F] [--json]";
 
 /**
  * `serve-bin status`: applications, deployments and replicas as a table, or the raw JSON with `--json`.
@@ -233,7 +233,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   });
 }
 
-const CONFIG_USAGE = "serve-bin config [--address URL] [--admin-token T]";
+const CONFIG_USAGE = "serve-bin config [--address URL] [--admin-token-file F]";
 
 /**
  * `serve-bin config`: the applied config as YAML, every deployment with its effective options.
@@ -251,7 +251,7 @@ export async function configCommand(argv: string[]): Promise<number> {
   });
 }
 
-const SHUTDOWN_USAGE = "serve-bin shutdown [--address URL] [--admin-token T]";
+const SHUTDOWN_USAGE = "serve-bin shutdown [--address URL] [--admin-token-file F]";
 
 /**
  * `serve-bin shutdown`: asks the server to drain and exit, then waits (at most 30 s) until its admin port stops answering.
@@ -262,7 +262,7 @@ export async function shutdownCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, addressFlags, SHUTDOWN_USAGE);
   const client = AdminClient.fromFlags(values);
   return guarded(async () => {
-    const res = await client.request("POST", "/api/shutdown");
+    const res = await client.request("POST", "/api/shutdown", { body: "{}", headers: { "content-type": "application/json" } });
     if (!res.ok) throw await refused(res);
     console.log(`serve-bin at ${client.url} is shutting down…`);
     const deadline = Date.now() + SHUTDOWN_WAIT_MS;

@@ -6,18 +6,18 @@ import { parseConfig, type ServeConfig } from "../config/schema.ts";
 import type { ControllerEvent } from "../runtime/control/status.ts";
 import { startAdmin } from "../http/admin.ts";
 import { Server } from "../http/server.ts";
-import { parse, portOf, UsageError } from "./args.ts";
+import { adminToken, parse, portOf, tokenFlags, UsageError } from "./args.ts";
 import { loadTarget } from "./load-target.ts";
 
-const USAGE = "serve-bin run <graph.ts[:export] | config.yaml> [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token T] [--route-prefix /p] [--state-dir DIR] [--app-dir DIR]";
-const START_USAGE = "serve-bin start [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token T] [--state-dir DIR] [--app-dir DIR]";
+const USAGE = "serve-bin run <graph.ts[:export] | config.yaml> [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F] [--route-prefix /p] [--state-dir DIR] [--app-dir DIR]";
+const START_USAGE = "serve-bin start [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F] [--state-dir DIR] [--app-dir DIR]";
 
 const flags = {
   host: { type: "string" },
   port: { type: "string" },
   "admin-host": { type: "string" },
   "admin-port": { type: "string" },
-  "admin-token": { type: "string" },
+  ...tokenFlags,
   "route-prefix": { type: "string" },
   "state-dir": { type: "string" },
   "app-dir": { type: "string" },
@@ -107,9 +107,9 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
     if (!p.ok) throw new UsageError(`--route-prefix: ${p.issues.map((i) => i.message).join("; ")}`);
     config = p.value;
   }
-  const token = values["admin-token"] ?? env.adminToken;
+  const token = adminToken(values, env.adminToken, (line) => process.stderr.write(`${line}\n`));
   if (!LOOPBACK.has(config.admin.host) && !token) {
-    throw new UsageError(`the admin API would listen on ${config.admin.host} without a token; set --admin-token (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`);
+    throw new UsageError(`the admin API would listen on ${config.admin.host} without a token; set --admin-token-file (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`);
   }
   const appDir = resolve(values["app-dir"] ?? baseDir);
 
@@ -125,7 +125,15 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
       log("stopped");
       stopped();
     })());
-  const admin = startAdmin(server, { host: config.admin.host, port: config.admin.port, token, onShutdown: () => void stop(), errorDetail: config.proxy.errorDetail });
+  const admin = startAdmin(server, {
+    host: config.admin.host,
+    port: config.admin.port,
+    token,
+    onShutdown: () => void stop(),
+    errorDetail: config.proxy.errorDetail,
+    bodyTimeoutS: config.proxy.bodyTimeoutS,
+    maxConnections: config.proxy.maxConnections,
+  });
   process.once("SIGINT", () => void stop());
   process.once("SIGTERM", () => void stop());
   log(`listening on ${server.url} (admin API on ${admin.url})`);

@@ -7,7 +7,7 @@ import { ServeError } from "../error.ts";
 export type ErrorDetail = "full" | "message";
 
 export interface ServeEnv {
-  /** `SERVE_BIN_ADMIN_TOKEN`: bearer token for the admin API (`--admin-token` wins). */
+  /** `SERVE_BIN_ADMIN_TOKEN`: bearer token for the admin API (`--admin-token-file` or `--admin-token` win). */
   adminToken?: string;
   /**
    * `SERVE_BIN_ERROR_DETAIL`: the default of `proxy.errorDetail` when the

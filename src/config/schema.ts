@@ -43,9 +43,15 @@ const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER, hint = "") => {
   const error = `expected a whole number ${max < Number.MAX_SAFE_INTEGER ? `from ${min} to ${max}` : `≥ ${min}`}${hint}`;
   return z.int({ error }).min(min, { error }).max(max, { error });
 };
+/**
+ * The longest duration any field accepts: timers count in 32-bit milliseconds,
+ * and a longer wait (2^31 ms, about 24.8 days) wraps and fires at once.
+ */
+export const MAX_SECONDS = 2_147_483;
 const seconds = (allowZero: boolean) => {
-  const error = `expected a number of seconds ${allowZero ? "≥ 0" : "> 0"}, e.g. 0.5`;
-  return allowZero ? z.number({ error }).min(0, { error }) : z.number({ error }).positive({ error });
+  const error = `expected a number of seconds ${allowZero ? "≥ 0" : "> 0"} and at most ${MAX_SECONDS} (about 24.8 days, the longest a timer can wait), e.g. 0.5`;
+  const n = z.number({ error }).max(MAX_SECONDS, { error });
+  return allowZero ? n.min(0, { error }) : n.positive({ error });
 };
 const port = () => wholeNumber(0, 65535, " (0 picks a free port)");
 const host = () => z.string({ error: 'expected a host name or address, e.g. "127.0.0.1"' }).min(1, { error: "the host must not be empty" });
@@ -83,12 +89,22 @@ export function parseImportPath(path: string): { file: string; exportName: strin
   return { file: m[1]!, exportName: m[2] ?? "default" };
 }
 
-/** JSON-like: what YAML and JSON can write and every replica can be handed. */
-function isJsonLike(v: unknown): boolean {
+/** How deep a userConfig may nest: the wire codec that hands it to replicas carries 500 levels, with room for its envelope. */
+const MAX_USER_CONFIG_DEPTH = 200;
+
+/**
+ * JSON-like: what YAML and JSON can write and every replica can be handed.
+ * A "__proto__" key (JSON.parse makes it an own key) would set a receiver's
+ * prototype, so the codec refuses it; so does this, before anything changes.
+ */
+function isJsonLike(v: unknown, depth = 0): boolean {
   if (v === null || typeof v === "string" || typeof v === "boolean") return true;
   if (typeof v === "number") return Number.isFinite(v);
-  if (Array.isArray(v)) return v.every(isJsonLike);
-  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).every(isJsonLike);
+  if (depth >= MAX_USER_CONFIG_DEPTH) return false;
+  if (Array.isArray(v)) return v.every((x) => isJsonLike(x, depth + 1));
+  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    return !Object.hasOwn(v, "__proto__") && Object.values(v).every((x) => isJsonLike(x, depth + 1));
+  }
   return false;
 }
 
@@ -191,7 +207,7 @@ const field = {
   maxQueuedRequests: () => wholeNumber(-1, undefined, " (-1 for no limit)"),
   userConfig: () =>
     z.unknown().refine(isJsonLike, {
-      error: "userConfig must be JSON-like: mappings, lists, strings, finite numbers, booleans and null",
+      error: `userConfig must be JSON-like: mappings, lists, strings, finite numbers, booleans and null, nested at most ${MAX_USER_CONFIG_DEPTH} levels, with no key named "__proto__"`,
     }),
   autoscalingConfig: () => autoscalingConfigSchema,
   healthCheckPeriodS: () => seconds(false),
@@ -380,12 +396,18 @@ export const proxyConfigSchema = strict("proxy", {
     .default("full")
     .describe('What a 500 body tells the client: "full" (message and stack) or "message". Default "full" ("message" in the Docker image).'),
   shutdownTimeoutS: seconds(true).default(8).describe("Seconds SIGTERM waits for requests in flight before exiting. Default 8 (inside Docker's 10 s grace)."),
+  bodyTimeoutS: seconds(false)
+    .default(60)
+    .describe("Seconds a client may take to send a request's whole body (at most requestTimeoutS); a slower one is answered 408 and its connection closed. Default 60."),
+  maxConnections: wholeNumber(1)
+    .default(4096)
+    .describe("Requests the data plane (and, separately, the admin API) holds open at once; past it, 503 at once and the connection is closed. Keep it below the open-file limit (ulimit -n). Default 4096."),
 }).describe("The HTTP data plane. A change needs a server restart.");
 
 export const adminConfigSchema = strict("admin", {
   host: host()
     .default("127.0.0.1")
-    .describe("Address the admin API listens on. Default 127.0.0.1; any other needs a token (--admin-token or SERVE_BIN_ADMIN_TOKEN)."),
+    .describe("Address the admin API listens on. Default 127.0.0.1; any other needs a token (--admin-token-file or SERVE_BIN_ADMIN_TOKEN)."),
   port: port().default(8265).describe("Port of the admin API; 0 picks a free port. Default 8265."),
 }).describe("The admin API. A change needs a server restart.");
 

@@ -48,6 +48,29 @@ export function toYAML(config: ServeConfig): string {
   return stringify(doc, { aliasDuplicateObjects: false, lineWidth: 0 });
 }
 
+/** The longest config text read: a config is settings, not data. */
+export const MAX_YAML_CHARS = 4 << 20;
+/**
+ * Aliases a config may expand. Each alias copies what its anchor holds, so a
+ * few lines of anchors of anchors (a "billion laughs") expand exponentially.
+ */
+export const MAX_YAML_ALIASES = 100;
+
+/**
+ * The document as plain data, or why it cannot be. The yaml package stops a
+ * document whose aliases expand too far by throwing; that is the author's
+ * mistake (or an attack), so it is an issue like any other, never a crash.
+ *
+ * @example toValue(parseDocument("a: &x [1]\nb: *x")) // { ok: true, value: { a: [1], b: [1] } }
+ */
+export function toValue(doc: Document): { ok: true; value: unknown } | { ok: false; message: string } {
+  try {
+    return { ok: true, value: doc.toJS({ maxAliasCount: MAX_YAML_ALIASES }) };
+  } catch (e) {
+    return { ok: false, message: `its aliases (*name) expand too far (${(e as Error).message}); write the values out, or use fewer aliases (at most ${MAX_YAML_ALIASES} expansions)` };
+  }
+}
+
 /** `source:line:col` of the node at `path`, or of its nearest ancestor present in the file. */
 function where(doc: Document, lines: LineCounter, source: string, path: readonly (string | number)[]): string | undefined {
   for (let n = path.length; n >= 0; n--) {
@@ -70,6 +93,9 @@ function where(doc: Document, lines: LineCounter, source: string, path: readonly
  * if (!r.ok) { console.error(formatIssues(r.issues)); process.exit(2); }
  */
 export function parseYAML(text: string, sourceName = "config", env: ServeEnv = {}): ConfigResult<ServeConfig> {
+  if (text.length > MAX_YAML_CHARS) {
+    return { ok: false, issues: [{ path: [], message: `${sourceName} is ${text.length} characters long, more than a config may be (${MAX_YAML_CHARS}); move large data out of userConfig into a file the replicas read` }] };
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
@@ -79,7 +105,9 @@ export function parseYAML(text: string, sourceName = "config", env: ServeEnv = {
     });
     return { ok: false, issues };
   }
-  const result = parseConfig(doc.toJS() ?? {}, env);
+  const value = toValue(doc);
+  if (!value.ok) return { ok: false, issues: [{ path: [], message: `${sourceName}: ${value.message}` }] };
+  const result = parseConfig(value.value ?? {}, env);
   if (result.ok) return result;
   const issues = result.issues.map((i) => {
     const at = where(doc, lines, sourceName, i.path);

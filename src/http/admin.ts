@@ -2,9 +2,12 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { Hono, type Context } from "hono";
 import { parse as parseYAMLText } from "yaml";
 import { ServeError, type Issue } from "../error.ts";
-import { deploymentPatchSchema, formatIssues, parseConfig, routePatchSchema, validate, type ConfigResult, type ServeConfig } from "../config/schema.ts";
+import { deploymentPatchSchema, proxyConfigSchema, formatIssues, parseConfig, routePatchSchema, validate, type ConfigResult, type ServeConfig } from "../config/schema.ts";
 import { parseYAML, toYAML } from "../config/yaml.ts";
 import { APP_STATES, REPLICA_STATES, type StatusJSON } from "../runtime/control/status.ts";
+import { isLoopback, refuseContentType, refuseOrigin } from "./admin-guard.ts";
+import { closing, readBody } from "./body-reader.ts";
+import { capRequests } from "./connection-cap.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import type { Server } from "./server.ts";
 import { shmStats } from "../runtime/channel/shm-channel.ts";
@@ -18,7 +21,15 @@ export interface AdminOptions {
   /** Called just after `POST /api/shutdown` has been answered. */
   onShutdown: () => void;
   errorDetail: ErrorDetail;
+  /** Seconds a request body may take to arrive (proxy.bodyTimeoutS); slower: 408. */
+  bodyTimeoutS?: number;
+  /** Requests held at once (proxy.maxConnections); past it: 503. */
+  maxConnections?: number;
 }
+
+/** The largest admin request body: a config file, never a payload. */
+export const ADMIN_MAX_BODY_BYTES = 16 << 20;
+const adminDefaults = proxyConfigSchema.parse({});
 
 /** What the admin API drives: the server's public methods, nothing else. */
 export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests">;
@@ -48,7 +59,8 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   const app = new Hono();
   const fail = (e: unknown) => errorResponse(e, opts.errorDetail);
 
-  app.onError((e) => fail(e));
+  // A body refused before it was read whole: close the connection rather than read the rest.
+  app.onError((e) => (e instanceof ServeError && (e.code === "request_timeout" || e.code === "payload_too_large") ? closing(fail(e)) : fail(e)));
   app.notFound((c) =>
     fail(new ServeError("not_found", `the admin API has no ${c.req.method} ${new URL(c.req.url).pathname}; it answers: ${ENDPOINTS.join(", ")}`)),
   );
@@ -60,11 +72,26 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
       const m = /^Bearer\s+(.+)$/i.exec(header);
       if (m && timingSafeEqual(digest(m[1]!.trim()), expected)) return next();
       const why = m ? "the admin token is wrong" : "the admin API needs a token";
-      const res = fail(new ServeError("unauthorized", `${why}: send Authorization: Bearer <token> (the server's --admin-token / SERVE_BIN_ADMIN_TOKEN)`));
+      const res = fail(new ServeError("unauthorized", `${why}: send Authorization: Bearer <token> (the server's --admin-token-file / SERVE_BIN_ADMIN_TOKEN)`));
       res.headers.set("www-authenticate", 'Bearer realm="serve-bin"');
       return res;
     });
   }
+
+  // After the token: a caller without one learns that first.
+  app.use("*", async (c, next) => {
+    const refused = refuseContentType(c.req.raw, c.req.method === "PUT");
+    if (refused) throw refused;
+    await next();
+  });
+
+  const limits = {
+    maxBytes: ADMIN_MAX_BODY_BYTES,
+    timeoutS: opts.bodyTimeoutS ?? adminDefaults.bodyTimeoutS,
+    maxSetting: `the admin API's limit`,
+    timeoutSetting: "proxy.bodyTimeoutS",
+  };
+  const readText = async (req: Request) => new TextDecoder().decode(await readBody(req, limits));
 
   app.get("/api/applications", (c) => c.json(server.status()));
 
@@ -75,7 +102,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.put("/api/applications", async (c) => {
-    const { parsed, raw } = await readConfig(c.req.raw);
+    const { parsed, raw } = await readConfig(c.req.raw, await readText(c.req.raw));
     if (!parsed.ok) throw invalid("the config", parsed.issues);
     const wait = waitOf(c);
     const { needsRestart } = await server.apply(parsed.value, wait);
@@ -86,7 +113,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   app.patch("/api/applications/:app/deployments/:name", async (c) => {
     const { app: appName, name } = c.req.param();
     findDeployment(server.status(), appName, name);
-    const patch = validate(deploymentPatchSchema, await readJSON(c.req.raw));
+    const patch = validate(deploymentPatchSchema, parseJSON(await readText(c.req.raw)));
     if (!patch.ok) throw invalid("the patch", patch.issues);
     const wait = waitOf(c);
     await server.patchDeployment(appName, name, patch.value, wait);
@@ -94,7 +121,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.patch("/api/routes", async (c) => {
-    const route = validate(routePatchSchema, await readJSON(c.req.raw));
+    const route = validate(routePatchSchema, parseJSON(await readText(c.req.raw)));
     if (!route.ok) throw invalid("the route", route.issues);
     await server.patchRoute(route.value);
     return c.json({ routes: server.appliedConfig().routes });
@@ -133,11 +160,22 @@ export function startAdmin(server: AdminTarget, opts: AdminOptions): { port: num
   if (!opts.token && !isLoopback(opts.host)) {
     throw new ServeError(
       "invalid",
-      `the admin API would listen on ${opts.host} without a token: set --admin-token (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`,
+      `the admin API would listen on ${opts.host} without a token: set --admin-token-file (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`,
     );
   }
   const app = createAdmin(server, opts);
-  const http = Bun.serve({ hostname: opts.host, port: opts.port, fetch: app.fetch, idleTimeout: 0 });
+  const guarded = (req: Request) => {
+    const refused = refuseOrigin(req, { host: opts.host, port: http.port! });
+    return refused ? closing(errorResponse(refused, opts.errorDetail)) : app.fetch(req);
+  };
+  const http = Bun.serve({
+    hostname: opts.host,
+    port: opts.port,
+    fetch: capRequests(opts.maxConnections ?? adminDefaults.maxConnections, "proxy.maxConnections", guarded),
+    idleTimeout: 0,
+    // Bodies are counted by readBody, which answers a JSON 413; Bun's own limit would answer an empty one.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+  });
   const port = http.port!;
   const host = opts.host === "0.0.0.0" ? "127.0.0.1" : opts.host === "::" ? "::1" : opts.host;
   return {
@@ -145,10 +183,6 @@ export function startAdmin(server: AdminTarget, opts: AdminOptions): { port: num
     url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
     stop: () => http.stop(true),
   };
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Fixed-length digests, so timingSafeEqual compares equal lengths and the token's length does not leak. */
@@ -169,8 +203,7 @@ function invalid(what: string, issues: Issue[]): ServeError {
   return new ServeError("invalid", `${what} is invalid; nothing was changed:\n${formatIssues(issues)}`, { issues });
 }
 
-async function readJSON(req: Request): Promise<unknown> {
-  const text = await req.text();
+function parseJSON(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -179,12 +212,11 @@ async function readJSON(req: Request): Promise<unknown> {
 }
 
 /** A whole config: YAML when the content type says so, else JSON; with the body as written. */
-async function readConfig(req: Request): Promise<{ parsed: ConfigResult<ServeConfig>; raw: unknown }> {
+function readConfig(req: Request, text: string): { parsed: ConfigResult<ServeConfig>; raw: unknown } {
   if (!wantsYAML(req.headers.get("content-type") ?? undefined)) {
-    const raw = await readJSON(req);
+    const raw = parseJSON(text);
     return { parsed: parseConfig(raw), raw };
   }
-  const text = await req.text();
   const parsed = parseYAML(text, "request body");
   return { parsed, raw: parsed.ok ? parseYAMLText(text) : undefined };
 }

@@ -6,6 +6,9 @@ import { packHeaders, unpackHeaders } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
 import type { ReplicaClient } from "../runtime/replica-client.ts";
 import type { Router } from "../runtime/router.ts";
+import { proxyConfigSchema } from "../config/schema.ts";
+import { closing, readBody } from "./body-reader.ts";
+import { capRequests } from "./connection-cap.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import { RouteTable, type RouteHit, type Variant } from "./route-table.ts";
 import type { RequestMetrics } from "./request-metrics.ts";
@@ -14,7 +17,13 @@ export interface ProxyOptions {
   requestTimeoutS: number;
   maxBodyBytes: number;
   errorDetail: ErrorDetail;
+  /** Seconds the whole body may take to arrive (capped by requestTimeoutS). Default: proxy.bodyTimeoutS's. */
+  bodyTimeoutS?: number;
+  /** Requests held at once; past it 503. Default: proxy.maxConnections's. */
+  maxConnections?: number;
 }
+
+const proxyDefaults = proxyConfigSchema.parse({});
 
 /** What the proxy needs from the server: where a path goes, health, and where to count. */
 export interface ProxyTarget {
@@ -24,12 +33,29 @@ export interface ProxyTarget {
   healthy(): boolean;
 }
 
+/** What `Bun.serve` takes from the proxy: its handler and the limits it enforces itself. */
+export interface ProxyListener {
+  fetch(req: Request): Response | Promise<Response>;
+  /** The proxy counts body bytes itself (and answers a JSON 413): Bun's own check would answer an empty one. */
+  maxRequestBodySize: number;
+  /** A request may legitimately wait minutes for its answer; the proxy's own timers bound it. */
+  idleTimeout: 0;
+}
+
 /**
  * The data plane: matches the route (longest prefix, whole segments), sends
  * the request to a replica of the application's ingress, and returns its
- * answer. Enforces requestTimeoutS (504) and maxBodyBytes (413) itself.
+ * answer. Enforces requestTimeoutS (504), bodyTimeoutS (408), maxBodyBytes
+ * (413) and maxConnections (503) itself. Serve it with
+ * `Bun.serve({ hostname, port, ...createProxy(target, config.proxy) })`.
  */
-export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(req: Request): Response | Promise<Response> } {
+export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListener {
+  const bodyLimits = {
+    maxBytes: opts.maxBodyBytes,
+    timeoutS: Math.min(opts.bodyTimeoutS ?? proxyDefaults.bodyTimeoutS, opts.requestTimeoutS),
+    maxSetting: "proxy.maxBodyBytes",
+    timeoutSetting: (opts.bodyTimeoutS ?? proxyDefaults.bodyTimeoutS) <= opts.requestTimeoutS ? "proxy.bodyTimeoutS" : "proxy.requestTimeoutS",
+  };
   // Hono serves serve-bin's own endpoints; the data path skips its router and
   // context, which cost a measurable share of a forwarded request.
   const own = new Hono();
@@ -45,8 +71,6 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
   };
   const forwardHit = async (req: Request, path: string, hit: RouteHit | null): Promise<Response> => {
     if (!hit) return errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail);
-    const length = Number(req.headers.get("content-length") ?? 0);
-    if (length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
     const requestId = req.headers.get("x-request-id") ?? nextRequestId();
     const ctl = new LazyAbort();
     const timer = setTimeout(
@@ -56,8 +80,14 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
     const onClientGone = () => ctl.abort(new ServeError("cancelled", "the client went away"));
     req.signal.addEventListener("abort", onClientGone, { once: true });
     try {
-      const body = req.method === "GET" || req.method === "HEAD" ? null : new Uint8Array(await req.arrayBuffer());
-      if (body && body.length > opts.maxBodyBytes) return tooLarge(opts.maxBodyBytes);
+      let body: Uint8Array | null = null;
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        try {
+          body = await readBody(req, bodyLimits);
+        } catch (e) {
+          return closing(errorResponse(e, opts.errorDetail));
+        }
+      }
       const wire: WireRequest = { method: req.method, url: req.url, head: packHeaders(req.headers), prefix: hit.prefix, accept: req.headers.get("accept") ?? "", body };
       if (hit.shadow) shadow(hit.shadow, wire, requestId, opts.requestTimeoutS);
       const res = await forward(hit.router, wire, requestId, ctl, () => clearTimeout(timer), onClientGone);
@@ -70,11 +100,14 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): { fetch(re
       req.signal.removeEventListener("abort", onClientGone);
     }
   };
+  const fetch = (req: Request) => {
+    const path = pathOf(req.url);
+    return path === "/-" || path.startsWith("/-/") ? own.fetch(req) : forwardRequest(req, path);
+  };
   return {
-    fetch(req) {
-      const path = pathOf(req.url);
-      return path === "/-" || path.startsWith("/-/") ? own.fetch(req) : forwardRequest(req, path);
-    },
+    fetch: capRequests(opts.maxConnections ?? proxyDefaults.maxConnections, "proxy.maxConnections", fetch),
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    idleTimeout: 0,
   };
 }
 
@@ -115,10 +148,6 @@ function shadow(v: Variant, wire: WireRequest, requestId: string, timeoutS: numb
       clearTimeout(timer);
       shadowInflight.set(router, (shadowInflight.get(router) ?? 1) - 1);
     });
-}
-
-function tooLarge(max: number): Response {
-  return errorResponse(new ServeError("payload_too_large", `the request body is larger than proxy.maxBodyBytes (${max} bytes); send less or raise the limit`));
 }
 
 function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<ArrayBuffer> | null): Response {

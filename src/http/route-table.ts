@@ -23,6 +23,18 @@ export interface RouteHit {
   shadow?: Variant;
 }
 
+/**
+ * An application's name as a header value. Names may be any Unicode without
+ * spaces or "/", but a header carries only visible ASCII (and Latin-1, which
+ * clients read differently): a name with anything else is sent
+ * percent-encoded as UTF-8, as `encodeURIComponent` writes it.
+ *
+ * @example variantHeader("canary") // "canary"; variantHeader("モデル") // "%E3%83%A2%E3%83%87%E3%83%AB"
+ */
+export function variantHeader(app: string): string {
+  return /^[\x21-\x7e]*$/.test(app) ? app : encodeURIComponent(app);
+}
+
 /** Unit interval from a string, stable across processes and restarts. */
 function unit(key: string): number {
   return Number(Bun.hash(key) % 1_000_000n) / 1_000_000;
@@ -53,7 +65,7 @@ export class RouteTable {
         for (const x of live) if ((point -= x.weight) < 0 || x === live[live.length - 1]) { v = x; break; }
       }
       const split = e.variants.length > 1 || e.shadow !== undefined;
-      return { prefix: e.prefix, app: v.app, router: v.router, headers: split ? [["x-serve-variant", v.app]] : [], shadow: e.shadow };
+      return { prefix: e.prefix, app: v.app, router: v.router, headers: split ? [["x-serve-variant", variantHeader(v.app)]] : [], shadow: e.shadow };
     }
     return null;
   }

@@ -62,17 +62,8 @@ export class Server {
   /** Starts the proxy and the applications of `opts.config`; resolves once the proxy listens. */
   static async start(opts: ServerOptions): Promise<Server> {
     const s = new Server(opts);
-    const proxy = createProxy(
-      { routes: s.routes, metrics: s.requests, healthy: () => s.healthy() },
-      { requestTimeoutS: opts.config.proxy.requestTimeoutS, maxBodyBytes: opts.config.proxy.maxBodyBytes, errorDetail: opts.config.proxy.errorDetail },
-    );
-    s.#http = Bun.serve({
-      hostname: opts.config.proxy.host,
-      port: opts.config.proxy.port,
-      fetch: proxy.fetch,
-      idleTimeout: 0,
-      maxRequestBodySize: opts.config.proxy.maxBodyBytes + 1,
-    });
+    const proxy = createProxy({ routes: s.routes, metrics: s.requests, healthy: () => s.healthy() }, opts.config.proxy);
+    s.#http = Bun.serve({ hostname: opts.config.proxy.host, port: opts.config.proxy.port, ...proxy });
     return s;
   }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { processAlive } from "./process-alive.ts";
@@ -26,7 +26,9 @@ export function sweepDeadRuns(dirs: string[] = [tmpdir(), "/dev/shm"]): string[]
       if (!m || processAlive(Number(m[1]))) continue;
       const path = join(dir, name);
       try {
-        if (statSync(path).uid !== process.getuid?.()) continue;
+        // lstat, not stat: a name another user made may be a link to something of ours, which must stay.
+        const st = lstatSync(path);
+        if (st.uid !== process.getuid?.() || !(st.isDirectory() || (st.isFile() && st.nlink === 1))) continue;
         rmSync(path, { recursive: true, force: true });
         removed.push(path);
       } catch {}

@@ -14,7 +14,7 @@
  *   const b = a.alloc(bytes.byteLength, null)!; a.bytes.set(bytes, b.offset); a.publish(b);
  *   // another process: ArenaView.map(path).take(b.granule, bytes.byteLength, b.tag)
  */
-import { closeSync, constants, ftruncateSync, openSync, statfsSync, truncateSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, statfsSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 export const GRANULE = 4096;
@@ -26,6 +26,8 @@ const [W_MAGIC, W_VERSION, W_GRANULE, W_GRANULES, W_DATA, W_CLOSED, W_READERS, W
 const RECLAIM_PEEK = 8;
 /** Kept free in the file system beyond a new block, so that a write never meets a full /dev/shm (SIGBUS). */
 const FS_MARGIN = 1 << 20;
+/** After this long without a send, the pages past the last block in flight go back to /dev/shm. */
+export const TRIM_IDLE_MS = 1000;
 
 /** Why a value cannot be read; the Connection turns it into a 503 for that call. */
 export class ShmReadError extends Error {
@@ -43,6 +45,39 @@ function layout(bytes: number): { granules: number; dataOffset: number } {
 export function freeBytes(dir: string): number {
   const s = statfsSync(dir);
   return Number(s.bavail) * Number(s.bsize);
+}
+
+/**
+ * Opens an arena file to map or shrink it, or says why not. /dev/shm is
+ * writable by every user: a name that matches ours may be a symbolic link,
+ * or a hard link, to a live arena (or to any file of ours), and shrinking
+ * it would make its owner's next write fault (SIGBUS). So only a regular
+ * file of this user's with one name is opened, without following a link,
+ * and the open file is checked to be the one looked at.
+ */
+export function openArenaFile(path: string): { fd: number } | { refused: string; gone: boolean } {
+  const uid = process.getuid?.();
+  const why = (st: { isFile(): boolean; uid: number; nlink: number }) =>
+    st.isFile() ? (st.uid !== uid ? "it belongs to another user" : st.nlink !== 1 ? `it has ${st.nlink} names (a hard link)` : null) : "it is not a regular file (a link, directory or device)";
+  let fd = -1;
+  try {
+    const before = lstatSync(path);
+    const refused = why(before);
+    if (refused) return { refused: `${path} is not a serve-bin arena: ${refused}`, gone: false };
+    fd = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const after = fstatSync(fd);
+    if (after.ino !== before.ino || after.dev !== before.dev || why(after)) throw new Error("it was replaced while being opened");
+    return { fd };
+  } catch (e) {
+    if (fd >= 0) closeSync(fd);
+    const gone = (e as NodeJS.ErrnoException).code === "ENOENT";
+    return { refused: gone ? `${path} is gone (${(e as Error).message})` : `${path} cannot be opened as an arena (${(e as Error).message})`, gone };
+  }
+}
+
+/** Maps an open file: the path in /proc names the file already opened, so no link is followed. */
+export function mapFd(fd: number): Uint8Array {
+  return Bun.mmap(`/proc/self/fd/${fd}`, { shared: true });
 }
 
 /** A block handed out by the owner: granule index, byte offset, size in granules, and the tag receivers must present. */
@@ -71,12 +106,14 @@ export class OwnArena {
   /** Granules below this have been written once, so their pages exist: no new file-system space is needed. */
   #touched = 0;
   #closed = false;
+  #lastAlloc = 0;
+  #trimTimer: ReturnType<typeof setTimeout> | null = null;
 
   private constructor(
     readonly path: string,
     readonly dir: string,
     readonly fd: number,
-    size: number,
+    readonly size: number,
   ) {
     ({ granules: this.granules, dataOffset: this.dataOffset } = layout(size));
     // The header goes in through the file; the state words are zero in a fresh sparse file.
@@ -93,7 +130,7 @@ export class OwnArena {
    * busy proxy keep hundreds of MiB of garbage.
    */
   get bytes(): Uint8Array {
-    return (this.#bytes ??= Bun.mmap(this.path, { shared: true }));
+    return (this.#bytes ??= mapFd(this.fd));
   }
 
   get #words(): Int32Array {
@@ -153,6 +190,8 @@ export class OwnArena {
     if (ext[1] === count) this.#free.splice(at, 1);
     else (ext[0] += count), (ext[1] -= count);
     this.#touched = Math.max(this.#touched, end);
+    this.#lastAlloc = performance.now();
+    this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
     this.#tag = this.#tag >= 0x7fff_ffff ? 1 : this.#tag + 1;
     const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#tag, owner };
     this.#live.set(granule, block);
@@ -191,6 +230,41 @@ export class OwnArena {
   get inFlight(): number {
     this.reclaim();
     return this.#live.size;
+  }
+
+  /**
+   * Gives the pages past the last block still in flight back to /dev/shm:
+   * tmpfs keeps every page a burst wrote, for as long as the file exists,
+   * so without this a server that once sent 200 MiB at once keeps 200 MiB
+   * of shared memory. Shrinking the file frees them, growing it back keeps
+   * the layout (the pages read as zeros until written). Only free granules
+   * lie past the cut, and nobody reads a free granule's data: a receiver
+   * copies a block before it frees it, and checks its tag first. Returns
+   * the bytes given back.
+   */
+  trim(): number {
+    if (this.#closed) return 0;
+    this.reclaim();
+    let end = 0;
+    for (const b of this.#live.values()) end = Math.max(end, b.granule + b.count);
+    if (end >= this.#touched) return 0;
+    const freed = (this.#touched - end) * GRANULE;
+    ftruncateSync(this.fd, this.dataOffset + end * GRANULE);
+    ftruncateSync(this.fd, this.size);
+    this.#touched = end;
+    return freed;
+  }
+
+  #trimWhenIdle(): void {
+    this.#trimTimer = null;
+    const idle = performance.now() - this.#lastAlloc;
+    if (idle < TRIM_IDLE_MS) {
+      this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS - idle).unref();
+      return;
+    }
+    this.trim();
+    // Blocks still in flight keep their pages: look again once their receivers may have read them.
+    if (this.#touched > 0 && !this.#closed) this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
   }
 
   #reclaimOrphans(): void {
@@ -237,13 +311,14 @@ export class OwnArena {
   close(waitMs: number): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#trimTimer) clearTimeout(this.#trimTimer);
     const until = Date.now() + waitMs;
     while (this.#live.size > this.#orphans.size && Date.now() < until) {
       Bun.sleepSync(1);
       this.reclaim();
     }
-    if (this.#bytes) retire(this.path, this.#bytes, this.#live.size === 0);
-    else retire(this.path, new Uint8Array(0), false);
+    if (this.#bytes) retire(this.path, this.fd, this.#bytes, this.#live.size === 0);
+    else retire(this.path, this.fd, new Uint8Array(0), false);
     closeSync(this.fd);
   }
 }
@@ -255,7 +330,7 @@ export class OwnArena {
  * any inside a copy (one that died there only costs the shrink). When blocks are
  * left, the data stays: a receiver that has the arena mapped can still read them.
  */
-export function retire(path: string, bytes: Uint8Array, empty: boolean): void {
+export function retire(path: string, fd: number, bytes: Uint8Array, empty: boolean): void {
   const words = headerWords(bytes);
   if (empty && words && words[W_MAGIC] === MAGIC) {
     Atomics.store(words, W_CLOSED, 1);
@@ -263,7 +338,7 @@ export function retire(path: string, bytes: Uint8Array, empty: boolean): void {
     while (Atomics.load(words, W_READERS) !== 0 && Date.now() < until) Bun.sleepSync(1);
     if (Atomics.load(words, W_READERS) === 0) {
       try {
-        truncateSync(path, words[W_DATA]!);
+        ftruncateSync(fd, words[W_DATA]!); // the file opened, never what the name points at now
       } catch {}
     }
   }
@@ -303,10 +378,16 @@ export class ArenaView {
 
   static map(path: string): ArenaView {
     let bytes: Uint8Array;
+    const opened = openArenaFile(path);
+    if ("refused" in opened) {
+      throw new ShmReadError(opened.gone ? `the sender's shared memory ${opened.refused}; the sending process has probably exited` : `the sender's shared memory is refused: ${opened.refused}`);
+    }
     try {
-      bytes = Bun.mmap(path, { shared: true });
+      bytes = mapFd(opened.fd);
     } catch (e) {
-      throw new ShmReadError(`the sender's shared memory ${path} is gone (${(e as Error).message}); the sending process has probably exited`);
+      throw new ShmReadError(`the sender's shared memory ${path} cannot be mapped (${(e as Error).message})`);
+    } finally {
+      closeSync(opened.fd);
     }
     const w = headerWords(bytes);
     if (!w || w[W_MAGIC] !== MAGIC || w[W_VERSION] !== VERSION || w[W_GRANULE] !== GRANULE) {

@@ -12,11 +12,11 @@
  *   new Connection(socket, handlers, shm); // or new RemoteInvoker(shm)
  *   process.on("exit", () => shm.close()); // done by open() already
  */
-import { readdirSync } from "node:fs";
+import { closeSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { BinaryReader, BinaryWriter } from "./codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
-import { ArenaView, arenaEmpty, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
+import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
 import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
@@ -212,12 +212,18 @@ export class SharedMemory implements BinaryChannel {
       const m = NAME.exec(name);
       if (!m || Number(m[1]) !== this.serverPid || Number(m[2]) === process.pid || processAlive(Number(m[2]))) continue;
       const path = join(this.opts.dir, name);
+      // Only a regular file of ours with one name: a link to a live arena must never be shrunk or unlinked.
+      const opened = openArenaFile(path);
+      if ("refused" in opened) continue;
       this.#views.delete(name);
       try {
-        const bytes = Bun.mmap(path, { shared: true });
-        retire(path, bytes, arenaEmpty(bytes));
-      } catch {
-        retire(path, new Uint8Array(0), false); // empty or unreadable: just unlink
+        let bytes: Uint8Array = new Uint8Array(0);
+        try {
+          bytes = mapFd(opened.fd);
+        } catch {} // empty: nothing to shrink, just unlink
+        retire(path, opened.fd, bytes, bytes.byteLength > 0 && arenaEmpty(bytes));
+      } finally {
+        closeSync(opened.fd);
       }
       removed.push(path);
     }

@@ -1,0 +1,75 @@
+import { ServeError } from "../error.ts";
+
+/** Limits on reading one request body, and the names of the settings that raise them (for the messages). */
+export interface BodyLimits {
+  maxBytes: number;
+  timeoutS: number;
+  /** e.g. "proxy.maxBodyBytes" */
+  maxSetting: string;
+  /** e.g. "proxy.bodyTimeoutS" */
+  timeoutSetting: string;
+}
+
+/**
+ * Reads a request body whole, within `limits.timeoutS` and `limits.maxBytes`.
+ * A client that trickles its body (one byte a second) would otherwise hold
+ * its connection, and a descriptor, for as long as it likes: past the
+ * deadline this throws `request_timeout` (408). A body over the size throws
+ * `payload_too_large` (413) as soon as the bytes read pass it, chunked or not.
+ *
+ * @example const body = await readBody(req, { maxBytes: 1 << 20, timeoutS: 30, maxSetting: "proxy.maxBodyBytes", timeoutSetting: "proxy.bodyTimeoutS" });
+ */
+export async function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limits.maxBytes) throw tooLarge(limits);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ServeError("request_timeout", `the request body did not arrive within ${limits.timeoutSetting} (${limits.timeoutS} s); send it faster or raise the limit`)),
+      limits.timeoutS * 1000,
+    );
+  });
+  // A length-delimited body cannot run past its declared length: the fast path reads it at once.
+  const read = declared !== null ? req.arrayBuffer().then((b) => new Uint8Array(b)) : readCounted(req, limits);
+  try {
+    return await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+    read.catch(() => {}); // after a timeout the read fails when the connection closes: nobody waits for it
+  }
+}
+
+async function readCounted(req: Request, limits: BodyLimits): Promise<Uint8Array> {
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limits.maxBytes) {
+      void reader.cancel().catch(() => {});
+      throw tooLarge(limits);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) out.set(c, (at += c.byteLength) - c.byteLength);
+  return out;
+}
+
+function tooLarge(limits: BodyLimits): ServeError {
+  return new ServeError("payload_too_large", `the request body is larger than ${limits.maxSetting} (${limits.maxBytes} bytes); send less or raise the limit`);
+}
+
+/**
+ * Headers of an answer sent before the body was read whole: the connection
+ * is closed after it, so the rest of a slow or oversized body is never read.
+ */
+export function closing(res: Response): Response {
+  res.headers.set("connection", "close");
+  return res;
+}
