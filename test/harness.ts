@@ -105,6 +105,26 @@ export async function startServer(target: string, opts: StartOptions = {}): Prom
   }
 }
 
+/**
+ * startServer on the compiled binary. Another test run compiling dist/serve-bin
+ * at that moment makes the spawn fail with ETXTBSY: wait until it is free.
+ */
+export function startCompiled(target: string, cwd: string): Promise<RunningServer> {
+  return waitFor(
+    async () => {
+      try {
+        return await startServer(target, { compiled: true, cwd });
+      } catch (e) {
+        if (!String(e).includes("ETXTBSY")) throw e;
+        return null;
+      }
+    },
+    "dist/serve-bin to be free to run (another run was compiling it)",
+    30_000,
+    100,
+  );
+}
+
 /** Runs a serve-bin command to completion. */
 export async function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string>; compiled?: boolean } = {}) {
   const proc = Bun.spawn([...cliCommand(opts.compiled), ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdout: "pipe", stderr: "pipe" });
