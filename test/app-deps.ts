@@ -8,7 +8,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT } from "./harness.ts";
+import { expect } from "vitest";
+import { ROOT, postJSON, waitFor } from "./harness.ts";
 import { scaleModel } from "./fixtures/tiny-onnx.ts";
 
 export const ORT_VERSION = "1.30.0";
@@ -110,3 +111,24 @@ export function writeApp(dir: string, ortModules: string): void {
   }
   writeExportsPackage(modules);
 }
+
+/** Real inference through the served graph, until both model replicas have answered. */
+export async function checkServes(url: string): Promise<void> {
+  const pids = new Set<number>();
+  await waitFor(
+    async () => {
+      const res = await postJSON(url, [1, 2.5, -4]).catch(() => null);
+      if (!res) return false; // not listening yet (a container starting)
+      const body = await res.json();
+      expect({ status: res.status, y: body.y, resolved: body.resolved }, JSON.stringify(body)).toEqual({
+        status: 200,
+        y: [3, 7.5, -12],
+        resolved: { esm: "esm", cjs: "cjs", metaResolve: "tiny-exports/lib/esm.js", requireResolve: "onnxruntime-node/dist/index.js" },
+      });
+      pids.add(body.pid);
+      return pids.size === 2;
+    },
+    "both Scale replicas to answer",
+  );
+}
+

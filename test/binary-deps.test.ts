@@ -6,32 +6,13 @@
  * from another working directory. Skipped, loudly, only when onnxruntime-node
  * cannot be installed from the npm registry.
  */
-import { describe, expect, it } from "vitest";
+import { describe, it } from "vitest";
 import { join } from "node:path";
-import { onnxruntimeCache, writeApp } from "./app-deps.ts";
-import { postJSON, startCompiled, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
+import { checkServes, onnxruntimeCache, writeApp } from "./app-deps.ts";
+import { startCompiled, stopCleanly, tempDir } from "./harness.ts";
 
 const ort = onnxruntimeCache();
 if ("skip" in ort) console.warn(`\n*** test/binary-deps.test.ts SKIPPED: ${ort.skip} ***\n`);
-
-/** Real inference through the served graph, until both model replicas have answered. */
-async function checkServes(server: RunningServer): Promise<void> {
-  const pids = new Set<number>();
-  await waitFor(
-    async () => {
-      const res = await postJSON(server.url, [1, 2.5, -4]);
-      const body = await res.json();
-      expect({ status: res.status, y: body.y, resolved: body.resolved }, JSON.stringify(body)).toEqual({
-        status: 200,
-        y: [3, 7.5, -12],
-        resolved: { esm: "esm", cjs: "cjs", metaResolve: "tiny-exports/lib/esm.js", requireResolve: "onnxruntime-node/dist/index.js" },
-      });
-      pids.add(body.pid);
-      return pids.size === 2;
-    },
-    "both Scale replicas to answer",
-  );
-}
 
 describe.skipIf("skip" in ort)("the compiled binary serving a graph with its own node_modules", () => {
   it("resolves an exports-map package and loads onnxruntime-node in every replica, run from the app's directory", async () => {
@@ -39,7 +20,7 @@ describe.skipIf("skip" in ort)("the compiled binary serving a graph with its own
     writeApp(app.path, (ort as { modules: string }).modules);
     const server = await startCompiled("graph.ts", app.path);
     try {
-      await checkServes(server);
+      await checkServes(server.url);
     } finally {
       await stopCleanly(server);
     }
@@ -51,7 +32,7 @@ describe.skipIf("skip" in ort)("the compiled binary serving a graph with its own
     writeApp(app.path, (ort as { modules: string }).modules);
     const server = await startCompiled(join(app.path, "graph.ts"), elsewhere.path);
     try {
-      await checkServes(server);
+      await checkServes(server.url);
     } finally {
       await stopCleanly(server);
     }
