@@ -32,6 +32,7 @@ export {
 
 // Errors
 export { ServeError, type ServeErrorCode } from "./error.ts";
+export { HttpError } from "./http-error.ts";
 
 // zod, so a graph run by the binary needs no node_modules for it
 export { z } from "zod";
@@ -42,4 +43,4 @@ import "./graph/local.ts";
 // Running and building (the REP's serve.run / serve.pipeline.build)
 import * as serve from "./http/serve-api.ts";
 export { serve };
-export { Application, type RunOptions } from "./http/serve-api.ts";
+export { Application, type RunOptions, type IngressMethods } from "./http/serve-api.ts";

@@ -94,6 +94,13 @@ function buildFrom(node: DAGNode, file: string, exportName: string, opts: RunOpt
 let running: { server: Server; app: string } | null = null;
 
 /**
+ * The ingress's methods as serve.run's handle sees them when no class is
+ * named: a DAGDriver's `predict`, or any method of an ingress class
+ * (`serve.run<MyIngress>(node)` types them exactly).
+ */
+export type IngressMethods = { predict(input: unknown): unknown } & Record<string, (...args: any[]) => unknown>;
+
+/**
  * A handle has a `then` that throws, so that awaiting one by mistake fails
  * loudly; but resolving a promise with it reads `then`, so `serve.run` would
  * always reject. The handle it returns reads `then` as undefined instead: the
@@ -112,7 +119,7 @@ function resolvable<T>(handle: DeploymentHandle<T>): DeploymentHandle<T> {
  * const h = await serve.run(graph, { port: 0 });
  * console.log(await h.predict.remote(["5", [1, 2], "sum"]));
  */
-export async function run(target: unknown, opts: RunOptions = {}): Promise<DeploymentHandle> {
+export async function run<T = IngressMethods>(target: unknown, opts: RunOptions = {}): Promise<DeploymentHandle<T>> {
   let app: Application;
   if (target instanceof Application) app = target;
   else {
@@ -136,7 +143,7 @@ export async function run(target: unknown, opts: RunOptions = {}): Promise<Deplo
   }
   const a = server.controller.apps.get(name)!;
   const d = a.planned.graph.ir.deployments.get(a.planned.graph.ingress)!;
-  return resolvable(createHandle({ name: d.name, kind: d.kind, methods: d.methods }, a.invoker));
+  return resolvable(createHandle<T>({ name: d.name, kind: d.kind, methods: d.methods }, a.invoker));
 }
 
 /** The URL the running server's proxy listens on. */
