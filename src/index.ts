@@ -2,6 +2,9 @@
  * serve-bin: inference graphs for TypeScript, served by one binary.
  * Everything a graph module imports comes from here.
  */
+// The package's declarations (types/) name Bun's and the fetch API's types: an app
+// type-checks against them with @types/bun (a dependency), without DOM libs.
+/// <reference types="bun" />
 
 // Authoring a graph
 export { deployment, Deployment, type DeploymentDef, type BoundClass } from "./api/deployment.ts";
