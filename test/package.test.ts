@@ -74,6 +74,17 @@ const tsconfig = (files: string[], skipLibCheck: boolean) =>
     files,
   });
 
+describe("package-lock.json", () => {
+  it("is what npm install writes for package.json, so a fresh clone stays clean", async () => {
+    await using d = tempDir("sb-lock-");
+    for (const f of ["package.json", "package-lock.json"]) writeFileSync(join(d.path, f), readFileSync(join(ROOT, f)));
+    const r = sh(["npm", "install", "--package-lock-only", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], d.path);
+    if (r.code !== 0 && /ENOTCACHED/.test(r.out)) return void console.warn(`\n*** package-lock check SKIPPED: npm's cache lacks what it needs: ${r.out.trim().split("\n")[0]} ***\n`);
+    expect(r.code, r.out).toEqual(0);
+    expect(readFileSync(join(d.path, "package-lock.json"), "utf8")).toEqual(readFileSync(join(ROOT, "package-lock.json"), "utf8"));
+  });
+});
+
 describe("the npm package, installed from its tarball into an app", () => {
   let dir: TempDir;
   let app = "";
