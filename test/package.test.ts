@@ -52,9 +52,17 @@ const input = new InputNode();
 const doubled = deployment(Vec).bind().twice.bind(input);
 export default DAGDriver.bind(Caller.bind(deployment(Model).bind(3)).run.bind(doubled), { httpAdapter: jsonRequest });
 
-export async function programmatic(): Promise<unknown> {
-  const h = await serve.run(Caller.bind(deployment(Model).bind(1)).run.bind(input), { port: 0 });
-  return h.predict.remote(1);
+export const direct = Caller.bind(deployment(Model).bind(7)).run.bind(input);
+
+export async function programmatic(): Promise<{ viaHandle: unknown; viaHttp: string }> {
+  const h = await serve.run(direct, { port: 0 });
+  try {
+    const viaHandle = await h.predict.remote(2);
+    const viaHttp = await (await fetch(serve.url(), { method: "POST", body: "3" })).text();
+    return { viaHandle, viaHttp };
+  } finally {
+    await serve.shutdown();
+  }
 }
 `;
 
@@ -157,6 +165,15 @@ describe("the npm package, installed from its tarball into an app", () => {
       await stopCleanly(server);
     }
   });
+
+  it("runs serve.run from an app's own script on the installed package (bun run)", () => {
+    if (skipped) return;
+    writeFileSync(join(app, "main.ts"), 'import { programmatic } from "./graph.ts";\nconsole.log(JSON.stringify(await programmatic()));\n');
+    const bun = join(app, "node_modules/bun/bin/bun.exe");
+    const r = sh([bun, "main.ts"], app, 120_000);
+    expect(r.code, r.out).toEqual(0);
+    expect(JSON.parse(r.stdout.trim().split("\n").pop()!)).toEqual({ viaHandle: "14", viaHttp: "21" });
+  }, 180_000);
 
   it("type-checks a graph against the shipped declarations with lib ESNext only, and catches a wrong type", () => {
     if (skipped) return;
