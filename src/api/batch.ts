@@ -287,7 +287,7 @@ export function setBatchOptions(owner: object, methodOrOptions: string | BatchIn
       "invalid",
       `setBatchOptions(${label}): maxBatchSize ${next.maxBatchSize} is above this deployment's maxOngoingRequests (${admissionLimit}), ` +
         `which caps the calls a replica admits, so no batch could grow past ${admissionLimit}; ` +
-        `raise maxOngoingRequests to at least ${next.maxBatchSize} first (PATCH {"maxOngoingRequests": ${next.maxBatchSize}}), then maxBatchSize`,
+        `raise maxOngoingRequests to at least ${next.maxBatchSize} first (in the deployment's options or config, or live with PATCH {"maxOngoingRequests": ${next.maxBatchSize}}), then maxBatchSize`,
       { issues: [{ path: ["maxBatchSize"], message: `above maxOngoingRequests ${admissionLimit}` }] },
     );
   }
