@@ -20,6 +20,16 @@
 # Run (graph mounted at /app; the admin API stays on the container's loopback):
 #
 #   docker run --rm -p 8000:8000 --shm-size 2g -v "$PWD/examples/tutorial:/app:ro" serve-bin
+#
+# An app with its own packages: an image FROM this one with the app, its
+# node_modules included (installed for Linux/glibc), copied to /app:
+#
+#   FROM serve-bin
+#   COPY . /app/
+#
+# Native addons need their system libraries in the base (onnxruntime-node:
+# libstdc++, libgcc_s; debian slim has them; make-base.sh takes the addons).
+# docs/docker.md has a recipe that installs node_modules in a build stage.
 
 # Runtime base: anything with glibc (the binary links libc, libm, libdl,
 # libpthread and ld-linux only). No shell, package manager or curl is needed.
@@ -65,7 +75,7 @@ WORKDIR /src
 COPY package.json package-lock.json bunfig.toml tsconfig.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY src ./src
-RUN node_modules/.bin/bun build --compile src/cli/main.ts --outfile /out/serve-bin \
+RUN node_modules/.bin/bun build --compile --compile-autoload-package-json src/cli/main.ts --outfile /out/serve-bin \
  && /out/serve-bin --version
 
 # ---------------------------------------------------------------------------

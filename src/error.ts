@@ -1,3 +1,5 @@
+import { HttpError } from "./http-error.ts";
+
 /**
  * One error type for everything serve-bin reports, with a closed set of codes
  * and one table from code to HTTP status. Messages say what to do.
@@ -14,6 +16,7 @@ export type ServeErrorCode =
   | "build" // the graph cannot be built (bind-time and build-time mistakes)
   | "encode" // a value the wire codec cannot carry
   | "user" // the user's code threw
+  | "http" // the user's code threw an HttpError: its own status (in `httpStatus`)
   | "unavailable" // no replica can take it: queue full, replica died, draining
   | "timeout" // requestTimeoutS passed
   | "cancelled" // the client went away
@@ -31,6 +34,7 @@ export const statusOf: Record<ServeErrorCode, number> = {
   build: 422,
   encode: 500,
   user: 500,
+  http: 500, // only when no httpStatus came with it
   unavailable: 503,
   timeout: 504,
   cancelled: 499,
@@ -48,6 +52,10 @@ export interface ServeErrorFields {
   /** The user's own error name and stack, when code is "user". */
   causeName?: string;
   causeStack?: string;
+  /** The status an HttpError asked for, when code is "http". */
+  httpStatus?: number;
+  /** An HttpError's extra JSON fields. */
+  body?: Record<string, unknown>;
 }
 
 export class ServeError extends Error {
@@ -57,6 +65,8 @@ export class ServeError extends Error {
   readonly issues?: Issue[];
   readonly causeName?: string;
   readonly causeStack?: string;
+  readonly httpStatus?: number;
+  readonly body?: Record<string, unknown>;
 
   constructor(code: ServeErrorCode, message: string, fields: ServeErrorFields = {}) {
     super(message);
@@ -65,10 +75,12 @@ export class ServeError extends Error {
     this.issues = fields.issues;
     this.causeName = fields.causeName;
     this.causeStack = fields.causeStack;
+    this.httpStatus = fields.httpStatus;
+    this.body = fields.body;
   }
 
   get status(): number {
-    return statusOf[this.code];
+    return this.httpStatus ?? statusOf[this.code];
   }
 
   /** Plain data, for the wire and for JSON bodies. */
@@ -79,6 +91,8 @@ export class ServeError extends Error {
       ...(this.deployment !== undefined && { deployment: this.deployment }),
       ...(this.issues !== undefined && { issues: this.issues }),
       ...(this.causeName !== undefined && { causeName: this.causeName }),
+      ...(this.httpStatus !== undefined && { httpStatus: this.httpStatus }),
+      ...(this.body !== undefined && { body: this.body }),
       stack: this.causeStack ?? this.stack ?? "",
     };
   }
@@ -92,6 +106,7 @@ export class ServeError extends Error {
   /** Wraps anything a user's code threw, keeping its message, name and stack. */
   static fromUser(err: unknown, deployment: string): ServeError {
     if (err instanceof ServeError) return err;
+    if (err instanceof HttpError) return new ServeError("http", err.message, { deployment, causeName: err.name, causeStack: err.stack, httpStatus: err.status, body: err.body });
     const e = err instanceof Error ? err : new Error(String(err));
     // A value the codec cannot carry is the user's mistake too, but its own kind: 500 "encode".
     const code = e.name === "EncodeError" ? "encode" : "user";
@@ -105,5 +120,7 @@ export interface SerializedServeError {
   deployment?: string;
   issues?: Issue[];
   causeName?: string;
+  httpStatus?: number;
+  body?: Record<string, unknown>;
   stack?: string;
 }

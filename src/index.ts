@@ -2,6 +2,9 @@
  * serve-bin: inference graphs for TypeScript, served by one binary.
  * Everything a graph module imports comes from here.
  */
+// The package's declarations (types/) name Bun's and the fetch API's types: an app
+// type-checks against them with @types/bun (a dependency), without DOM libs.
+/// <reference types="bun" />
 
 // Authoring a graph
 export { deployment, Deployment, type DeploymentDef, type BoundClass } from "./api/deployment.ts";
@@ -32,6 +35,7 @@ export {
 
 // Errors
 export { ServeError, type ServeErrorCode } from "./error.ts";
+export { HttpError } from "./http-error.ts";
 
 // zod, so a graph run by the binary needs no node_modules for it
 export { z } from "zod";
@@ -42,4 +46,4 @@ import "./graph/local.ts";
 // Running and building (the REP's serve.run / serve.pipeline.build)
 import * as serve from "./http/serve-api.ts";
 export { serve };
-export { Application, type RunOptions } from "./http/serve-api.ts";
+export { Application, type RunOptions, type IngressMethods } from "./http/serve-api.ts";

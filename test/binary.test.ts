@@ -6,28 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { copyFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { EXAMPLES, alive, childPids, leftovers, postJSON, startServer, tempDir, waitFor, type RunningServer, gone, reap, replicasOf, stopCleanly } from "./harness.ts";
+import { EXAMPLES, childPids, postJSON, startCompiled, stopCleanly, tempDir } from "./harness.ts";
 
-
-/**
- * startServer on the compiled binary. Another test run compiling dist/serve-bin
- * at that moment makes the spawn fail with ETXTBSY: wait until it is free.
- */
-function startCompiled(cwd: string): Promise<RunningServer> {
-  return waitFor(
-    async () => {
-      try {
-        return await startServer("graph.ts", { compiled: true, cwd });
-      } catch (e) {
-        if (!String(e).includes("ETXTBSY")) throw e;
-        return null;
-      }
-    },
-    "dist/serve-bin to be free to run (another run was compiling it)",
-    30_000,
-    100,
-  );
-}
 
 /** A directory with a copy of an example and no node_modules anywhere above it. */
 function exampleDir(path: string, example: string) {
@@ -42,7 +22,7 @@ describe("the compiled binary serving the tutorial graph from a directory withou
   it("answers POST /my-dag, runs one child per replica, and exits 0 on SIGTERM leaving nothing", async () => {
     await using dir = tempDir();
     exampleDir(dir.path, "tutorial");
-    const server = await startCompiled(dir.path);
+    const server = await startCompiled("graph.ts", dir.path);
     try {
       const sum = await postJSON(`${server.url}/my-dag`, ["5", [1, 2], "sum"]);
       expect({ status: sum.status, type: sum.headers.get("content-type"), body: await sum.text() }).toEqual({
@@ -94,7 +74,7 @@ describe("the compiled binary serving the content-understanding graph", () => {
   it("dispatches to the classifier the metadata names, over HTTP at /content", async () => {
     await using dir = tempDir();
     exampleDir(dir.path, "content");
-    const server = await startCompiled(dir.path);
+    const server = await startCompiled("graph.ts", dir.path);
     try {
       const analysis = { segmentation: { segments: 6, brightFraction: 0.488 }, integrity: { ok: true } };
       for (const [metadata, label] of [["fruit", "fruit"], ["car", "car"], ["plant", "plant"], ["boat", "general"]]) {

@@ -8,25 +8,16 @@
  * Skipped, with the reason printed, only when docker cannot run at all (no
  * docker CLI, or no daemon answering it); .ci/run installs and starts one.
  */
-import { spawnSync } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXAMPLES, ROOT, tempDir, waitFor, type TempDir } from "./harness.ts";
+import { docker, dockerScope, dockerUnavailable, hostPort, inspect, logs } from "./docker-harness.ts";
 
 const TOKEN = "docker-test-token";
 const TOKEN_B = "derived-image-token";
 const SUM = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])";
 const MAX = "max(['(1 * (1 + 1))', '(2 * (1 + 1))'])";
-
-/** Why docker cannot run here, or null when it can. */
-function dockerUnavailable(): string | null {
-  const r = spawnSync("docker", ["version", "--format", "{{.Server.Version}}"], { encoding: "utf8", timeout: 15_000 });
-  if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return "no docker CLI on PATH";
-  if (r.error) return `docker version failed: ${r.error.message}`;
-  if (r.status !== 0) return `no Docker daemon answers (${(r.stderr || r.stdout).trim().split("\n").pop()})`;
-  return null;
-}
 
 const unavailable = dockerUnavailable();
 if (unavailable) {
@@ -36,22 +27,6 @@ if (unavailable) {
   );
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `docker ...args` to completion; rejects on a non-zero exit unless `allowFail`. */
-async function docker(args: string[], opts: { allowFail?: boolean; timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
-  const proc = Bun.spawn(["docker", ...args], { cwd: opts.cwd ?? ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  if (code !== 0 && !opts.allowFail) throw new Error(`docker ${args.join(" ")} exited ${code}:\n${stderr}${stdout}`);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
-
 /**
  * `--shm-size` as the README says: sharedMemory.arenaBytes (256 MiB by default)
  * per process, the server and each replica. The tutorial is 1 + 7 processes
@@ -59,33 +34,7 @@ async function docker(args: string[], opts: { allowFail?: boolean; timeoutMs?: n
  */
 const shmFor = (processes: number) => `${processes * 256}m`;
 
-const runId = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const label = `serve-bin-test=${runId}`;
-/** Everything made here, by id, removed in afterAll (containers first, then images, newest first). */
-const made = { containers: [] as string[], images: [] as string[] };
-
-/** `docker create` (id recorded at once, for cleanup) then `docker start`: a `docker run -d`. */
-async function runContainer(args: string[]): Promise<string> {
-  const id = (await docker(["create", "--label", label, ...args])).stdout.split("\n").pop()!;
-  made.containers.push(id);
-  await docker(["start", id]);
-  return id;
-}
-
-/** The host address docker mapped a container port to (published on 127.0.0.1 with no host port). */
-async function hostPort(id: string, port: number): Promise<string> {
-  const out = (await docker(["port", id, `${port}/tcp`])).stdout;
-  return `http://${out.split("\n")[0]!.trim()}`;
-}
-
-async function logs(id: string): Promise<string> {
-  const r = await docker(["logs", id], { allowFail: true });
-  return `${r.stdout}\n${r.stderr}`;
-}
-
-async function inspect(id: string, format: string): Promise<string> {
-  return (await docker(["inspect", "--format", format, id])).stdout;
-}
+const { runId, label, made, runContainer, removeAll } = dockerScope();
 
 /** POST a JSON body; null when the connection fails (server not up yet). */
 async function post(url: string, body: unknown, timeoutMs = 5_000): Promise<Response | null> {
@@ -186,8 +135,7 @@ describe.skipIf(unavailable !== null)("the Docker image", () => {
   }, 180_000);
 
   afterAll(async () => {
-    for (const id of made.containers.reverse()) await docker(["rm", "-f", "-v", id], { allowFail: true });
-    for (const id of made.images.reverse()) await docker(["rmi", "-f", id], { allowFail: true });
+    await removeAll();
     await dir?.[Symbol.asyncDispose]();
   }, 60_000);
 

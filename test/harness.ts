@@ -50,6 +50,8 @@ export interface RunningServer extends AsyncDisposable {
 export interface StartOptions {
   /** Run the compiled binary instead of the source CLI. */
   compiled?: boolean;
+  /** Run this command instead (e.g. an installed package's bin); `run <target> ...` follows it. */
+  command?: string[];
   cwd?: string;
   args?: string[];
   env?: Record<string, string>;
@@ -65,7 +67,7 @@ export function cliCommand(compiled = false): string[] {
 
 /** Starts `serve-bin run <target> --port 0 --admin-port 0 ...` and waits until it serves. */
 export async function startServer(target: string, opts: StartOptions = {}): Promise<RunningServer> {
-  const cmd = [...cliCommand(opts.compiled), "run", target, "--port", "0", "--admin-port", "0", ...(opts.args ?? [])];
+  const cmd = [...(opts.command ?? cliCommand(opts.compiled)), "run", target, "--port", "0", "--admin-port", "0", ...(opts.args ?? [])];
   const proc = Bun.spawn(cmd, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   let out = "";
   const pump = async (s: ReadableStream<Uint8Array>) => {
@@ -103,6 +105,26 @@ export async function startServer(target: string, opts: StartOptions = {}): Prom
     await proc.exited;
     throw e;
   }
+}
+
+/**
+ * startServer on the compiled binary. Another test run compiling dist/serve-bin
+ * at that moment makes the spawn fail with ETXTBSY: wait until it is free.
+ */
+export function startCompiled(target: string, cwd: string): Promise<RunningServer> {
+  return waitFor(
+    async () => {
+      try {
+        return await startServer(target, { compiled: true, cwd });
+      } catch (e) {
+        if (!String(e).includes("ETXTBSY")) throw e;
+        return null;
+      }
+    },
+    "dist/serve-bin to be free to run (another run was compiling it)",
+    30_000,
+    100,
+  );
 }
 
 /** Runs a serve-bin command to completion. */

@@ -142,6 +142,20 @@ function batchContext(batch: Waiting[]): { requestId: string; signal: AbortSigna
   return { requestId, signal: ctl.signal };
 }
 
+/**
+ * This process's admission limit (its deployment's maxOngoingRequests), set
+ * by the replica runtime; undefined in local execution, where nothing caps.
+ */
+let admissionLimit: number | undefined;
+
+/**
+ * Tells setBatchOptions how many calls this replica admits at once: a batch
+ * larger than that could never fill, so raising maxBatchSize past it is refused.
+ */
+export function setAdmissionLimit(maxOngoingRequests: number | undefined): void {
+  admissionLimit = maxOngoingRequests;
+}
+
 /** Batchers per instance (or per batched function), by method name. */
 const batchers = new WeakMap<object, Map<string, Batcher>>();
 
@@ -248,6 +262,8 @@ export function batch(...args: unknown[]): unknown {
  * Changes a batched method's limits on this instance, live (typically from
  * `reconfigure`). Keys left out keep their current value. Returns the limits
  * now in force. For a function deployment, pass the batched function.
+ * In a served replica, a maxBatchSize above the deployment's
+ * maxOngoingRequests is refused (raise that first): admission caps batches.
  * @example
  * reconfigure(cfg: { maxBatchSize: number }) { setBatchOptions(this, "predict", { maxBatchSize: cfg.maxBatchSize }); }
  */
@@ -264,7 +280,18 @@ export function setBatchOptions(owner: object, methodOrOptions: string | BatchIn
   // A batched function keeps its batches on itself; a method, on the instance.
   const b = batcherOf(owner, mark, label, byMethod ? owner : undefined);
   const given = (byMethod ? maybe : methodOrOptions) ?? {};
-  b.options = checkOptions({ ...b.options, ...given }, `setBatchOptions(${label})`);
+  const next = checkOptions({ ...b.options, ...given }, `setBatchOptions(${label})`);
+  if (admissionLimit !== undefined && next.maxBatchSize > admissionLimit) {
+    // Admission (the callers' routers and this replica) stops at maxOngoingRequests: a larger batch would never fill.
+    throw new ServeError(
+      "invalid",
+      `setBatchOptions(${label}): maxBatchSize ${next.maxBatchSize} is above this deployment's maxOngoingRequests (${admissionLimit}), ` +
+        `which caps the calls a replica admits, so no batch could grow past ${admissionLimit}; ` +
+        `raise maxOngoingRequests to at least ${next.maxBatchSize} first (in the deployment's options or config, or live with PATCH {"maxOngoingRequests": ${next.maxBatchSize}}), then maxBatchSize`,
+      { issues: [{ path: ["maxBatchSize"], message: `above maxOngoingRequests ${admissionLimit}` }] },
+    );
+  }
+  b.options = next;
   b.schedule();
   return { ...b.options };
 }

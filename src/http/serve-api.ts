@@ -94,13 +94,32 @@ function buildFrom(node: DAGNode, file: string, exportName: string, opts: RunOpt
 let running: { server: Server; app: string } | null = null;
 
 /**
+ * The ingress's methods as serve.run's handle sees them when no class is
+ * named: a DAGDriver's `predict`, or any method of an ingress class
+ * (`serve.run<MyIngress>(node)` types them exactly).
+ */
+export type IngressMethods = { predict(input: unknown): unknown } & Record<string, (...args: any[]) => unknown>;
+
+/**
+ * A handle has a `then` that throws, so that awaiting one by mistake fails
+ * loudly; but resolving a promise with it reads `then`, so `serve.run` would
+ * always reject. The handle it returns reads `then` as undefined instead: the
+ * promise resolves to the handle itself (as Ray's serve.run returns one).
+ */
+function resolvable<T>(handle: DeploymentHandle<T>): DeploymentHandle<T> {
+  return new Proxy(handle, { get: (t, prop) => (prop === "then" ? undefined : Reflect.get(t, prop)) });
+}
+
+/**
  * Starts the full runtime (real replica processes) for a node or an
- * Application and returns a handle to its ingress.
+ * Application and resolves to a handle to its ingress (a DAGDriver's
+ * `predict`, or the ingress class's methods). `serve.url()` is where it
+ * serves HTTP; `serve.shutdown()` stops it.
  * @example
  * const h = await serve.run(graph, { port: 0 });
  * console.log(await h.predict.remote(["5", [1, 2], "sum"]));
  */
-export async function run(target: unknown, opts: RunOptions = {}): Promise<DeploymentHandle> {
+export async function run<T = IngressMethods>(target: unknown, opts: RunOptions = {}): Promise<DeploymentHandle<T>> {
   let app: Application;
   if (target instanceof Application) app = target;
   else {
@@ -124,7 +143,7 @@ export async function run(target: unknown, opts: RunOptions = {}): Promise<Deplo
   }
   const a = server.controller.apps.get(name)!;
   const d = a.planned.graph.ir.deployments.get(a.planned.graph.ingress)!;
-  return createHandle({ name: d.name, kind: d.kind, methods: d.methods }, a.invoker);
+  return resolvable(createHandle<T>({ name: d.name, kind: d.kind, methods: d.methods }, a.invoker));
 }
 
 /** The URL the running server's proxy listens on. */

@@ -1,5 +1,6 @@
 import { chmodSync, readFileSync, rmSync } from "node:fs";
 import { ServeError } from "../../error.ts";
+import { setAdmissionLimit } from "../../api/batch.ts";
 import { instantiate, type Callable } from "../../graph/instantiate.ts";
 import { Connection, socketHandlers } from "../channel/connection.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
@@ -79,6 +80,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
         { deployment: spec.deployment },
       );
     }
+    setAdmissionLimit(spec.maxOngoingRequests); // before reconfigure() runs in instantiate
     callable = await instantiate(graph.ir, spec.deployment, invoker, spec.userConfig);
   } catch (e) {
     fail(e, spec.deployment);
@@ -109,6 +111,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
         return invoker.update(msg.table);
       case "limits":
         server.maxOngoing = msg.maxOngoingRequests;
+        setAdmissionLimit(msg.maxOngoingRequests);
         return;
       case "reconfigure": {
         const fn = callable.instance?.reconfigure as ((c: unknown) => unknown) | undefined;
