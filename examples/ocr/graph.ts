@@ -3,6 +3,7 @@
 //   HTTP ─▶ pngRequest ─▶ preprocess ─▶ TextRecognizer.recognize (@batch) ─▶ CtcDecoder.decode ─▶ { text, confidence, model }
 //            (ingress)    (3×48×320 tensor)  (onnxruntime-node, userConfig.modelPath)  (userConfig.dictionaryPath)
 //
+// (The graph's input is exported so bench/fixtures can build variants on the same one.)
 // Run from this repository:  bun src/cli/main.ts run examples/ocr/graph.ts
 // after `npm install` in examples/ocr (see its README section).
 import { DAGDriver, deployment, InputNode, ServeError } from "serve-bin";
@@ -28,7 +29,7 @@ export const preprocess = deployment(function preprocess(img: RgbImage): Float32
 export const Recognizer = deployment(TextRecognizer, { userConfig: { modelPath: `${MODELS}/ch_PP-OCRv4_rec_infer.onnx`, intraOpNumThreads: 1 } });
 export const Decoder = deployment(CtcDecoder, { userConfig: { dictionaryPath: `${MODELS}/ppocr_keys_v1.txt` } });
 
-const input = new InputNode();
+export const input = new InputNode();
 export const dag = Decoder.bind().decode.bind(Recognizer.bind().recognize.bind(preprocess.bind(input)));
 
 export default DAGDriver.options({ routePrefix: "/ocr" }).bind(dag, { httpAdapter: pngRequest });

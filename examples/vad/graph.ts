@@ -3,6 +3,7 @@
 //   HTTP ─▶ audioRequest ─▶ preprocess ─▶ SileroVad.probabilities (@batch) ─▶ postprocess ─▶ { segments, ... }
 //            (ingress)       (16 kHz mono)   (onnxruntime-node, userConfig.modelPath)
 //
+// (The graph's input is exported so bench/fixtures can build variants on the same one.)
 // Run from this repository:  bun src/cli/main.ts run examples/vad/graph.ts
 // after `npm install` in examples/vad (see its README section).
 import { DAGDriver, deployment, InputNode, ServeError, z } from "serve-bin";
@@ -48,7 +49,7 @@ export const Vad = deployment(SileroVad, { userConfig: { modelPath: DEFAULT_MODE
 
 export const postprocess = deployment(toResult);
 
-const input = new InputNode();
+export const input = new InputNode();
 const model = Vad.bind();
 export const dag = postprocess.bind(model.probabilities.bind(preprocess.bind(input)), DEFAULT_SEGMENTS);
 
