@@ -40,7 +40,7 @@ interface Phase {
 }
 
 async function post(url: string, body: Uint8Array): Promise<unknown> {
-  const res = await fetch(url, { method: "POST", body });
+  const res = await fetch(url, { method: "POST", body: body as Uint8Array<ArrayBuffer> });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`POST ${url} answered ${res.status}: ${text.slice(0, 300)}`);
   return JSON.parse(text);
@@ -75,7 +75,7 @@ export async function runModelBench(b: ModelBench, ctx: Ctx, connections: number
   const graphFile = join(ROOT, "examples", b.example, "graph.ts");
   const example = (await import(graphFile)) as Record<string, unknown> & { dag: { execute(x: unknown): Promise<unknown> } };
   const adapter = example[b.adapter] as (req: Request) => Promise<unknown>;
-  const runLocal = async (body: Uint8Array) => example.dag.execute(await adapter(new Request("http://local/", { method: "POST", body })));
+  const runLocal = async (body: Uint8Array) => example.dag.execute(await adapter(new Request("http://local/", { method: "POST", body: body as Uint8Array<ArrayBuffer> })));
   const bodies = b.bodies();
   const server = await startServeBin(ctx.procs, join(BENCH, "fixtures", `${b.name}.ts`), { timeoutMs: 60_000 });
   const pairs = ctx.quick ? 4 : 40;

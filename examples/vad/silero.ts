@@ -76,8 +76,8 @@ async function runClips(session: ort.InferenceSession, rate: ort.Tensor, clips: 
   const n = clips.length;
   const steps = clips.map((c) => Math.ceil(c.length / WINDOW));
   const out = steps.map((s) => new Float32Array(s));
-  let h = new Float32Array(STATE * n);
-  let c = new Float32Array(STATE * n);
+  let h: Float32Array = new Float32Array(STATE * n);
+  let c: Float32Array = new Float32Array(STATE * n);
   for (let t = 0, last = Math.max(0, ...steps); t < last; t++) {
     const input = new Float32Array(WINDOW * n);
     clips.forEach((clip, b) => input.set(clip.subarray(t * WINDOW, (t + 1) * WINDOW), b * WINDOW));

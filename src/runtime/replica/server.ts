@@ -9,6 +9,7 @@ import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../channel/codec.ts";
 import { exhaustive } from "../replica-client.ts";
+import { loadedModelIds, modelIdFromHead, withModelId } from "../../api/multiplex.ts";
 
 /** How long a kept result waits for its fetch or release before it is dropped anyway. */
 export const KEPT_TTL_MS = 60_000;
@@ -185,8 +186,12 @@ export class ReplicaServer {
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
       const args = await this.#fetchArgs(msg.a);
-      const out = await withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
-      if (msg.k && this.keep && !msg.s) conn.send({ t: "ok", id: msg.id, v: this.#store(out) });
+      // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
+      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdFromHead((args[0] as WireRequest).head) : undefined);
+      const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
+      const out = await (modelId ? withModelId(modelId, run) : run());
+      if (msg.x) conn.send({ t: "ok", id: msg.id, v: msg.k && this.keep && !msg.s ? this.#store(out) : out, mm: loadedModelIds() });
+      else if (msg.k && this.keep && !msg.s) conn.send({ t: "ok", id: msg.id, v: this.#store(out) });
       else if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
       else conn.send({ t: "ok", id: msg.id, v: out });
