@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { MAX_MODEL_ID_LENGTH, multiplexed } from "../src/api/multiplex.ts";
+import { MAX_MODEL_ID_LENGTH, multiplexed, multiplexedModelId } from "../src/api/multiplex.ts";
+import { deployment, type DeploymentHandle } from "../src/index.ts";
 import { ROOT, postJSON, startServer, stopCleanly, type RunningServer } from "./harness.ts";
 
 interface Answer {
@@ -63,6 +64,23 @@ describe("@multiplexed on its own", () => {
     expect(() => get("")).toThrow(`a multiplexed model id must be 1..${MAX_MODEL_ID_LENGTH} characters (got 0)`);
     expect(() => get("m".repeat(MAX_MODEL_ID_LENGTH + 1))).toThrow(`(got ${MAX_MODEL_ID_LENGTH + 1})`);
     expect(await get("m".repeat(MAX_MODEL_ID_LENGTH))).toHaveLength(MAX_MODEL_ID_LENGTH);
+  });
+});
+
+describe("multiplexing in dag.execute()", () => {
+  it("gives the callee the model id of handle.options({ multiplexedModelId }), and none otherwise", async () => {
+    const which = deployment(function which() {
+      return multiplexedModelId();
+    });
+    const Caller = deployment(
+      class Caller {
+        constructor(private w: DeploymentHandle) {}
+        async __call__(id: string) {
+          return [await this.w.options({ multiplexedModelId: id }).remote(), await this.w.remote()];
+        }
+      },
+    );
+    expect(await Caller.bind(which.bind()).execute("m-7")).toEqual(["m-7", ""]);
   });
 });
 
