@@ -5,7 +5,8 @@
  * reached; any other install failure fails the test run.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export type Deps = { ok: true } | { ok: false; reason: string };
@@ -36,13 +37,19 @@ export function announceSkip(what: string, reason: string): void {
 
 /**
  * Each body through the example's own HTTP adapter and `dag.execute()`, in a
- * Bun subprocess (test/fixtures/execute-example.ts), results as JSON.
+ * Bun subprocess (bench/lib/local-runner.ts: vitest's transformer does not
+ * lower the examples' `@batch` decorators, Bun does), results as JSON.
  */
 export async function executeLocally(bun: string, graphFile: string, adapter: string, bodies: (Uint8Array | string)[]): Promise<unknown[]> {
-  const proc = Bun.spawn([bun, join(import.meta.dirname, "fixtures/execute-example.ts"), graphFile, adapter], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-  proc.stdin.write(JSON.stringify(bodies.map((b) => Buffer.from(b).toString("base64"))));
-  await proc.stdin.end();
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`local execute of ${graphFile} exited ${code}:\n${stderr}`);
-  return JSON.parse(stdout) as unknown[];
+  const dir = mkdtempSync(join(tmpdir(), "sb-local-"));
+  try {
+    const file = join(dir, "bodies.json");
+    writeFileSync(file, JSON.stringify(bodies.map((b) => Buffer.from(b).toString("base64"))));
+    const proc = Bun.spawn([bun, join(import.meta.dirname, "../bench/lib/local-runner.ts"), graphFile, adapter, "0", file], { stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    if (code !== 0) throw new Error(`local execute of ${graphFile} exited ${code}:\n${stderr}`);
+    return (JSON.parse(stdout) as { answers: unknown[] }).answers;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

