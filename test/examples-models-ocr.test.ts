@@ -96,4 +96,12 @@ describe.skipIf(!deps.ok)("the OCR example, served from its own directory (bun s
     expect(bad).toMatchObject({ status: 500, body: { error: "user", message: expect.stringContaining("missing.onnx failed. File doesn't exist") } }); // onnxruntime's own words
     expect((await post(line)).body).toMatchObject({ text: "RAIN 1978", model: copy });
   });
+
+  it("takes maxBatchSize from userConfig (1..8) and refuses one past the @batch size, naming the field", async () => {
+    const over = await patch("TextRecognizer", { modelPath: MODEL, maxBatchSize: 9 });
+    expect(over).toMatchObject({ status: 500, body: { message: expect.stringContaining("maxBatchSize") } });
+    expect((await patch("TextRecognizer", { modelPath: MODEL, maxBatchSize: 1 })).status).toBe(200);
+    const served = await Promise.all(LINES.map((t) => post(png(t))));
+    expect(served.map((s) => s.body.text)).toEqual(LINES);
+  });
 });

