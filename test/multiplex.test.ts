@@ -143,6 +143,13 @@ describe("multiplexing served: three model ids over two replicas of two models e
     const res = await postJSON(`${server.url}/handle`, { model: "a", x: 5 });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ pid: where, model: "a", y: 5 });
+    const mixedCase = await postJSON(`${server.url}/header`, 2, { headers: { "content-type": "application/json", "Serve-Multiplexed-Model-Id": "a" } });
+    expect(await mixedCase.json()).toMatchObject({ pid: where, model: "a", y: 2 });
+  });
+
+  it("streams from a multiplexed replica, the model id travelling with the streamed call", async () => {
+    const res = await postJSON(`${server.url}/stream`, 3, { headers: { "content-type": "application/json", "serve-multiplexed-model-id": "bb" } });
+    expect({ status: res.status, text: await res.text() }).toEqual({ status: 200, text: "bb0 bb1 bb2 " });
   });
 
   it("answers 400 saying what to send for a request with no model id or one over the length limit", async () => {
