@@ -161,3 +161,23 @@ describe("multiplexing served: three model ids over two replicas of two models e
     expect(await long.json()).toMatchObject({ error: "bad_request", message: expect.stringContaining("(got 257)") });
   });
 });
+
+describe("multiplexing served by the compiled binary", () => {
+  it("loads each of three models once over two replicas and routes repeats to the replica that has it", async () => {
+    const server = await startServer(join(ROOT, "test/fixtures/multiplex.ts"), { compiled: true });
+    try {
+      const seen: Answer[] = [];
+      for (const id of ["a", "bb", "ccc", "a", "bb", "ccc"]) {
+        const res = await postJSON(`${server.url}/header`, 2, { headers: { "content-type": "application/json", "serve-multiplexed-model-id": id } });
+        expect(res.status).toBe(200);
+        seen.push((await res.json()) as Answer);
+      }
+      expect(seen.map((a) => a.y)).toEqual([2, 4, 6, 2, 4, 6]);
+      expect(seen.slice(3).map((a) => a.pid)).toEqual(seen.slice(0, 3).map((a) => a.pid));
+      const last = new Map(seen.map((a) => [a.pid, a]));
+      expect([...last.values()].flatMap((a) => a.loads).sort()).toEqual(["a", "bb", "ccc"]);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
