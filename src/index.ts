@@ -16,6 +16,9 @@ export type { DeploymentOptions } from "./config/schema.ts";
 // Batching: callers send one item, the method gets an array
 export { batch, setBatchOptions, type BatchDecorator, type BatchInput } from "./api/batch.ts";
 
+// Model multiplexing: an LRU of models per replica, requests routed to a replica that has theirs
+export { multiplexed, multiplexedModelId, MULTIPLEX_HEADER, type MultiplexOptions, type MultiplexDecorator } from "./api/multiplex.ts";
+
 // Calling other deployments
 export { DeploymentResponse, type DeploymentHandle, type HandleOptions } from "./api/handle.ts";
 export { requestContext, type RequestContext } from "./api/request-context.ts";

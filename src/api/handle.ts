@@ -3,6 +3,7 @@ import { ServeError } from "../error.ts";
 import { KeptRef } from "../runtime/channel/codec.ts";
 import type { CallOptions, Invoker } from "./invoker.ts";
 import { currentRequestContext, signalToken } from "./request-context.ts";
+import { checkModelId } from "./multiplex.ts";
 
 type AnyFunction = (...args: any[]) => any;
 type Resolvable<T> = T | DeploymentResponse<T>;
@@ -16,6 +17,8 @@ export interface HandleOptions {
   timeoutS?: number;
   /** `remote()` returns an async iterator over an async-generator method's chunks. */
   stream?: boolean;
+  /** The model id a `@multiplexed` deployment should serve this call with (default: the current request's). */
+  multiplexedModelId?: string;
 }
 
 const RESPONSE = Symbol.for("serve-bin.response");
@@ -174,7 +177,12 @@ async function resolveArgs(args: unknown[]): Promise<unknown[]> {
 
 function callOptions(opts: HandleOptions): CallOptions {
   const ctx = currentRequestContext();
-  return { timeoutS: opts.timeoutS, requestId: ctx?.requestId, cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) };
+  return {
+    timeoutS: opts.timeoutS,
+    requestId: ctx?.requestId,
+    cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
+    ...(opts.multiplexedModelId !== undefined && { multiplexedModelId: checkModelId(opts.multiplexedModelId) }),
+  };
 }
 
 /** Builds the handle object for `target`, calling through `invoker`. */

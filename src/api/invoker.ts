@@ -12,6 +12,8 @@ export interface CallOptions {
   /** The caller's request: its id travels with the call, its cancellation cancels it. */
   requestId?: string;
   cancel?: CancelToken;
+  /** The multiplexed model id the call carries (default: the current request's). */
+  multiplexedModelId?: string;
 }
 
 export interface Invoker {

@@ -2,6 +2,7 @@ import { ServeError } from "../error.ts";
 import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { setLocalExecutor, type DAGNode } from "../api/nodes.ts";
 import { LazyAbort, lazyContext, withRequestContext } from "../api/request-context.ts";
+import { currentModelId, withModelId } from "../api/multiplex.ts";
 import { roundTrip } from "../runtime/channel/codec.ts";
 import { buildGraph, type GraphIR } from "./ir.ts";
 import { instantiate, type Callable } from "./instantiate.ts";
@@ -29,8 +30,10 @@ class LocalInvoker implements Invoker {
   async call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): Promise<unknown> {
     const fn = (await this.#callable(deployment)).resolve(method);
     const ctx = lazyContext(opts.requestId ?? crypto.randomUUID(), LazyAbort.child(opts.cancel));
+    const modelId = opts.multiplexedModelId ?? currentModelId();
+    const run = () => withRequestContext(ctx, () => fn(...roundTrip(args)));
     try {
-      const out = await withRequestContext(ctx, () => fn(...roundTrip(args)));
+      const out = await (modelId ? withModelId(modelId, run) : run());
       return roundTrip(out);
     } catch (e) {
       throw ServeError.fromUser(e, deployment);

@@ -5,6 +5,7 @@ import type { BinaryChannel } from "./channel/connection.ts";
 import type { RoutingTable } from "./channel/messages.ts";
 import type { KeptRef } from "./channel/codec.ts";
 import { ReplicaClient, type ChunkSink } from "./replica-client.ts";
+import { currentModelId } from "../api/multiplex.ts";
 import { Router } from "./router.ts";
 
 /** Chunks a streamed call may send ahead of the consumer. */
@@ -62,9 +63,10 @@ export class RemoteInvoker implements Invoker {
     }
   }
 
-  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken } {
+  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken; modelId?: string } {
     const ctx = currentRequestContext();
-    return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) };
+    const modelId = opts.multiplexedModelId ?? currentModelId();
+    return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined), ...(modelId && { modelId }) };
   }
 
   call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}, keep = false): Promise<unknown> {
@@ -73,7 +75,7 @@ export class RemoteInvoker implements Invoker {
     const cancel = LazyAbort.child(o.cancel);
     const timer = setTimeout(() => cancel.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     return this.router(deployment)
-      .call({ method, args, requestId: o.requestId, cancel, keep })
+      .call({ method, args, requestId: o.requestId, cancel, keep, modelId: o.modelId })
       .finally(() => clearTimeout(timer));
   }
 
@@ -117,7 +119,7 @@ export class RemoteInvoker implements Invoker {
     const router = this.router(deployment);
     let credit = (_n: number) => {};
     const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent });
+    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent, modelId: o.modelId });
     call.catch((e) => ((failure ??= e), notify()));
     let consumed = 0;
     try {

@@ -28,6 +28,8 @@ export class ReplicaClient {
   /** Until when this replica said it is full; routers skip it meanwhile. */
   busyUntil = 0;
   dead = false;
+  /** Multiplexed model ids this replica said it has loaded (in its last answer to a call that named one). */
+  models: ReadonlySet<string> = new Set();
   /** Left the routing table (the replica is draining): close once the calls in flight have answered. */
   #retiring = false;
   #conn: Promise<Connection> | null = null;
@@ -71,14 +73,14 @@ export class ReplicaClient {
   }
 
   /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
-  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean): { id: number; reply: Promise<Reply> } {
+  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean, modelId?: string): { id: number; reply: Promise<Reply> } {
     const id = this.#nextId++;
     const reply = new Promise<Reply>((resolve, reject) => {
       if (this.dead) return reject(this.#deadError());
       this.#pending.set(id, { resolve, reject, sink });
       this.#with((c) => {
         try {
-          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }) });
+          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }), ...(modelId && { x: modelId }) });
         } catch (e) {
           // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
           this.#pending.delete(id);
@@ -126,6 +128,7 @@ export class ReplicaClient {
     switch (msg.t) {
       case "ok":
         this.#pending.delete(msg.id);
+        if (msg.mm) this.models = new Set(msg.mm);
         return p.resolve({ busy: false, value: msg.v });
       case "busy":
         this.#pending.delete(msg.id);

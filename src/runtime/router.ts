@@ -15,6 +15,8 @@ export interface RouteCall {
   sink?: ChunkSink;
   /** Keep the result in the replica and answer a KeptRef (a forwarded response). */
   keep?: boolean;
+  /** The request's multiplexed model id: a replica that has it loaded is preferred. */
+  modelId?: string;
   /** Told which replica and call id took the call (streams send credit there). */
   onSent?: (client: ReplicaClient, id: number) => void;
 }
@@ -52,11 +54,12 @@ export class Router {
     this.#wakeAll();
   }
 
-  #pick(now: number): ReplicaClient | undefined {
+  #pick(now: number, modelId?: string): ReplicaClient | undefined {
     const rs = this.replicas;
     const n = rs.length;
     if (n === 0) return undefined;
     const ok = (r: ReplicaClient) => !r.dead && r.inflight < this.maxOngoing && r.busyUntil <= now;
+    if (modelId !== undefined && n > 1) return pickForModel(rs.filter(ok), modelId);
     if (n === 1) return ok(rs[0]!) ? rs[0] : undefined;
     const i = Math.floor(Math.random() * n);
     let j = Math.floor(Math.random() * (n - 1));
@@ -74,7 +77,7 @@ export class Router {
       if (c.cancel?.aborted) throw abortError(c.cancel.reason, this.deployment);
       // First come, first served: while calls wait, a new one queues behind them
       // instead of taking the slot a woken waiter is about to use.
-      const r = woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now()) : undefined;
+      const r = woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now(), c.modelId) : undefined;
       if (!r) {
         await this.#wait(c.cancel, woken);
         this.#handoffs--;
@@ -82,7 +85,7 @@ export class Router {
         continue;
       }
       r.inflight++;
-      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep);
+      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep, c.modelId);
       c.onSent?.(r, id);
       let res;
       try {
@@ -143,6 +146,20 @@ export class Router {
   get queued(): number {
     return this.#queue.length;
   }
+}
+
+/**
+ * Among replicas with room: the least loaded of those that have the model;
+ * else the one with the fewest models loaded (it evicts least), ties by load.
+ */
+function pickForModel(free: ReplicaClient[], modelId: string): ReplicaClient | undefined {
+  let best: ReplicaClient | undefined;
+  let bestKey = Infinity;
+  for (const r of free) {
+    const key = (r.models.has(modelId) ? 0 : 1 + r.models.size) * 1e6 + r.inflight;
+    if (key < bestKey) [best, bestKey] = [r, key];
+  }
+  return best;
 }
 
 function abortError(reason: unknown, deployment: string): ServeError {

@@ -8,9 +8,10 @@ export type DataMessage =
   /**
    * Call `m` (null: the function or `__call__`) with args `a`; `r` is the request id. `s`: stream the result.
    * `k`: keep the result here and answer a KeptRef (the caller forwards it to another call). A top-level
-   * argument that is a KeptRef is fetched from its producer before the call runs.
+   * argument that is a KeptRef is fetched from its producer before the call runs. `x`: the request's
+   * multiplexed model id.
    */
-  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean }
+  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean; x?: string }
   /** Send the kept result `k` (answered with `ok` or `err`); it stays kept until released. */
   | { t: "fetch"; id: number; k: string }
   /** Drop the kept result `k`; no answer. */
@@ -19,7 +20,8 @@ export type DataMessage =
   | { t: "cancel"; id: number }
   /** Stream flow control: the caller can take `n` more chunks. */
   | { t: "credit"; id: number; n: number }
-  | { t: "ok"; id: number; v: unknown }
+  /** `mm`: the model ids the replica has loaded (least recently used first), after a call that carried `x`. */
+  | { t: "ok"; id: number; v: unknown; mm?: string[] }
   | { t: "err"; id: number; e: SerializedServeError }
   /** The replica is at maxOngoingRequests (or draining): try another. */
   | { t: "busy"; id: number }

@@ -9,6 +9,7 @@ import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../channel/codec.ts";
 import { exhaustive } from "../replica-client.ts";
+import { loadedModelIds, modelIdFromHead, withModelId } from "../../api/multiplex.ts";
 
 /** How long a kept result waits for its fetch or release before it is dropped anyway. */
 export const KEPT_TTL_MS = 60_000;
@@ -185,11 +186,16 @@ export class ReplicaServer {
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
       const args = await this.#fetchArgs(msg.a);
-      const out = await withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
-      if (msg.k && this.keep && !msg.s) conn.send({ t: "ok", id: msg.id, v: this.#store(out) });
-      else if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
+      // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
+      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdFromHead((args[0] as WireRequest).head) : undefined);
+      const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
+      const out = await (modelId ? withModelId(modelId, run) : run());
+      // After a call that named a model, tell the caller which models this replica holds.
+      const ok = (v: unknown) => conn.send(msg.x ? { t: "ok", id: msg.id, v, mm: loadedModelIds() } : { t: "ok", id: msg.id, v });
+      if (msg.k && this.keep && !msg.s) ok(this.#store(out));
+      else if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx, modelId);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
-      else conn.send({ t: "ok", id: msg.id, v: out });
+      else ok(out);
     } catch (e) {
       conn.send({ t: "err", id: msg.id, e: ServeError.fromUser(e, this.name).toJSON() });
     } finally {
@@ -210,7 +216,7 @@ export class ReplicaServer {
     return this.callable.resolve(method)(...args);
   }
 
-  async #stream(conn: Connection, id: number, source: AsyncIterable<unknown>, a: Active, ctx: RuntimeContext): Promise<void> {
+  async #stream(conn: Connection, id: number, source: AsyncIterable<unknown>, a: Active, ctx: RuntimeContext, modelId?: string): Promise<void> {
     const cancel = a.abort;
     const it = source[Symbol.asyncIterator]();
     // Wake a producer waiting for credit too, or its call never ends and keeps its slot.
@@ -222,7 +228,9 @@ export class ReplicaServer {
     try {
       for (;;) {
         if (cancel.aborted) return;
-        const r = await withRequestContext(ctx, () => it.next());
+        // A generator's body runs in the context of whoever calls next(): give it the request's.
+        const next = () => withRequestContext(ctx, () => it.next());
+        const r = await (modelId ? withModelId(modelId, next) : next());
         if (r.done) break;
         while (a.credit <= 0 && !cancel.aborted) await new Promise<void>((w) => (a.wake = w));
         if (cancel.aborted) return;
