@@ -6,6 +6,7 @@ import { parseConfig, type ServeConfig } from "../config/schema.ts";
 import type { ControllerEvent } from "../runtime/controller.ts";
 import { startAdmin } from "../http/admin.ts";
 import { Server } from "../http/server.ts";
+import { attachMetrics } from "../http/metrics-wiring.ts";
 import { parse, portOf, UsageError } from "./args.ts";
 import { loadTarget } from "./load-target.ts";
 
@@ -114,6 +115,7 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
   const appDir = resolve(values["app-dir"] ?? baseDir);
 
   const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress });
+  const metrics = attachMetrics(server);
   let stopping: Promise<void> | null = null;
   let stopped!: () => void;
   const done = new Promise<void>((r) => (stopped = r));
@@ -125,7 +127,7 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
       log("stopped");
       stopped();
     })());
-  const admin = startAdmin(server, { host: config.admin.host, port: config.admin.port, token, onShutdown: () => void stop(), errorDetail: config.proxy.errorDetail });
+  const admin = startAdmin(server, { host: config.admin.host, port: config.admin.port, token, onShutdown: () => void stop(), errorDetail: config.proxy.errorDetail, metrics });
   process.once("SIGINT", () => void stop());
   process.once("SIGTERM", () => void stop());
   log(`listening on ${server.url} (admin API on ${admin.url})`);

@@ -9,6 +9,7 @@ import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import type { Server } from "./server.ts";
 import { shmStats } from "../runtime/channel/shm-channel.ts";
 import { family, labels } from "./prometheus.ts";
+import type { MetricsStore } from "../runtime/metrics/store.ts";
 
 export interface AdminOptions {
   host: string;
@@ -18,6 +19,8 @@ export interface AdminOptions {
   /** Called just after `POST /api/shutdown` has been answered. */
   onShutdown: () => void;
   errorDetail: ErrorDetail;
+  /** The replicas' counters (per deployment and replica) for /metrics and the dashboard. */
+  metrics?: MetricsStore;
 }
 
 /** What the admin API drives: the server's public methods, nothing else. */
@@ -116,7 +119,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.get("/metrics", (c) =>
-    c.body(`${metrics(server.status(), restarts)}${[...server.requests.lines(), ...shmLines()].join("\n")}\n`, 200, {
+    c.body(`${metrics(server.status(), restarts)}${[...server.requests.lines(), ...shmLines()].join("\n")}\n${opts.metrics?.render() ?? ""}`, 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }),
   );

@@ -37,6 +37,13 @@ export class RemoteInvoker implements Invoker {
     return r;
   }
 
+  /** Calls waiting in this process's queues, by the deployment they wait for (deployments with none left out). */
+  queued(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, r] of this.#routers) if (r.queued > 0) out[name] = r.queued;
+    return out;
+  }
+
   /** Applies a newer snapshot; clients of replicas no longer listed close once their calls in flight have answered. */
   update(table: RoutingTable): void {
     if (table.version <= this.version) return;

@@ -1,4 +1,5 @@
 import type { SerializedServeError } from "../../error.ts";
+import type { MetricsSnapshot } from "../metrics/snapshot.ts";
 
 /**
  * Every message on a data socket (caller ⇄ replica), one discriminated union.
@@ -73,6 +74,8 @@ export type ControlFromReplica =
   | { t: "failed"; error: SerializedServeError }
   | { t: "done"; seq: number; error?: SerializedServeError }
   | { t: "load"; ongoing: number; queued: number }
+  /** About once a second: the replica's cumulative counters, for the admin API's /metrics and dashboard. */
+  | { t: "metrics"; snapshot: MetricsSnapshot }
   | { t: "drained" };
 
 /** How a replica is started: everything it needs, on its command line. */

@@ -7,6 +7,11 @@ import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import { ReplicaServer } from "./server.ts";
+import { replicaStats } from "../metrics/replica-stats.ts";
+import { observeBatches } from "../../api/batch.ts";
+
+/** How often a replica pushes its counters to the main process. */
+const METRICS_EVERY_MS = 1000;
 
 function send(msg: ControlFromReplica): void {
   process.send?.(msg);
@@ -121,5 +126,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   }
 
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
+  observeBatches((n) => replicaStats.batch.observe(n));
+  setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
   send({ t: "ready", socket: spec.socket });
 }

@@ -9,6 +9,7 @@ import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../channel/codec.ts";
 import { exhaustive } from "../replica-client.ts";
+import { httpFailure, replicaStats } from "../metrics/replica-stats.ts";
 
 /** How long a kept result waits for its fetch or release before it is dropped anyway. */
 export const KEPT_TTL_MS = 60_000;
@@ -174,6 +175,8 @@ export class ReplicaServer {
 
   async #run(conn: Connection, msg: Extract<DataMessage, { t: "call" }>): Promise<void> {
     this.admitted++;
+    const t0 = performance.now();
+    let failed: string | undefined;
     const active: Active = { abort: new LazyAbort(), credit: STREAM_WINDOW };
     let calls = this.#active.get(conn);
     if (!calls) this.#active.set(conn, (calls = new Map()));
@@ -186,13 +189,17 @@ export class ReplicaServer {
       const ctx = lazyContext(msg.r, active.abort);
       const args = await this.#fetchArgs(msg.a);
       const out = await withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
+      if (msg.m === HTTP_METHOD) failed = httpFailure(out);
       if (msg.k && this.keep && !msg.s) conn.send({ t: "ok", id: msg.id, v: this.#store(out) });
       else if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
       else conn.send({ t: "ok", id: msg.id, v: out });
     } catch (e) {
-      conn.send({ t: "err", id: msg.id, e: ServeError.fromUser(e, this.name).toJSON() });
+      const err = ServeError.fromUser(e, this.name);
+      failed = err.code;
+      conn.send({ t: "err", id: msg.id, e: err.toJSON() });
     } finally {
+      replicaStats.done(t0, failed);
       calls.delete(msg.id);
       this.admitted--;
       if (entered) this.running--;
