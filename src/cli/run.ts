@@ -127,7 +127,7 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
       log("stopped");
       stopped();
     })());
-  const admin = startAdmin(server, { host: config.admin.host, port: config.admin.port, token, onShutdown: () => void stop(), errorDetail: config.proxy.errorDetail, metrics });
+  const admin = startAdmin(server, { host: config.admin.host, port: config.admin.port, token, onShutdown: () => void stop(), errorDetail: config.proxy.errorDetail, metrics, graph: (app) => server.controller.apps.get(app)?.planned.graph });
   process.once("SIGINT", () => void stop());
   process.once("SIGTERM", () => void stop());
   log(`listening on ${server.url} (admin API on ${admin.url})`);

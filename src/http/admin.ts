@@ -10,6 +10,8 @@ import type { Server } from "./server.ts";
 import { shmStats } from "../runtime/channel/shm-channel.ts";
 import { family, labels } from "./prometheus.ts";
 import type { MetricsStore } from "../runtime/metrics/store.ts";
+import type { ServableGraph } from "../graph/application.ts";
+import { dashboardSource, mountDashboardApi, mountDashboardPage } from "./dashboard/routes.ts";
 
 export interface AdminOptions {
   host: string;
@@ -21,6 +23,8 @@ export interface AdminOptions {
   errorDetail: ErrorDetail;
   /** The replicas' counters (per deployment and replica) for /metrics and the dashboard. */
   metrics?: MetricsStore;
+  /** Each application's graph as bound, for the dashboard to draw. */
+  graph?: (app: string) => ServableGraph | undefined;
 }
 
 /** What the admin API drives: the server's public methods, nothing else. */
@@ -35,6 +39,9 @@ const ENDPOINTS = [
   "GET /api/config",
   "POST /api/shutdown",
   "GET /metrics",
+  "GET / (dashboard)",
+  "GET /api/dashboard",
+  "GET /api/dashboard/events",
 ];
 
 const REPLICA_STATES = ["STARTING", "UPDATING", "RUNNING", "STOPPING"] as const;
@@ -59,6 +66,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
     fail(new ServeError("not_found", `the admin API has no ${c.req.method} ${new URL(c.req.url).pathname}; it answers: ${ENDPOINTS.join(", ")}`)),
   );
 
+  mountDashboardPage(app); // before the token check: the page holds no data, its API calls carry the token
   if (opts.token !== undefined) {
     const expected = digest(opts.token);
     app.use("*", async (c, next) => {
@@ -124,6 +132,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
     }),
   );
 
+  mountDashboardApi(app, dashboardSource(server, opts));
   return app;
 }
 
