@@ -14,6 +14,11 @@ export interface ServeEnv {
    * config leaves it out. The Docker image sets `message`.
    */
   errorDetail?: ErrorDetail;
+  /**
+   * `SERVE_BIN_LOG_FORMAT` / `SERVE_BIN_LOG_LEVEL`: how a replica logs. The
+   * server sets them from its `logging` config for the replicas it starts.
+   */
+  logging?: { format: "text" | "json"; level: "debug" | "info" | "warn" | "error" };
 }
 
 /**
@@ -35,6 +40,13 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
       );
     }
     out.errorDetail = detail;
+  }
+  const format = env.SERVE_BIN_LOG_FORMAT;
+  const level = env.SERVE_BIN_LOG_LEVEL;
+  if (format || level) {
+    if (format && format !== "text" && format !== "json") throw new ServeError("invalid", `SERVE_BIN_LOG_FORMAT is "${format}": set it to "text" or "json"`);
+    if (level && !["debug", "info", "warn", "error"].includes(level)) throw new ServeError("invalid", `SERVE_BIN_LOG_LEVEL is "${level}": set it to debug, info, warn or error`);
+    out.logging = { format: (format || "text") as "text" | "json", level: (level || "info") as "debug" | "info" | "warn" | "error" };
   }
   return out;
 }

@@ -461,6 +461,20 @@ function crossIssues(c: ConfigShape): Issue[] {
   return issues;
 }
 
+/** Log levels, least severe first: a level shows itself and those after it. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+export const loggingConfigSchema = strict("logging", {
+  format: z
+    .enum(["text", "json"], { error: 'expected "text" (lines for people) or "json" (one JSON object a line)' })
+    .default("text")
+    .describe('"text": lines as today; "json": one object a line with time, level, msg, app, deployment, replica and requestId, for the server\'s own lines and what user code prints inside a replica. Default "text".'),
+  level: z
+    .enum(LOG_LEVELS, { error: 'expected one of "debug", "info", "warn", "error"' })
+    .default("info")
+    .describe('Lines below this level are dropped: console.debug is debug, console.log and console.info are info, console.warn warn, console.error error. Default "info".'),
+}).describe("Server and replica logs. A change needs a server restart.");
+
 /** The whole config file (YAML or JSON). */
 export const serveConfigSchema = strict("the config", {
   proxy: proxyConfigSchema.prefault({}).describe("The HTTP data plane. A change needs a server restart."),
@@ -468,6 +482,7 @@ export const serveConfigSchema = strict("the config", {
   sharedMemory: sharedMemoryConfigSchema
     .prefault({})
     .describe("Shared memory for large binary values between processes. A change needs a server restart."),
+  logging: loggingConfigSchema.prefault({}).describe("Server and replica logs. A change needs a server restart."),
   applications: z
     .array(applicationSchema, { error: "expected a list of applications" })
     .default(() => [])
@@ -498,6 +513,7 @@ export type RouteConfig = z.output<typeof routeSchema>;
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;
 export type AdminConfig = z.output<typeof adminConfigSchema>;
 export type SharedMemoryConfig = z.output<typeof sharedMemoryConfigSchema>;
+export type LoggingConfig = z.output<typeof loggingConfigSchema>;
 /** A parsed config file: server sections complete, deployment entries as written. */
 export type ServeConfig = z.output<typeof serveConfigSchema>;
 /** What may be written in a config file (defaults optional). */

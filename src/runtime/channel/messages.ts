@@ -76,6 +76,8 @@ export type ControlFromReplica =
   | { t: "load"; ongoing: number; queued: number }
   /** About once a second: the replica's cumulative counters, for the admin API's /metrics and dashboard. */
   | { t: "metrics"; snapshot: MetricsSnapshot }
+  /** A whole JSON log line (logging.format json) that the server writes to its stdout as is. */
+  | { t: "log"; line: string }
   | { t: "drained" };
 
 /** How a replica is started: everything it needs, on its command line. */

@@ -9,6 +9,8 @@ import { RemoteInvoker } from "../remote-invoker.ts";
 import { ReplicaServer } from "./server.ts";
 import { replicaStats } from "../metrics/replica-stats.ts";
 import { observeBatches } from "../../api/batch.ts";
+import { readEnv } from "../../config/env.ts";
+import { installReplicaConsole } from "../logging/replica-console.ts";
 
 /** How often a replica pushes its counters to the main process. */
 const METRICS_EVERY_MS = 1000;
@@ -33,6 +35,8 @@ function fail(e: unknown, deployment: string): never {
  */
 export async function runReplica(spec: ReplicaSpec): Promise<void> {
   process.on("disconnect", () => process.exit(0));
+  const logging = readEnv().logging;
+  if (logging) installReplicaConsole(logging, { app: spec.app, deployment: spec.deployment, replica: spec.replicaId }, (line) => send({ t: "log", line }));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => process.exit(0));
