@@ -113,6 +113,7 @@ describe("serve-bin build", () => {
       admin: { host: "127.0.0.1", port: 8265 },
       sharedMemory: expect.objectContaining({ enabled: expect.any(Boolean), thresholdBytes: expect.any(Number), arenaBytes: expect.any(Number) }),
       logging: { format: "text", level: "info" },
+      tracing: { sampleRatio: 1 },
       applications: [
         {
           name: "default",

@@ -25,6 +25,7 @@ const SERVER_DEFAULTS = {
   admin: { host: "127.0.0.1", port: 8265 },
   sharedMemory: { enabled: true, thresholdBytes: 16384, arenaBytes: 268435456 },
   logging: { format: "text", level: "info" },
+  tracing: { sampleRatio: 1 },
 };
 
 /** A valid config file: two deployments in one application, a second application, one route. */
@@ -297,7 +298,7 @@ describe("YAML", () => {
     delete c.routes;
     const text = toYAML(parsed(c));
     const topKeys = text.split("\n").filter((l) => /^\w/.test(l)).map((l) => l.split(":")[0]);
-    expect(topKeys).toEqual(["proxy", "admin", "sharedMemory", "logging", "applications"]);
+    expect(topKeys).toEqual(["proxy", "admin", "sharedMemory", "logging", "tracing", "applications"]);
     expect(text).toContain(
       [
         "  - name: default",

@@ -116,9 +116,13 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
   const appDir = resolve(values["app-dir"] ?? baseDir);
 
   configureServerLog(config.logging);
-  // Replicas inherit this process's environment: that is how they learn the logging config.
+  // Replicas inherit this process's environment: that is how they learn the logging and tracing config.
   process.env.SERVE_BIN_LOG_FORMAT = config.logging.format;
   process.env.SERVE_BIN_LOG_LEVEL = config.logging.level;
+  if (config.tracing.otlpEndpoint) {
+    process.env.SERVE_BIN_OTLP_ENDPOINT = config.tracing.otlpEndpoint;
+    process.env.SERVE_BIN_TRACE_SAMPLE_RATIO = String(config.tracing.sampleRatio);
+  }
   const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress });
   const metrics = attachReplicaTap(server, writeReplicaLine);
   let stopping: Promise<void> | null = null;

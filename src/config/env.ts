@@ -19,6 +19,8 @@ export interface ServeEnv {
    * server sets them from its `logging` config for the replicas it starts.
    */
   logging?: { format: "text" | "json"; level: "debug" | "info" | "warn" | "error" };
+  /** `SERVE_BIN_OTLP_ENDPOINT` / `SERVE_BIN_TRACE_SAMPLE_RATIO`: set by the server from its `tracing` config for its replicas. */
+  tracing?: { otlpEndpoint: string; sampleRatio: number };
 }
 
 /**
@@ -47,6 +49,12 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     if (format && format !== "text" && format !== "json") throw new ServeError("invalid", `SERVE_BIN_LOG_FORMAT is "${format}": set it to "text" or "json"`);
     if (level && !["debug", "info", "warn", "error"].includes(level)) throw new ServeError("invalid", `SERVE_BIN_LOG_LEVEL is "${level}": set it to debug, info, warn or error`);
     out.logging = { format: (format || "text") as "text" | "json", level: (level || "info") as "debug" | "info" | "warn" | "error" };
+  }
+  const otlp = env.SERVE_BIN_OTLP_ENDPOINT;
+  if (otlp) {
+    const ratio = Number(env.SERVE_BIN_TRACE_SAMPLE_RATIO || "1");
+    if (!(ratio >= 0 && ratio <= 1)) throw new ServeError("invalid", `SERVE_BIN_TRACE_SAMPLE_RATIO is "${env.SERVE_BIN_TRACE_SAMPLE_RATIO}": set it to a number from 0 to 1`);
+    out.tracing = { otlpEndpoint: otlp, sampleRatio: ratio };
   }
   return out;
 }

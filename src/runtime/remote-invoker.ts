@@ -69,9 +69,9 @@ export class RemoteInvoker implements Invoker {
     }
   }
 
-  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken } {
+  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken; traceparent?: string } {
     const ctx = currentRequestContext();
-    return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined) };
+    return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined), traceparent: ctx?.traceparent };
   }
 
   call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}, keep = false): Promise<unknown> {
@@ -80,7 +80,7 @@ export class RemoteInvoker implements Invoker {
     const cancel = LazyAbort.child(o.cancel);
     const timer = setTimeout(() => cancel.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     return this.router(deployment)
-      .call({ method, args, requestId: o.requestId, cancel, keep })
+      .call({ method, args, requestId: o.requestId, cancel, keep, traceparent: o.traceparent })
       .finally(() => clearTimeout(timer));
   }
 
@@ -124,7 +124,7 @@ export class RemoteInvoker implements Invoker {
     const router = this.router(deployment);
     let credit = (_n: number) => {};
     const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent });
+    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent, traceparent: o.traceparent });
     call.catch((e) => ((failure ??= e), notify()));
     let consumed = 0;
     try {

@@ -71,14 +71,14 @@ export class ReplicaClient {
   }
 
   /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
-  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean): { id: number; reply: Promise<Reply> } {
+  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean, trace?: { tp: string; q: number }): { id: number; reply: Promise<Reply> } {
     const id = this.#nextId++;
     const reply = new Promise<Reply>((resolve, reject) => {
       if (this.dead) return reject(this.#deadError());
       this.#pending.set(id, { resolve, reject, sink });
       this.#with((c) => {
         try {
-          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }) });
+          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }), ...trace });
         } catch (e) {
           // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
           this.#pending.delete(id);

@@ -17,6 +17,8 @@ export interface RouteCall {
   keep?: boolean;
   /** Told which replica and call id took the call (streams send credit there). */
   onSent?: (client: ReplicaClient, id: number) => void;
+  /** The caller's W3C traceparent (tracing on only); the time spent queued here travels with it. */
+  traceparent?: string;
 }
 
 /** How long a replica that answered "busy" is skipped, in ms. */
@@ -70,6 +72,7 @@ export class Router {
 
   async call(c: RouteCall): Promise<unknown> {
     let woken = false;
+    const queuedAt = c.traceparent ? performance.now() : 0;
     for (;;) {
       if (c.cancel?.aborted) throw abortError(c.cancel.reason, this.deployment);
       // First come, first served: while calls wait, a new one queues behind them
@@ -82,7 +85,8 @@ export class Router {
         continue;
       }
       r.inflight++;
-      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep);
+      const trace = c.traceparent ? { tp: c.traceparent, q: performance.now() - queuedAt } : undefined;
+      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep, trace);
       c.onSent?.(r, id);
       let res;
       try {

@@ -10,8 +10,9 @@ export type DataMessage =
    * Call `m` (null: the function or `__call__`) with args `a`; `r` is the request id. `s`: stream the result.
    * `k`: keep the result here and answer a KeptRef (the caller forwards it to another call). A top-level
    * argument that is a KeptRef is fetched from its producer before the call runs.
+   * `tp`: the caller's W3C traceparent and `q` the ms the call waited in the caller's queue (tracing on only).
    */
-  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean }
+  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean; tp?: string; q?: number }
   /** Send the kept result `k` (answered with `ok` or `err`); it stays kept until released. */
   | { t: "fetch"; id: number; k: string }
   /** Drop the kept result `k`; no answer. */

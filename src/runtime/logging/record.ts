@@ -15,6 +15,8 @@ export interface LogFields {
   deployment?: string;
   replica?: string;
   requestId?: string;
+  /** The W3C trace id, when the request is traced. */
+  traceId?: string;
 }
 
 /**
@@ -27,7 +29,7 @@ export interface LogFields {
  */
 export function jsonLine(level: LogLevel, msg: string, fields: LogFields = {}): string {
   const rec: Record<string, string> = { time: new Date().toISOString(), level };
-  for (const k of ["app", "deployment", "replica", "requestId"] as const) if (fields[k]) rec[k] = fields[k]!;
+  for (const k of ["app", "deployment", "replica", "requestId", "traceId"] as const) if (fields[k]) rec[k] = fields[k]!;
   rec.msg = msg;
   return JSON.stringify(rec);
 }

@@ -1,5 +1,5 @@
 import { format } from "node:util";
-import { requestContext } from "../../api/request-context.ts";
+import { currentRequestContext } from "../../api/request-context.ts";
 import type { LoggingConfig } from "../../config/schema.ts";
 import { jsonLine, shows, type LogFields, type LogLevel } from "./record.ts";
 
@@ -14,7 +14,7 @@ const METHODS: [keyof Console & ("debug" | "log" | "info" | "warn" | "error"), L
 /**
  * Routes what a replica prints through console.* by the logging config:
  * below the level, dropped; in JSON, one object a line with the replica's
- * names and the current request's id, handed to `emit` (the control channel,
+ * names and the current request's id (and trace id, when traced), handed to `emit` (the control channel,
  * so the server writes it whole, without the `[app/replica]` prefix it puts
  * on raw output). In text, printed as before.
  */
@@ -26,8 +26,10 @@ export function installReplicaConsole(cfg: LoggingConfig, who: LogFields, emit: 
     }
     if (cfg.format !== "json") continue;
     console[method] = (...args: unknown[]) => {
-      const requestId = requestContext().requestId;
-      emit(jsonLine(level, format(...args), requestId ? { ...who, requestId } : who));
+      const ctx = currentRequestContext();
+      // traceparent is 00-<trace id>-<span id>-<flags>
+      const fields = ctx ? { ...who, requestId: ctx.requestId, traceId: ctx.traceparent?.slice(3, 35) } : who;
+      emit(jsonLine(level, format(...args), fields));
     };
   }
 }

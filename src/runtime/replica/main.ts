@@ -11,6 +11,7 @@ import { replicaStats } from "../metrics/replica-stats.ts";
 import { observeBatches } from "../../api/batch.ts";
 import { readEnv } from "../../config/env.ts";
 import { installReplicaConsole } from "../logging/replica-console.ts";
+import { setProcessTracer, Tracer } from "../tracing/tracer.ts";
 
 /** How often a replica pushes its counters to the main process. */
 const METRICS_EVERY_MS = 1000;
@@ -35,8 +36,10 @@ function fail(e: unknown, deployment: string): never {
  */
 export async function runReplica(spec: ReplicaSpec): Promise<void> {
   process.on("disconnect", () => process.exit(0));
-  const logging = readEnv().logging;
-  if (logging) installReplicaConsole(logging, { app: spec.app, deployment: spec.deployment, replica: spec.replicaId }, (line) => send({ t: "log", line }));
+  const env = readEnv();
+  const who = { app: spec.app, deployment: spec.deployment, replica: spec.replicaId };
+  if (env.logging) installReplicaConsole(env.logging, who, (line) => send({ t: "log", line }));
+  if (env.tracing) setProcessTracer(new Tracer(env.tracing, who));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => process.exit(0));

@@ -10,6 +10,7 @@ import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../channel/codec.ts";
 import { exhaustive } from "../replica-client.ts";
 import { httpFailure, replicaStats } from "../metrics/replica-stats.ts";
+import { startCallSpan } from "../tracing/call-span.ts";
 
 /** How long a kept result waits for its fetch or release before it is dropped anyway. */
 export const KEPT_TTL_MS = 60_000;
@@ -177,6 +178,7 @@ export class ReplicaServer {
     this.admitted++;
     const t0 = performance.now();
     let failed: string | undefined;
+    const span = startCallSpan(this.name, msg);
     const active: Active = { abort: new LazyAbort(), credit: STREAM_WINDOW };
     let calls = this.#active.get(conn);
     if (!calls) this.#active.set(conn, (calls = new Map()));
@@ -187,6 +189,7 @@ export class ReplicaServer {
       entered = true;
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
+      if (span) ctx.traceparent = span.traceparent;
       const args = await this.#fetchArgs(msg.a);
       const out = await withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
       if (msg.m === HTTP_METHOD) failed = httpFailure(out);
@@ -200,6 +203,7 @@ export class ReplicaServer {
       conn.send({ t: "err", id: msg.id, e: err.toJSON() });
     } finally {
       replicaStats.done(t0, failed);
+      span?.end(failed);
       calls.delete(msg.id);
       this.admitted--;
       if (entered) this.running--;
