@@ -95,6 +95,8 @@ describe.skipIf(!CHROMIUM)("the dashboard of the tutorial graph", () => {
     }
     await page.waitForFunction(() => document.querySelectorAll('.node[data-deployment="Model"] .dot[data-state="RUNNING"]').length === 3, { timeout: 30_000 });
     expect(await nodeAttr(page, "Model", "data-running")).toBe("3");
+    // The node's "scaling to 3" note goes once the three serve.
+    await page.waitForFunction(() => document.querySelector('.node[data-deployment="Model"] [data-role="message"]')?.textContent === "");
     const status = (await (await fetch(`${server.adminUrl}/api/applications`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as StatusJSON;
     expect(status.applications.default!.deployments.Model!.replicas.map((r) => r.state)).toEqual(["RUNNING", "RUNNING", "RUNNING"]);
     await shot(page, "dashboard-model-scaled-to-3.png");

@@ -306,6 +306,8 @@ const SCRIPT = String.raw`
         role(el, "ongoing").textContent = String(d.ongoing);
         role(el, "requests").textContent = String(d.requests);
         role(el, "target").textContent = (d.numReplicas === "auto" ? "auto " : "") + d.targetReplicas;
+        var note = role(el, "message");
+        if (note.className === "msg" && note.textContent === "scaling to " + d.targetReplicas && running === d.targetReplicas) note.textContent = "";
       });
     });
     Object.keys(views).forEach(function (name) {
