@@ -12,15 +12,7 @@ import { FIXTURES } from "./lib/paths.ts";
 import { startRawPeer } from "./lib/raw-client.ts";
 import { alternate, row, type Scenario } from "./lib/scenario.ts";
 import { postJSON, startServeBin } from "./lib/server.ts";
-import { round, roundSummary, summarize } from "./lib/stats.ts";
-
-/** µs per iteration of `fn`, run `n` times after a warm-up. */
-function microbench(n: number, fn: () => void): number {
-  for (let i = 0; i < Math.min(n, 2000); i++) fn();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) fn();
-  return ((performance.now() - t0) * 1000) / n;
-}
+import { microbench, round, roundSummary, summarize } from "./lib/stats.ts";
 
 export const hop: Scenario = {
   name: "hop",

@@ -154,6 +154,11 @@ describe("encode/decode keeps every carried type", () => {
     expect(roundTrip(msg)).toEqual(msg);
   });
 
+  it("keeps a traced call message whole: the caller's traceparent and its queue wait", () => {
+    const msg = { t: "call", id: 2, m: "forward", a: [1], r: "req-1", tp: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", q: 0.125 };
+    expect(roundTrip(msg)).toEqual(msg);
+  });
+
   it("accepts values nested far, but not past the limit", () => {
     let deep: unknown = 1;
     for (let i = 0; i < 400; i++) deep = [deep];

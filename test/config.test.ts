@@ -24,6 +24,8 @@ const SERVER_DEFAULTS = {
   proxy: { host: "0.0.0.0", port: 8000, requestTimeoutS: 60, maxBodyBytes: 104857600, errorDetail: "full", shutdownTimeoutS: 8, bodyTimeoutS: 60, maxConnections: 4096 },
   admin: { host: "127.0.0.1", port: 8265 },
   sharedMemory: { enabled: true, thresholdBytes: 16384, arenaBytes: 268435456 },
+  logging: { format: "text", level: "info" },
+  tracing: { sampleRatio: 1 },
 };
 
 /** A valid config file: two deployments in one application, a second application, one route. */
@@ -296,7 +298,7 @@ describe("YAML", () => {
     delete c.routes;
     const text = toYAML(parsed(c));
     const topKeys = text.split("\n").filter((l) => /^\w/.test(l)).map((l) => l.split(":")[0]);
-    expect(topKeys).toEqual(["proxy", "admin", "sharedMemory", "applications"]);
+    expect(topKeys).toEqual(["proxy", "admin", "sharedMemory", "logging", "tracing", "applications"]);
     expect(text).toContain(
       [
         "  - name: default",

@@ -36,3 +36,11 @@ export function round(v: number, digits = 3): number {
 export function roundSummary(s: Summary, digits = 3): Summary {
   return { n: s.n, mean: round(s.mean, digits), median: round(s.median, digits), p99: round(s.p99, digits), min: round(s.min, digits), max: round(s.max, digits) };
 }
+
+/** µs per iteration of `fn`, run `n` times after a warm-up. */
+export function microbench(n: number, fn: () => void): number {
+  for (let i = 0; i < Math.min(n, 2000); i++) fn();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) fn();
+  return ((performance.now() - t0) * 1000) / n;
+}

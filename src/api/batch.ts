@@ -25,6 +25,13 @@ interface Mark extends BatchMark {
   readonly original: AnyFunction;
 }
 
+let batchObserver: ((size: number) => void) | null = null;
+
+/** Calls `fn` with the size of every batch this process runs (the replica's metrics; one observer). */
+export function observeBatches(fn: ((size: number) => void) | null): void {
+  batchObserver = fn;
+}
+
 /** Where the wrapper keeps what setBatchOptions needs: the original and its options. */
 const ORIGINAL = Symbol("serve-bin.batch.original");
 
@@ -100,6 +107,7 @@ class Batcher {
     this.#running = true;
     const batch = this.#queue.splice(0, this.options.maxBatchSize);
     for (const w of batch) w.unlisten();
+    batchObserver?.(batch.length);
     try {
       const out = await withRequestContext(batchContext(batch), () => this.run(transpose(batch)));
       const problem = checkResults(out, batch.length);

@@ -21,6 +21,8 @@ export interface CancelToken {
 /** A request context as the runtime makes it: the public fields plus its cancel token. */
 export interface RuntimeContext extends RequestContext {
   cancel?: CancelToken;
+  /** W3C traceparent for calls made in this context (tracing on only). */
+  traceparent?: string;
 }
 
 const storage = new AsyncLocalStorage<RuntimeContext>();

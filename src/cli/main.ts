@@ -17,6 +17,7 @@ usage:
   serve-bin config [--address URL]
   serve-bin shutdown [--address URL]
   serve-bin start
+  serve-bin graph <graph.ts[:export]> [--format mermaid|dot]
   serve-bin schema
   serve-bin healthcheck [--port 8000]
 
@@ -48,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
       const remote = await import("./remote.ts");
       const fn = { deploy: remote.deployCommand, status: remote.statusCommand, config: remote.configCommand, shutdown: remote.shutdownCommand }[command];
       return fn(rest);
+    }
+    case "graph": {
+      const { graphCommand } = await import("./graph-cmd.ts");
+      return graphCommand(rest);
     }
     case "schema": {
       const { schemaCommand } = await import("./schema-cmd.ts");

@@ -6,6 +6,7 @@ import { parseConfig, type ServeConfig } from "../config/schema.ts";
 import type { ControllerEvent } from "../runtime/control/status.ts";
 import { startAdmin } from "../http/admin.ts";
 import { Server } from "../http/server.ts";
+import { configureServerLog, serverDetail, serverLog, writeReplicaLine } from "./server-log.ts";
 import { adminToken, parse, portOf, tokenFlags, UsageError } from "./args.ts";
 import { loadTarget } from "./load-target.ts";
 
@@ -25,8 +26,8 @@ const flags = {
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
 
-function log(line: string): void {
-  process.stdout.write(`serve-bin: ${line}\n`);
+function log(line: string, e?: ControllerEvent): void {
+  serverLog(e?.kind === "replica-failed" || e?.kind === "replica-died" ? "warn" : "info", line, e ? { app: e.app, deployment: e.deployment, replica: e.replica } : {});
 }
 
 const stackShown = new Set<string>();
@@ -35,27 +36,27 @@ function progress(e: ControllerEvent): void {
   const who = e.replica ? `${e.app}/${e.replica}` : e.app;
   switch (e.kind) {
     case "replica-starting":
-      return log(`${who} starting`);
+      return log(`${who} starting`, e);
     case "replica-running":
-      return log(`${who} running`);
+      return log(`${who} running`, e);
     case "replica-failed": {
-      log(`${who} failed: ${e.message}`);
+      log(`${who} failed: ${e.message}`, e);
       // The user's stack once per deployment: enough to find the line, without a wall of repeats.
       const key = `${e.app}/${e.deployment}`;
       if (e.stack && !stackShown.has(key)) {
         stackShown.add(key);
-        process.stdout.write(`${e.stack.replace(/^/gm, "    ")}\n`);
+        serverDetail("warn", e.stack, { app: e.app, deployment: e.deployment, replica: e.replica });
       }
       return;
     }
     case "replica-died":
-      return log(`${who} died (${e.message}); restarting`);
+      return log(`${who} died (${e.message}); restarting`, e);
     case "replica-replaced":
-      return log(`${who} is being replaced: ${e.message}`);
+      return log(`${who} is being replaced: ${e.message}`, e);
     case "replica-stopped":
       return;
     case "app-status":
-      return log(`application ${e.app} ${e.message}`);
+      return log(`application ${e.app} ${e.message}`, e);
   }
 }
 
@@ -113,7 +114,15 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
   }
   const appDir = resolve(values["app-dir"] ?? baseDir);
 
-  const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress });
+  configureServerLog(config.logging);
+  // Replicas inherit this process's environment: that is how they learn the logging and tracing config.
+  process.env.SERVE_BIN_LOG_FORMAT = config.logging.format;
+  process.env.SERVE_BIN_LOG_LEVEL = config.logging.level;
+  if (config.tracing.otlpEndpoint) {
+    process.env.SERVE_BIN_OTLP_ENDPOINT = config.tracing.otlpEndpoint;
+    process.env.SERVE_BIN_TRACE_SAMPLE_RATIO = String(config.tracing.sampleRatio);
+  }
+  const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress, replicaLog: writeReplicaLine });
   let stopping: Promise<void> | null = null;
   let stopped!: () => void;
   const done = new Promise<void>((r) => (stopped = r));
@@ -133,10 +142,12 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
     errorDetail: config.proxy.errorDetail,
     bodyTimeoutS: config.proxy.bodyTimeoutS,
     maxConnections: config.proxy.maxConnections,
+    metrics: server.metrics,
+    graph: (app) => server.controller.apps.get(app)?.planned.graph,
   });
   process.once("SIGINT", () => void stop());
   process.once("SIGTERM", () => void stop());
-  log(`listening on ${server.url} (admin API on ${admin.url})`);
+  serverLog("info", `listening on ${server.url} (admin API on ${admin.url})`, {}, true);
   try {
     const t0 = performance.now();
     // A signal (or POST /api/shutdown) during start-up stops the server while apply() still
@@ -144,16 +155,15 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
     const applying = server.apply(config);
     applying.catch(() => {});
     if ((await Promise.race([applying.then(() => "ready" as const), done.then(() => "stopped" as const)])) === "stopped") return 0;
-    for (const app of server.appliedConfig().applications) log(`serving ${app.name} at ${server.url}${app.routePrefix === "/" ? "/" : app.routePrefix}`);
-    if (config.applications.length) log(`ready in ${Math.round(performance.now() - t0)} ms`);
+    for (const app of server.appliedConfig().applications) serverLog("info", `serving ${app.name} at ${server.url}${app.routePrefix === "/" ? "/" : app.routePrefix}`, { app: app.name }, true);
+    if (config.applications.length) serverLog("info", `ready in ${Math.round(performance.now() - t0)} ms`, {}, true);
   } catch (e) {
     if (stopping) {
       await stopping; // stopped by a signal mid-start: the failure is the stop's doing
       return 0;
     }
     const err = e as ServeError;
-    process.stderr.write(`serve-bin: ${err.message}\n`);
-    if (err.causeStack) process.stderr.write(`${err.causeStack}\n`);
+    serverLog("error", err.causeStack ? `${err.message}\n${err.causeStack}` : err.message);
     // SPEC §8: one application that cannot start does not take the others down.
     const serving = Object.entries(server.status().applications).filter(([, a]) => a.status === "RUNNING");
     if (err instanceof ServeError && err.code === "unavailable" && serving.length) {

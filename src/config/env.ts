@@ -14,6 +14,13 @@ export interface ServeEnv {
    * config leaves it out. The Docker image sets `message`.
    */
   errorDetail?: ErrorDetail;
+  /**
+   * `SERVE_BIN_LOG_FORMAT` / `SERVE_BIN_LOG_LEVEL`: how a replica logs. The
+   * server sets them from its `logging` config for the replicas it starts.
+   */
+  logging?: { format: "text" | "json"; level: "debug" | "info" | "warn" | "error" };
+  /** `SERVE_BIN_OTLP_ENDPOINT` / `SERVE_BIN_TRACE_SAMPLE_RATIO`: set by the server from its `tracing` config for its replicas. */
+  tracing?: { otlpEndpoint: string; sampleRatio: number };
 }
 
 /**
@@ -35,6 +42,19 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
       );
     }
     out.errorDetail = detail;
+  }
+  const format = env.SERVE_BIN_LOG_FORMAT;
+  const level = env.SERVE_BIN_LOG_LEVEL;
+  if (format || level) {
+    if (format && format !== "text" && format !== "json") throw new ServeError("invalid", `SERVE_BIN_LOG_FORMAT is "${format}": set it to "text" or "json"`);
+    if (level && !["debug", "info", "warn", "error"].includes(level)) throw new ServeError("invalid", `SERVE_BIN_LOG_LEVEL is "${level}": set it to debug, info, warn or error`);
+    out.logging = { format: (format || "text") as "text" | "json", level: (level || "info") as "debug" | "info" | "warn" | "error" };
+  }
+  const otlp = env.SERVE_BIN_OTLP_ENDPOINT;
+  if (otlp) {
+    const ratio = Number(env.SERVE_BIN_TRACE_SAMPLE_RATIO || "1");
+    if (!(ratio >= 0 && ratio <= 1)) throw new ServeError("invalid", `SERVE_BIN_TRACE_SAMPLE_RATIO is "${env.SERVE_BIN_TRACE_SAMPLE_RATIO}": set it to a number from 0 to 1`);
+    out.tracing = { otlpEndpoint: otlp, sampleRatio: ratio };
   }
   return out;
 }

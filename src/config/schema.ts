@@ -521,6 +521,33 @@ function crossIssues(c: ConfigShape): Issue[] {
   return issues;
 }
 
+/** Log levels, least severe first: a level shows itself and those after it. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+export const loggingConfigSchema = strict("logging", {
+  format: z
+    .enum(["text", "json"], { error: 'expected "text" (lines for people) or "json" (one JSON object a line)' })
+    .default("text")
+    .describe('"text": lines as today; "json": one object a line with time, level, msg, app, deployment, replica and requestId, for the server\'s own lines and what user code prints inside a replica. Default "text".'),
+  level: z
+    .enum(LOG_LEVELS, { error: 'expected one of "debug", "info", "warn", "error"' })
+    .default("info")
+    .describe('Lines below this level are dropped: console.debug is debug, console.log and console.info are info, console.warn warn, console.error error. Default "info".'),
+}).describe("Server and replica logs. A change needs a server restart.");
+
+export const tracingConfigSchema = strict("tracing", {
+  otlpEndpoint: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL of an OTLP/HTTP collector, e.g. "http://127.0.0.1:4318"' })
+    .optional()
+    .describe("OTLP/HTTP collector that receives spans as JSON; a URL without a path gets /v1/traces. Unset (the default): tracing is off and costs nothing."),
+  sampleRatio: z
+    .number({ error: "expected a number from 0 to 1" })
+    .min(0, { error: "expected a number from 0 to 1" })
+    .max(1, { error: "expected a number from 0 to 1" })
+    .default(1)
+    .describe("Share of requests entering without a sampled traceparent that are traced; a request whose traceparent says sampled is always traced. Default 1."),
+}).describe("Traces across hops: one span per deployment call, W3C traceparent in and across every hop, exported over OTLP/HTTP. A change needs a server restart.");
+
 /** The whole config file (YAML or JSON). */
 export const serveConfigSchema = strict("the config", {
   proxy: proxyConfigSchema.prefault({}).describe("The HTTP data plane. A change needs a server restart."),
@@ -529,6 +556,8 @@ export const serveConfigSchema = strict("the config", {
     .prefault({})
     .describe("Shared memory for large binary values between processes. A change needs a server restart."),
   limits: limitsConfigSchema.prefault({}).describe("Bounds that protect the host: replica counts, starts at once, restart backoff."),
+  logging: loggingConfigSchema.prefault({}).describe("Server and replica logs. A change needs a server restart."),
+  tracing: tracingConfigSchema.prefault({}).describe("Traces across hops, exported over OTLP/HTTP; off unless otlpEndpoint is set. A change needs a server restart."),
   applications: z
     .array(applicationSchema, { error: "expected a list of applications" })
     .default(() => [])
@@ -560,6 +589,8 @@ export type ProxyConfig = z.output<typeof proxyConfigSchema>;
 export type AdminConfig = z.output<typeof adminConfigSchema>;
 export type SharedMemoryConfig = z.output<typeof sharedMemoryConfigSchema>;
 export type LimitsConfig = z.output<typeof limitsConfigSchema>;
+export type LoggingConfig = z.output<typeof loggingConfigSchema>;
+export type TracingConfig = z.output<typeof tracingConfigSchema>;
 /** A parsed config file: server sections complete, deployment entries as written. */
 export type ServeConfig = z.output<typeof serveConfigSchema>;
 /** What may be written in a config file (defaults optional). */

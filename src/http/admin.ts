@@ -12,6 +12,9 @@ import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import type { Server } from "./server.ts";
 import { shmStats } from "../runtime/channel/shm-channel.ts";
 import { family, labels } from "./prometheus.ts";
+import type { MetricsStore } from "../runtime/metrics/store.ts";
+import type { ServableGraph } from "../graph/application.ts";
+import { dashboardSource, mountDashboardApi, mountDashboardPage } from "./dashboard/routes.ts";
 
 export interface AdminOptions {
   host: string;
@@ -25,6 +28,10 @@ export interface AdminOptions {
   bodyTimeoutS?: number;
   /** Requests held at once (proxy.maxConnections); past it: 503. */
   maxConnections?: number;
+  /** The replicas' counters (per deployment and replica) for /metrics and the dashboard. */
+  metrics?: MetricsStore;
+  /** Each application's graph as bound, for the dashboard to draw. */
+  graph?: (app: string) => ServableGraph | undefined;
 }
 
 /** The largest admin request body: a config file, never a payload. */
@@ -43,6 +50,9 @@ const ENDPOINTS = [
   "GET /api/config",
   "POST /api/shutdown",
   "GET /metrics",
+  "GET / (dashboard)",
+  "GET /api/dashboard",
+  "GET /api/dashboard/events",
 ];
 
 
@@ -65,6 +75,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
     fail(new ServeError("not_found", `the admin API has no ${c.req.method} ${new URL(c.req.url).pathname}; it answers: ${ENDPOINTS.join(", ")}`)),
   );
 
+  mountDashboardPage(app); // before the token check: the page holds no data, its API calls carry the token
   if (opts.token !== undefined) {
     const expected = digest(opts.token);
     app.use("*", async (c, next) => {
@@ -140,11 +151,12 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.get("/metrics", (c) =>
-    c.body(`${metrics(server.status())}${[...server.requests.lines(), ...shmLines()].join("\n")}\n`, 200, {
+    c.body(`${metrics(server.status())}${[...server.requests.lines(), ...shmLines()].join("\n")}\n${opts.metrics?.render() ?? ""}`, 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }),
   );
 
+  mountDashboardApi(app, dashboardSource(server, opts));
   return app;
 }
 

@@ -92,6 +92,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
       if (hit.shadow) shadow(hit.shadow, wire, requestId, opts.requestTimeoutS);
       const res = await forward(hit.router, wire, requestId, ctl, () => clearTimeout(timer), onClientGone);
       for (const [k, v] of hit.headers) res.headers.set(k, v);
+      res.headers.set("x-request-id", requestId); // the id user code saw in requestContext() and logs carry
       return res;
     } catch (e) {
       return errorResponse(e, opts.errorDetail);

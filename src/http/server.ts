@@ -13,6 +13,7 @@ import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
 import { createProxy } from "./proxy.ts";
 import { RouteTable, type RouteEntry } from "./route-table.ts";
 import { RequestMetrics } from "./request-metrics.ts";
+import { MetricsStore } from "../runtime/metrics/store.ts";
 
 export interface ServerOptions {
   config: ServeConfig;
@@ -22,6 +23,8 @@ export interface ServerOptions {
   appDir: string;
   stateDir?: string;
   onEvent?: (e: ControllerEvent) => void;
+  /** Where replicas' JSON log lines go (logging.format json); stdout by default. */
+  replicaLog?: (line: string) => void;
   /** Plans made in advance for some applications (serve.run with a node in hand). */
   preplanned?: Map<string, PlannedApp>;
 }
@@ -39,6 +42,8 @@ export class Server {
   readonly requests = new RequestMetrics();
   readonly controller: Controller;
   readonly changes: ChangePath;
+  /** The replicas' counters, for /metrics and the dashboard; the proxy's own queues are added when read. */
+  readonly metrics = new MetricsStore(() => [...this.controller.apps.values()].map((a) => ({ app: a.name, queued: a.invoker.queued() })));
   readonly runDir: RunDir;
   #http: ReturnType<typeof Bun.serve> | null = null;
   #stopping: Promise<void> | null = null;
@@ -51,6 +56,8 @@ export class Server {
       runDir: this.runDir,
       sharedMemory: { ...opts.config.sharedMemory, dir: "/dev/shm" },
       onEvent: opts.onEvent,
+      metrics: this.metrics,
+      replicaLog: opts.replicaLog ?? ((line) => process.stdout.write(`${line}\n`)),
     });
     // Nothing runs yet: the start-up config is applied like any other change.
     this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, (t) => {

@@ -38,6 +38,13 @@ export class RemoteInvoker implements Invoker {
     return r;
   }
 
+  /** Calls waiting in this process's queues, by the deployment they wait for (deployments with none left out). */
+  queued(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, r] of this.#routers) if (r.queued > 0) out[name] = r.queued;
+    return out;
+  }
+
   /** Applies a newer snapshot; clients of replicas no longer listed close once their calls in flight have answered. */
   update(table: RoutingTable): void {
     if (table.version <= this.version) return;
@@ -63,10 +70,15 @@ export class RemoteInvoker implements Invoker {
     }
   }
 
-  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken; modelId?: string } {
+  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken; modelId?: string; traceparent?: string } {
     const ctx = currentRequestContext();
     const modelId = opts.multiplexedModelId ?? currentModelId();
-    return { requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(), cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined), ...(modelId && { modelId }) };
+    return {
+      requestId: opts.requestId ?? ctx?.requestId ?? nextCallId(),
+      cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
+      ...(modelId && { modelId }),
+      ...(ctx?.traceparent && { traceparent: ctx.traceparent }),
+    };
   }
 
   call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}, keep = false): Promise<unknown> {
@@ -75,7 +87,7 @@ export class RemoteInvoker implements Invoker {
     const cancel = LazyAbort.child(o.cancel);
     const timer = setTimeout(() => cancel.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     return this.router(deployment)
-      .call({ method, args, requestId: o.requestId, cancel, keep, modelId: o.modelId })
+      .call({ method, args, requestId: o.requestId, cancel, keep, modelId: o.modelId, traceparent: o.traceparent })
       .finally(() => clearTimeout(timer));
   }
 
@@ -119,7 +131,7 @@ export class RemoteInvoker implements Invoker {
     const router = this.router(deployment);
     let credit = (_n: number) => {};
     const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent, modelId: o.modelId });
+    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent, modelId: o.modelId, traceparent: o.traceparent });
     call.catch((e) => ((failure ??= e), notify()));
     let consumed = 0;
     try {

@@ -3,6 +3,9 @@ import { Connection, socketHandlers, type BinaryChannel } from "./channel/connec
 import type { DataMessage, ReplicaInfo } from "./channel/messages.ts";
 
 /** What a replica answered: a value, or "busy" (try another replica). */
+/** Optional fields of a call message: the multiplexed model id, the trace context and queue wait. */
+export type CallExtra = Pick<Extract<DataMessage, { t: "call" }>, "x" | "tp" | "q">;
+
 export type Reply = { busy: true } | { busy: false; value: unknown };
 
 /** Receives a streamed call's chunks in order. */
@@ -73,14 +76,14 @@ export class ReplicaClient {
   }
 
   /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
-  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean, modelId?: string): { id: number; reply: Promise<Reply> } {
+  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean, extra?: CallExtra): { id: number; reply: Promise<Reply> } {
     const id = this.#nextId++;
     const reply = new Promise<Reply>((resolve, reject) => {
       if (this.dead) return reject(this.#deadError());
       this.#pending.set(id, { resolve, reject, sink });
       this.#with((c) => {
         try {
-          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }), ...(modelId && { x: modelId }) });
+          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }), ...extra });
         } catch (e) {
           // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
           this.#pending.delete(id);

@@ -1,7 +1,7 @@
 import { ServeError } from "../error.ts";
 import type { CancelToken } from "../api/request-context.ts";
 import type { DeploymentRoute } from "./channel/messages.ts";
-import type { ChunkSink, ReplicaClient } from "./replica-client.ts";
+import type { CallExtra, ChunkSink, ReplicaClient } from "./replica-client.ts";
 
 interface Waiter {
   wake(): void;
@@ -19,6 +19,8 @@ export interface RouteCall {
   modelId?: string;
   /** Told which replica and call id took the call (streams send credit there). */
   onSent?: (client: ReplicaClient, id: number) => void;
+  /** The caller's W3C traceparent (tracing on only); the time spent queued here travels with it. */
+  traceparent?: string;
 }
 
 /** How long a replica that answered "busy" is skipped, in ms. */
@@ -73,6 +75,7 @@ export class Router {
 
   async call(c: RouteCall): Promise<unknown> {
     let woken = false;
+    const queuedAt = c.traceparent ? performance.now() : 0;
     for (;;) {
       if (c.cancel?.aborted) throw abortError(c.cancel.reason, this.deployment);
       // First come, first served: while calls wait, a new one queues behind them
@@ -85,7 +88,9 @@ export class Router {
         continue;
       }
       r.inflight++;
-      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep, c.modelId);
+      const extra: CallExtra | undefined =
+        c.modelId || c.traceparent ? { ...(c.modelId && { x: c.modelId }), ...(c.traceparent && { tp: c.traceparent, q: performance.now() - queuedAt }) } : undefined;
+      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep, extra);
       c.onSent?.(r, id);
       let res;
       try {

@@ -1,4 +1,5 @@
 import type { SerializedServeError } from "../../error.ts";
+import type { MetricsSnapshot } from "../metrics/snapshot.ts";
 
 /**
  * Every message on a data socket (caller ⇄ replica), one discriminated union.
@@ -9,9 +10,10 @@ export type DataMessage =
    * Call `m` (null: the function or `__call__`) with args `a`; `r` is the request id. `s`: stream the result.
    * `k`: keep the result here and answer a KeptRef (the caller forwards it to another call). A top-level
    * argument that is a KeptRef is fetched from its producer before the call runs. `x`: the request's
-   * multiplexed model id.
+   * multiplexed model id. `tp`: the caller's W3C traceparent and `q` the ms the call waited in the
+   * caller's queue (tracing on only).
    */
-  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean; x?: string }
+  | { t: "call"; id: number; m: string | null; a: unknown[]; r: string; s?: boolean; k?: boolean; x?: string; tp?: string; q?: number }
   /** Send the kept result `k` (answered with `ok` or `err`); it stays kept until released. */
   | { t: "fetch"; id: number; k: string }
   /** Drop the kept result `k`; no answer. */
@@ -77,6 +79,10 @@ export type ControlFromReplica =
   | { t: "failed"; error: SerializedServeError }
   | { t: "done"; seq: number; error?: SerializedServeError }
   | { t: "load"; ongoing: number; queued: number }
+  /** About once a second: the replica's cumulative counters, for the admin API's /metrics and dashboard. */
+  | { t: "metrics"; snapshot: MetricsSnapshot }
+  /** A whole JSON log line (logging.format json) that the server writes to its stdout as is. */
+  | { t: "log"; line: string }
   | { t: "drained" };
 
 /** How a replica is started: everything it needs, sent as its first control message. */

@@ -4,6 +4,7 @@ import { deepEqual } from "../../config/diff.ts";
 import type { ControlFromReplica, RoutingTable } from "../channel/messages.ts";
 import { processSharedMemory } from "../channel/shm-channel.ts";
 import type { PlannedApp } from "../plan-app.ts";
+import type { MetricsStore } from "../metrics/store.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import type { RunDir } from "../run-dir.ts";
 import { decideReplicas } from "../autoscale.ts";
@@ -21,6 +22,10 @@ export interface ControllerOptions {
   runDir: RunDir;
   sharedMemory: SharedMemoryConfig & { dir: string };
   onEvent?: (e: ControllerEvent) => void;
+  /** Takes each replica's metrics snapshot. */
+  metrics?: MetricsStore;
+  /** Writes a replica's JSON log line. */
+  replicaLog?: (line: string) => void;
 }
 
 /** One application as the loop holds it. */
@@ -132,6 +137,7 @@ export class Controller {
     await this.waitFor(() => [...app.deployments.values()].every((d) => d.replicas.size === 0));
     app.invoker.close();
     this.apps.delete(name);
+    this.opts.metrics?.forgetApp(name);
   }
 
   /**
@@ -268,6 +274,11 @@ export class Controller {
       case "load":
         r.ongoing = msg.ongoing;
         return;
+      case "metrics":
+        r.ongoing = msg.snapshot.ongoing;
+        return this.opts.metrics?.ingest(app.name, d.name, r.id, msg.snapshot);
+      case "log":
+        return this.opts.replicaLog?.(msg.line);
       case "drained":
         return;
     }

@@ -8,6 +8,14 @@ import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import { ReplicaServer } from "./server.ts";
+import { replicaStats } from "../metrics/replica-stats.ts";
+import { observeBatches } from "../../api/batch.ts";
+import { readEnv } from "../../config/env.ts";
+import { installReplicaConsole } from "../logging/replica-console.ts";
+import { setProcessTracer, Tracer } from "../tracing/tracer.ts";
+
+/** How often a replica pushes its counters to the main process. */
+const METRICS_EVERY_MS = 1000;
 
 function send(msg: ControlFromReplica): void {
   process.send?.(msg);
@@ -61,6 +69,10 @@ function checkFileUnchanged(spec: ReplicaSpec): void {
  * channel closes, so a killed server leaves no replica behind.
  */
 export async function runReplica(spec: ReplicaSpec): Promise<void> {
+  const env = readEnv();
+  const who = { app: spec.app, deployment: spec.deployment, replica: spec.replicaId };
+  if (env.logging) installReplicaConsole(env.logging, who, (line) => send({ t: "log", line }));
+  if (env.tracing) setProcessTracer(new Tracer(env.tracing, who));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => process.exit(0));
@@ -160,5 +172,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   }
 
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
+  observeBatches((n) => replicaStats.batch.observe(n));
+  setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
   send({ t: "ready", socket: spec.socket });
 }

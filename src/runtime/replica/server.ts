@@ -10,6 +10,8 @@ import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../channel/codec.ts";
 import { exhaustive } from "../replica-client.ts";
 import { loadedModelIds, modelIdFromHead, withModelId } from "../../api/multiplex.ts";
+import { httpFailure, replicaStats } from "../metrics/replica-stats.ts";
+import { startCallSpan } from "../tracing/call-span.ts";
 
 /** How long a kept result waits for its fetch or release before it is dropped anyway. */
 export const KEPT_TTL_MS = 60_000;
@@ -175,6 +177,9 @@ export class ReplicaServer {
 
   async #run(conn: Connection, msg: Extract<DataMessage, { t: "call" }>): Promise<void> {
     this.admitted++;
+    const t0 = performance.now();
+    let failed: string | undefined;
+    const span = startCallSpan(this.name, msg);
     const active: Active = { abort: new LazyAbort(), credit: STREAM_WINDOW };
     let calls = this.#active.get(conn);
     if (!calls) this.#active.set(conn, (calls = new Map()));
@@ -185,11 +190,13 @@ export class ReplicaServer {
       entered = true;
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
+      if (span) ctx.traceparent = span.traceparent;
       const args = await this.#fetchArgs(msg.a);
       // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
       const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdFromHead((args[0] as WireRequest).head) : undefined);
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
       const out = await (modelId ? withModelId(modelId, run) : run());
+      if (msg.m === HTTP_METHOD) failed = httpFailure(out);
       // After a call that named a model, tell the caller which models this replica holds.
       const ok = (v: unknown) => conn.send(msg.x ? { t: "ok", id: msg.id, v, mm: loadedModelIds() } : { t: "ok", id: msg.id, v });
       if (msg.k && this.keep && !msg.s) ok(this.#store(out));
@@ -197,8 +204,12 @@ export class ReplicaServer {
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
       else ok(out);
     } catch (e) {
-      conn.send({ t: "err", id: msg.id, e: ServeError.fromUser(e, this.name).toJSON() });
+      const err = ServeError.fromUser(e, this.name);
+      failed = err.code;
+      conn.send({ t: "err", id: msg.id, e: err.toJSON() });
     } finally {
+      replicaStats.done(t0, failed);
+      span?.end(failed);
       calls.delete(msg.id);
       this.admitted--;
       if (entered) this.running--;
