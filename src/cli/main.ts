@@ -29,7 +29,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "replica": {
       const { runReplica } = await import("../runtime/replica/main.ts");
-      await runReplica(JSON.parse(rest[0]!));
+      const { readEnv } = await import("../config/env.ts");
+      await runReplica(JSON.parse(rest[0]!), { token: readEnv().clusterToken });
       return -1; // keeps running
     }
     case "run":

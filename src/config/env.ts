@@ -3,6 +3,7 @@
  * passed down typed, so no flag is looked up deep in the logic.
  */
 import { ServeError } from "../error.ts";
+import { readClusterToken, type ClusterToken } from "./cluster-token.ts";
 
 export type ErrorDetail = "full" | "message";
 
@@ -14,6 +15,8 @@ export interface ServeEnv {
    * config leaves it out. The Docker image sets `message`.
    */
   errorDetail?: ErrorDetail;
+  /** `SERVE_BIN_CLUSTER_TOKEN` or `SERVE_BIN_CLUSTER_TOKEN_FILE`: the secret TCP links between processes prove they know. */
+  clusterToken?: ClusterToken;
 }
 
 /**
@@ -36,5 +39,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     }
     out.errorDetail = detail;
   }
+  const clusterToken = readClusterToken(env);
+  if (clusterToken) out.clusterToken = clusterToken;
   return out;
 }

@@ -1,7 +1,6 @@
-import { chmodSync, rmSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { instantiate, type Callable } from "../../graph/instantiate.ts";
-import { Connection, socketHandlers } from "../channel/connection.ts";
+import { listenLink, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
@@ -26,7 +25,7 @@ function fail(e: unknown, deployment: string): never {
  * calls on its socket, and obeys the control channel. It exits when that
  * channel closes, so a killed server leaves no replica behind.
  */
-export async function runReplica(spec: ReplicaSpec): Promise<void> {
+export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Promise<void> {
   process.on("disconnect", () => process.exit(0));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
@@ -35,7 +34,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   // The server is this process's parent: its pid names the arena, so the sweep after a crash finds it.
   // The arena is freed and unlinked when this process exits, whatever the reason.
   const shm = SharedMemory.open(spec.sharedMemory, process.ppid);
-  const invoker = new RemoteInvoker(shm);
+  const invoker = new RemoteInvoker(shm, links);
   let callable: Callable;
   try {
     const graph = await loadGraph(spec.modulePath, spec.exportName);
@@ -51,18 +50,10 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
     fail(e, spec.deployment);
   }
 
-  const server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: spec.socket, fetch: (ref) => invoker.fetchKept(ref) });
-  rmSync(spec.socket, { force: true });
-  Bun.listen<Connection>({
-    unix: spec.socket,
-    socket: {
-      ...socketHandlers,
-      open(socket) {
-        socket.data = new Connection(socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm);
-      },
-    },
-  });
-  chmodSync(spec.socket, 0o600);
+  // spec.socket is a unix path, or tcp://host:port (port 0: any; the bound address is what peers are told).
+  let server!: ReplicaServer;
+  const listener = listenLink(spec.socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm, links);
+  server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: listener.address, fetch: (ref) => invoker.fetchKept(ref) });
 
   /** The userConfig this replica last applied without error. */
   let applied: unknown = spec.userConfig;
@@ -121,5 +112,5 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   }
 
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
-  send({ t: "ready", socket: spec.socket });
+  send({ t: "ready", socket: listener.address });
 }
