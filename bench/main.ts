@@ -32,9 +32,10 @@ import { payload } from "./payload.ts";
 import { startup } from "./startup.ts";
 import { tutorial } from "./tutorial.ts";
 import { batching } from "./batch.ts";
+import { tcpHop } from "./tcp-hop.ts";
 
 /** In the order they run and appear in RESULTS.md. */
-export const SCENARIOS: Scenario[] = [hop, httpNoop, tutorial, diamond, payload, startup, memory, chain10, ensemble10, batching];
+export const SCENARIOS: Scenario[] = [hop, httpNoop, tutorial, diamond, payload, startup, memory, chain10, ensemble10, batching, tcpHop];
 
 const USAGE = `usage: bun bench/main.ts [--quick] [--wait-quiet] [--out DIR] [--profile DIR] [scenario ...]\nscenarios: ${SCENARIOS.map((s) => s.name).join(", ")}`;
 
