@@ -14,7 +14,7 @@ import { makeNetnsPair, type NetnsPair } from "./lib/netns.ts";
 import { BUN, ROOT } from "./lib/paths.ts";
 import type { ProcessSet } from "./lib/procs.ts";
 import { startRawPeer } from "./lib/raw-client.ts";
-import { alternate, row, type Scenario } from "./lib/scenario.ts";
+import { alternate, row, timeCalls, type Scenario } from "./lib/scenario.ts";
 import { roundSummary, summarize, type Summary } from "./lib/stats.ts";
 import type { Row } from "./lib/results.ts";
 
@@ -42,20 +42,8 @@ async function measure(procs: ProcessSet, host: string, wrap: string[], rounds: 
     log(`tcp-hop: ${host}: ${rounds} rounds of ${perRound} calls, alternating with the raw ping-pong`);
     await alternate(
       rounds,
-      async () => {
-        for (let i = 0; i < perRound; i++) {
-          const t0 = performance.now();
-          await handle.remote(i);
-          hopUs.push((performance.now() - t0) * 1000);
-        }
-      },
-      async () => {
-        for (let i = 0; i < perRound; i++) {
-          const t0 = performance.now();
-          await raw.client.call(i);
-          rawUs.push((performance.now() - t0) * 1000);
-        }
-      },
+      () => timeCalls(perRound, async (i) => await handle.remote(i), hopUs),
+      () => timeCalls(perRound, (i) => raw.client.call(i), rawUs),
     );
   } finally {
     invoker.close();
