@@ -8,25 +8,15 @@
  * Skipped, with the reason printed, only when docker cannot run at all (no
  * docker CLI, or no daemon answering it); .ci/run installs and starts one.
  */
-import { spawnSync } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXAMPLES, ROOT, tempDir, waitFor, type TempDir } from "./harness.ts";
+import { dockerUnavailable, EXAMPLES, ROOT, tempDir, waitFor, type TempDir } from "./harness.ts";
 
 const TOKEN = "docker-test-token";
 const TOKEN_B = "derived-image-token";
 const SUM = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])";
 const MAX = "max(['(1 * (1 + 1))', '(2 * (1 + 1))'])";
-
-/** Why docker cannot run here, or null when it can. */
-function dockerUnavailable(): string | null {
-  const r = spawnSync("docker", ["version", "--format", "{{.Server.Version}}"], { encoding: "utf8", timeout: 15_000 });
-  if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return "no docker CLI on PATH";
-  if (r.error) return `docker version failed: ${r.error.message}`;
-  if (r.status !== 0) return `no Docker daemon answers (${(r.stderr || r.stdout).trim().split("\n").pop()})`;
-  return null;
-}
 
 const unavailable = dockerUnavailable();
 if (unavailable) {

@@ -3,6 +3,7 @@
  * with port 0 and found from what they print; everything started here is
  * ended by pid, and tests wait for conditions, never for time.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -176,4 +177,13 @@ export async function stopCleanly(server: RunningServer): Promise<void> {
   } finally {
     reap(pid, children);
   }
+}
+
+/** Why docker cannot run here (no CLI, no daemon answering), or null when it can. */
+export function dockerUnavailable(): string | null {
+  const r = spawnSync("docker", ["version", "--format", "{{.Server.Version}}"], { encoding: "utf8", timeout: 15_000 });
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return "no docker CLI on PATH";
+  if (r.error) return `docker version failed: ${r.error.message}`;
+  if (r.status !== 0) return `no Docker daemon answers (${(r.stderr || r.stdout).trim().split("\n").pop()})`;
+  return null;
 }
