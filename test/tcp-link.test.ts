@@ -9,9 +9,10 @@ import { linkStats, type LinkStats } from "../src/runtime/channel/link-auth.ts";
 import { chunkStats } from "../src/runtime/channel/inline-chunks.ts";
 import { parseAddress } from "../src/runtime/channel/transport.ts";
 import { RemoteInvoker, STREAM_WINDOW } from "../src/runtime/remote-invoker.ts";
-import type { RoutingTable } from "../src/runtime/channel/messages.ts";
+import type { ControlFromReplica, ControlToReplica, ReplicaSpec, RoutingTable } from "../src/runtime/channel/messages.ts";
+import { loadGraph } from "../src/runtime/load-graph.ts";
 import { ServeError } from "../src/error.ts";
-import { BUN, ROOT, waitFor } from "./harness.ts";
+import { BUN, CLI, EXAMPLES, ROOT, waitFor } from "./harness.ts";
 
 const SECRET = "tcp-link-test-secret-0123456789abcdef";
 const TOKEN = ClusterToken.from(SECRET);
@@ -204,5 +205,56 @@ describe("TCP links between processes", () => {
     const rest: unknown[] = [];
     for await (const v of { [Symbol.asyncIterator]: () => it }) rest.push(v);
     expect([first.value, ...rest]).toEqual(Array.from({ length: 500 }, (_, i) => i));
+  });
+});
+
+describe("serve-bin replica on a TCP address", () => {
+  it("serves the tutorial's Combiner over TCP, calling both Model replicas over TCP with its own handles", async () => {
+    const modulePath = join(EXAMPLES, "tutorial/graph.ts");
+    const { ir } = await loadGraph(modulePath, "default");
+    const ready = new Map<string, string>();
+    const procs: Subprocess[] = [];
+    const start = (deployment: string) => {
+      const spec: ReplicaSpec = {
+        app: "default",
+        deployment,
+        replicaId: `${deployment}#0`,
+        modulePath,
+        exportName: "default",
+        hash: ir.hash,
+        socket: "tcp://127.0.0.1:0",
+        maxOngoingRequests: 5,
+        sharedMemory: { enabled: false, thresholdBytes: 16384, arenaBytes: 1 << 20, dir: "/dev/shm" },
+      };
+      const proc = Bun.spawn([BUN, CLI, "replica", JSON.stringify(spec)], {
+        env: { ...process.env, SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "" },
+        stdio: ["ignore", "inherit", "inherit"],
+        ipc(msg: ControlFromReplica) {
+          if (msg.t === "ready") ready.set(deployment, msg.socket);
+        },
+      });
+      procs.push(proc);
+      return proc;
+    };
+    try {
+      const combiner = start("Combiner");
+      start("Model");
+      start("Model_1");
+      await waitFor(() => ready.size === 3, "three replicas to listen");
+      for (const address of ready.values()) expect(address).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+      const route = (name: string) => ({ replicas: [{ id: `${name}#0`, socket: ready.get(name)! }], maxOngoingRequests: 5, maxQueuedRequests: -1 });
+      const routes: RoutingTable = { version: 1, deployments: { Combiner: route("Combiner"), Model: route("Model"), Model_1: route("Model_1") } };
+      combiner.send({ t: "routes", table: routes } satisfies ControlToReplica);
+      const inv = new RemoteInvoker({}, { token: TOKEN });
+      inv.update(routes);
+      try {
+        expect(await inv.call("Combiner", "run", [5, 1.5, "sum"])).toBe("sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])");
+      } finally {
+        inv.close();
+      }
+    } finally {
+      for (const p of procs) p.kill("SIGTERM");
+      expect(await Promise.all(procs.map((p) => p.exited))).toEqual([0, 0, 0]);
+    }
   });
 });
