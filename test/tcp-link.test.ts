@@ -208,30 +208,40 @@ describe("TCP links between processes", () => {
   });
 });
 
+/** Starts `serve-bin replica` (from source) for a deployment of the tutorial, on a TCP address; its IPC messages go to `onMessage`. */
+function startReplica(deployment: string, hash: string, env: Record<string, string>, onMessage: (m: ControlFromReplica) => void): Subprocess {
+  const spec: ReplicaSpec = {
+    app: "default",
+    deployment,
+    replicaId: `${deployment}#0`,
+    modulePath: TUTORIAL,
+    exportName: "default",
+    hash,
+    socket: "tcp://127.0.0.1:0",
+    maxOngoingRequests: 5,
+    sharedMemory: { enabled: false, thresholdBytes: 16384, arenaBytes: 1 << 20, dir: "/dev/shm" },
+  };
+  return Bun.spawn([BUN, CLI, "replica", JSON.stringify(spec)], {
+    env: { ...process.env, SERVE_BIN_CLUSTER_TOKEN: "", SERVE_BIN_CLUSTER_TOKEN_FILE: "", ...env },
+    stdio: ["ignore", "inherit", "pipe"],
+    ipc: onMessage,
+  });
+}
+
+const TUTORIAL = join(EXAMPLES, "tutorial/graph.ts");
+
 describe("serve-bin replica on a TCP address", () => {
+  let hash: string;
+  beforeAll(async () => {
+    hash = (await loadGraph(TUTORIAL, "default")).ir.hash;
+  });
+
   it("serves the tutorial's Combiner over TCP, calling both Model replicas over TCP with its own handles", async () => {
-    const modulePath = join(EXAMPLES, "tutorial/graph.ts");
-    const { ir } = await loadGraph(modulePath, "default");
     const ready = new Map<string, string>();
     const procs: Subprocess[] = [];
     const start = (deployment: string) => {
-      const spec: ReplicaSpec = {
-        app: "default",
-        deployment,
-        replicaId: `${deployment}#0`,
-        modulePath,
-        exportName: "default",
-        hash: ir.hash,
-        socket: "tcp://127.0.0.1:0",
-        maxOngoingRequests: 5,
-        sharedMemory: { enabled: false, thresholdBytes: 16384, arenaBytes: 1 << 20, dir: "/dev/shm" },
-      };
-      const proc = Bun.spawn([BUN, CLI, "replica", JSON.stringify(spec)], {
-        env: { ...process.env, SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "" },
-        stdio: ["ignore", "inherit", "inherit"],
-        ipc(msg: ControlFromReplica) {
-          if (msg.t === "ready") ready.set(deployment, msg.socket);
-        },
+      const proc = startReplica(deployment, hash, { SERVE_BIN_CLUSTER_TOKEN: SECRET }, (msg) => {
+        if (msg.t === "ready") ready.set(deployment, msg.socket);
       });
       procs.push(proc);
       return proc;
@@ -256,5 +266,14 @@ describe("serve-bin replica on a TCP address", () => {
       for (const p of procs) p.kill("SIGTERM");
       expect(await Promise.all(procs.map((p) => p.exited))).toEqual([0, 0, 0]);
     }
+  });
+
+  it("fails to start without a cluster token, telling its server why", async () => {
+    let failed: string | undefined;
+    const proc = startReplica("Model", hash, {}, (msg) => {
+      if (msg.t === "failed") failed = msg.error.message;
+    });
+    expect(await proc.exited).toBe(2); // a config error, as the CLI reports those
+    expect(failed).toContain("TCP links need the cluster token; set SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE");
   });
 });

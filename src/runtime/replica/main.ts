@@ -1,6 +1,6 @@
 import { ServeError } from "../../error.ts";
 import { instantiate, type Callable } from "../../graph/instantiate.ts";
-import { listenLink, type LinkOptions } from "../channel/transport.ts";
+import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
@@ -52,7 +52,12 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
 
   // spec.socket is a unix path, or tcp://host:port (port 0: any; the bound address is what peers are told).
   let server!: ReplicaServer;
-  const listener = listenLink(spec.socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm, links);
+  let listener: LinkListener;
+  try {
+    listener = listenLink(spec.socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm, links);
+  } catch (e) {
+    fail(e, spec.deployment); // e.g. a TCP address without a cluster token, or a port in use
+  }
   server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: listener.address, fetch: (ref) => invoker.fetchKept(ref) });
 
   /** The userConfig this replica last applied without error. */
