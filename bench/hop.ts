@@ -10,7 +10,7 @@ import { decode, encode } from "../src/runtime/channel/codec.ts";
 import { frame, FrameDecoder } from "../src/runtime/channel/frame.ts";
 import { FIXTURES } from "./lib/paths.ts";
 import { startRawPeer } from "./lib/raw-client.ts";
-import { alternate, row, type Scenario } from "./lib/scenario.ts";
+import { alternate, row, timeCalls, type Scenario } from "./lib/scenario.ts";
 import { postJSON, startServeBin } from "./lib/server.ts";
 import { microbench, round, roundSummary, summarize } from "./lib/stats.ts";
 
@@ -31,13 +31,7 @@ export const hop: Scenario = {
       await alternate(
         rounds,
         async () => void hopUs.push(...(JSON.parse(await postJSON(server.url, { n: perRound })) as number[])),
-        async () => {
-          for (let i = 0; i < perRound; i++) {
-            const t0 = performance.now();
-            await peer.client.call(i);
-            rawUs.push((performance.now() - t0) * 1000);
-          }
-        },
+        () => timeCalls(perRound, (i) => peer.client.call(i), rawUs),
       );
     } finally {
       await peer.close();

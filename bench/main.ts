@@ -35,9 +35,10 @@ import { batching } from "./batch.ts";
 import { ocr } from "./ocr.ts";
 import { vad } from "./vad.ts";
 import { observability } from "./observability.ts";
+import { tcpHop } from "./tcp-hop.ts";
 
 /** In the order they run and appear in RESULTS.md. */
-export const SCENARIOS: Scenario[] = [hop, httpNoop, tutorial, diamond, payload, startup, memory, chain10, ensemble10, batching, observability, vad, ocr];
+export const SCENARIOS: Scenario[] = [hop, httpNoop, tutorial, diamond, payload, startup, memory, chain10, ensemble10, batching, tcpHop, observability, vad, ocr];
 
 const USAGE = `usage: bun bench/main.ts [--quick] [--wait-quiet] [--out DIR] [--profile DIR] [scenario ...]\nscenarios: ${SCENARIOS.map((s) => s.name).join(", ")}`;
 

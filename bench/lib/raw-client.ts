@@ -38,29 +38,34 @@ export class RawClient {
   }
 }
 
-/** Starts an echo peer process and connects to it. */
-export async function startRawPeer(procs: ProcessSet): Promise<RawPeer> {
+/**
+ * Starts an echo peer process and connects to it: over a unix socket, or over
+ * TCP when `tcpHost` is given (the peer listens there; `wrap` prefixes its
+ * command, e.g. with `ip netns exec NS` to run it in another network namespace).
+ */
+export async function startRawPeer(procs: ProcessSet, tcpHost?: string, wrap: string[] = []): Promise<RawPeer> {
   const dir = mkdtempSync(join(tmpdir(), "sb-bench-raw-"));
   const path = join(dir, "echo.sock");
-  const peer: Tracked = procs.spawn("echo peer", [BUN, join(LIB, "echo-peer.ts"), path]);
-  await peer.waitFor(/echo peer ready/, 10_000);
+  const peer: Tracked = procs.spawn("echo peer", [...wrap, BUN, join(LIB, "echo-peer.ts"), tcpHost ? `tcp://${tcpHost}:0` : path]);
+  const ready = await peer.waitFor(/echo peer ready(?: port (\d+))?/, 10_000);
   let client!: RawClient;
-  const socket = await Bun.connect<FrameReader>({
-    unix: path,
-    socket: {
-      open(s) {
-        s.data = new FrameReader();
-      },
-      data(_s, chunk) {
-        client.onData(chunk);
-      },
+  const socket = {
+    open(s: Socket<FrameReader>) {
+      if (tcpHost) s.setNoDelay(true);
+      s.data = new FrameReader();
     },
-  });
-  client = new RawClient(socket);
+    data(_s: Socket<FrameReader>, chunk: Uint8Array) {
+      client.onData(chunk);
+    },
+  };
+  const conn = await (tcpHost
+    ? Bun.connect<FrameReader>({ hostname: tcpHost, port: Number(ready[1]), socket })
+    : Bun.connect<FrameReader>({ unix: path, socket }));
+  client = new RawClient(conn);
   return {
     client,
     async close() {
-      socket.end();
+      conn.end();
       await peer.stop();
       rmSync(dir, { recursive: true, force: true });
     },

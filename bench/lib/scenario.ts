@@ -67,3 +67,12 @@ export async function alternate(rounds: number, a: (round: number) => Promise<vo
     }
   }
 }
+
+/** Runs `call(i)` `n` times in sequence, pushing each round trip's µs onto `samples`. */
+export async function timeCalls(n: number, call: (i: number) => Promise<unknown>, samples: number[]): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await call(i);
+    samples.push((performance.now() - t0) * 1000);
+  }
+}

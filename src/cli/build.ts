@@ -1,13 +1,25 @@
-import { writeFileSync } from "node:fs";
-import { basename, dirname, resolve } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
+import { stringify } from "yaml";
 import { ServeError } from "../error.ts";
-import { parseConfig, type ServeConfig } from "../config/schema.ts";
+import { parseConfig, type ResolvedServeConfig, type ServeConfig } from "../config/schema.ts";
 import { toYAML } from "../config/yaml.ts";
 import { planApp } from "../runtime/plan-app.ts";
 import { relativeImport } from "../http/serve-api.ts";
 import { parse, UsageError } from "./args.ts";
+import { swarmStack } from "./swarm-stack.ts";
 
-const USAGE = "serve-bin build <graph.ts[:export]>... [-o app.yaml]";
+const USAGE = "serve-bin build <graph.ts[:export]>... [-o app.yaml]\n       serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR [--app-dir DIR] [--app-root /app]";
+const TARGETS = ["swarm"];
+/** A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], path lowercase. */
+const IMAGE = /^(?:[A-Za-z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::\w[\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
+/** What `--target` changes: where the files go and how import paths are written. */
+interface Output {
+  /** The directory import paths are relative to (local build), or null (cluster build: absolute paths in the image). */
+  importBase: string;
+  importPath(file: string): string;
+}
 
 /** Application name for a target: `default` alone; else the export, or the file's stem for a default export. */
 function appName(target: string, single: boolean): string {
@@ -18,9 +30,14 @@ function appName(target: string, single: boolean): string {
 
 /** `serve-bin build`: the config of every target with every field's effective value. */
 export async function buildCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { output: { type: "string", short: "o" } }, USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { output: { type: "string", short: "o" }, target: { type: "string" }, image: { type: "string" }, "app-dir": { type: "string" }, "app-root": { type: "string" } },
+    USAGE,
+  );
   if (positionals.length === 0) throw new UsageError(`build takes at least one graph module\nusage: ${USAGE}`);
-  const outDir = values.output ? dirname(resolve(values.output)) : process.cwd();
+  const cluster = values.target !== undefined;
+  const out = cluster ? clusterOutput(values, positionals) : localOutput(values.output);
   const names = new Map<string, string>();
   const applications = [];
   for (const target of positionals) {
@@ -29,9 +46,11 @@ export async function buildCommand(argv: string[]): Promise<number> {
     if (clash) throw new UsageError(`${clash} and ${target} would both be named "${name}"; export the graphs under different names (graph.ts:name)`);
     names.set(name, target);
     const file = target.replace(/:[A-Za-z_$][\w$]*$/, "");
-    const importPath = relativeImport(outDir, resolve(file)) + target.slice(file.length);
+    const local = relativeImport(out.importBase, resolve(file)) + target.slice(file.length);
     try {
-      const planned = await planApp({ name, importPath, deployments: [] }, outDir, "/");
+      // Planned from the local file; the path written is where the output finds it (the same, unless in an image).
+      const planned = await planApp({ name, importPath: local, deployments: [] }, out.importBase, "/");
+      planned.config.importPath = out.importPath(resolve(file)) + target.slice(file.length);
       applications.push(planned.config);
     } catch (e) {
       if (e instanceof ServeError) throw new UsageError(`${target}: ${e.message}`);
@@ -48,10 +67,60 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
+  if (cluster) return writeCluster(config, values.image!, values.output!);
   const yaml = toYAML(config);
   if (values.output) {
     writeFileSync(values.output, yaml);
     process.stderr.write(`serve-bin: wrote ${values.output} (${applications.length} application${applications.length === 1 ? "" : "s"})\n`);
   } else process.stdout.write(yaml);
+  return 0;
+}
+
+function localOutput(output: string | undefined): Output {
+  const base = output ? dirname(resolve(output)) : process.cwd();
+  return { importBase: base, importPath: (file) => relativeImport(base, file) };
+}
+
+/**
+ * `--target swarm`: the graph's directory (`--app-dir`, default the first
+ * graph's) is copied into the image at `--app-root` (default /app), so import
+ * paths are written as absolute paths in the image.
+ */
+function clusterOutput(values: { target?: string; image?: string; output?: string; "app-dir"?: string; "app-root"?: string }, targets: string[]): Output {
+  const usage = `\nusage: ${USAGE}`;
+  if (!TARGETS.includes(values.target!)) throw new UsageError(`--target ${values.target} is not known; the targets are: ${TARGETS.join(", ")}${usage}`);
+  if (!values.image) throw new UsageError(`--target ${values.target} needs --image: the image with serve-bin and this graph (see README "Run on a cluster")${usage}`);
+  if (!IMAGE.test(values.image)) throw new UsageError(`--image "${values.image}" is not an image reference like registry.example:5000/team/graph:1 (lowercase path, optional tag or digest)${usage}`);
+  if (!values.output) throw new UsageError(`--target ${values.target} needs -o DIR: the directory to write stack.yml and serve.yaml into${usage}`);
+  const root = values["app-root"] ?? "/app";
+  if (!root.startsWith("/")) throw new UsageError(`--app-root takes an absolute path inside the image, not "${root}"${usage}`);
+  const appDir = resolve(values["app-dir"] ?? dirname(resolve(targets[0]!.replace(/:[A-Za-z_$][\w$]*$/, ""))));
+  return {
+    importBase: appDir,
+    importPath(file) {
+      const rel = relative(appDir, file);
+      if (rel.startsWith("..")) throw new UsageError(`${file} is outside the app directory ${appDir}, which is what goes into the image; give --app-dir a directory that holds every graph${usage}`);
+      return `${root.replace(/\/+$/, "")}/${rel.split("\\").join("/")}`;
+    },
+  };
+}
+
+/** Writes DIR/serve.yaml (the config, as the controller and replicas read it in their containers) and DIR/stack.yml. */
+function writeCluster(config: ServeConfig, image: string, dir: string): number {
+  // Inside a container the admin API must listen beyond loopback (its token is a secret), and 500s carry no stacks.
+  const inCluster = { ...config, admin: { ...config.admin, host: "0.0.0.0" }, proxy: { ...config.proxy, errorDetail: "message" } } as ServeConfig;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "serve.yaml"), toYAML(inCluster));
+  const stack = swarmStack(inCluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml" });
+  const head = [
+    "# Written by `serve-bin build --target swarm`. Deploy with:",
+    "#   openssl rand -hex 32 | docker secret create serve-bin-cluster-token -",
+    "#   openssl rand -hex 32 | docker secret create serve-bin-admin-token -",
+    "#   docker stack deploy -c stack.yml NAME",
+    "",
+  ].join("\n");
+  writeFileSync(join(dir, "stack.yml"), head + stringify(stack));
+  const n = Object.keys(stack.services as object).length;
+  process.stderr.write(`serve-bin: wrote ${join(dir, "stack.yml")} (${n} services) and ${join(dir, "serve.yaml")}\n`);
   return 0;
 }

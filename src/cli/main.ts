@@ -12,6 +12,7 @@ const HELP = `serve-bin — inference graphs for TypeScript, served by one binar
 usage:
   serve-bin run <graph.ts[:export] | config.yaml> [--host] [--port 8000] [--admin-port 8265]
   serve-bin build <graph.ts[:export]>... [-o app.yaml]
+  serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR
   serve-bin deploy <config.yaml> [--address URL]
   serve-bin status [--address URL] [--json]
   serve-bin config [--address URL]
@@ -22,6 +23,7 @@ usage:
   serve-bin healthcheck [--port 8000]
 
 Common flags: --admin-token-file F (or SERVE_BIN_ADMIN_TOKEN; --admin-token T shows in ps), --state-dir, --app-dir.
+TCP links between processes need SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -30,7 +32,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "replica": {
       const { runReplica, receiveSpec } = await import("../runtime/replica/main.ts");
-      await runReplica(await receiveSpec());
+      const { readEnv } = await import("../config/env.ts");
+      await runReplica(await receiveSpec(), { token: readEnv().clusterToken });
       return -1; // keeps running
     }
     case "run":

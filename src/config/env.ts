@@ -3,6 +3,7 @@
  * passed down typed, so no flag is looked up deep in the logic.
  */
 import { ServeError } from "../error.ts";
+import { readClusterToken, type ClusterToken } from "./cluster-token.ts";
 
 export type ErrorDetail = "full" | "message";
 
@@ -21,6 +22,8 @@ export interface ServeEnv {
   logging?: { format: "text" | "json"; level: "debug" | "info" | "warn" | "error" };
   /** `SERVE_BIN_OTLP_ENDPOINT` / `SERVE_BIN_TRACE_SAMPLE_RATIO`: set by the server from its `tracing` config for its replicas. */
   tracing?: { otlpEndpoint: string; sampleRatio: number };
+  /** `SERVE_BIN_CLUSTER_TOKEN` or `SERVE_BIN_CLUSTER_TOKEN_FILE`: the secret TCP links between processes prove they know. */
+  clusterToken?: ClusterToken;
 }
 
 /**
@@ -56,5 +59,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     if (!(ratio >= 0 && ratio <= 1)) throw new ServeError("invalid", `SERVE_BIN_TRACE_SAMPLE_RATIO is "${env.SERVE_BIN_TRACE_SAMPLE_RATIO}": set it to a number from 0 to 1`);
     out.tracing = { otlpEndpoint: otlp, sampleRatio: ratio };
   }
+  const clusterToken = readClusterToken(env);
+  if (clusterToken) out.clusterToken = clusterToken;
   return out;
 }

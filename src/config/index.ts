@@ -66,3 +66,4 @@ export {
 
 // The environment, read once.
 export { readEnv, type ErrorDetail, type ServeEnv } from "./env.ts";
+export { ClusterToken, MIN_CLUSTER_TOKEN_BYTES, readClusterToken } from "./cluster-token.ts";

@@ -2,6 +2,7 @@ import { ServeError } from "../error.ts";
 import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { LazyAbort, currentRequestContext, signalToken, type CancelToken } from "../api/request-context.ts";
 import type { BinaryChannel } from "./channel/connection.ts";
+import type { LinkOptions } from "./channel/transport.ts";
 import type { RoutingTable } from "./channel/messages.ts";
 import type { KeptRef } from "./channel/codec.ts";
 import { ReplicaClient, type ChunkSink } from "./replica-client.ts";
@@ -30,7 +31,11 @@ export class RemoteInvoker implements Invoker {
   readonly #producers = new Map<string, ReplicaClient>();
   version = -1;
 
-  constructor(readonly binary: BinaryChannel = {}) {}
+  /** @param links what TCP links need (the cluster token); unix-socket peers need nothing. */
+  constructor(
+    readonly binary: BinaryChannel = {},
+    readonly links: LinkOptions = {},
+  ) {}
 
   router(deployment: string): Router {
     let r = this.#routers.get(deployment);
@@ -55,7 +60,7 @@ export class RemoteInvoker implements Invoker {
         live.add(info.id);
         let c = this.#clients.get(info.id);
         if (!c || c.dead) {
-          c = new ReplicaClient(info, name, this.binary, (dead) => this.#routers.get(name)?.drop(dead));
+          c = new ReplicaClient(info, name, this.binary, (dead) => this.#routers.get(name)?.drop(dead), this.links);
           this.#clients.set(info.id, c);
         }
         return c;
@@ -100,7 +105,7 @@ export class RemoteInvoker implements Invoker {
     if (!c || c.dead) {
       c = new ReplicaClient({ id: ref.socket, socket: ref.socket }, ref.deployment, this.binary, (dead) => {
         if (this.#producers.get(ref.socket) === dead) this.#producers.delete(ref.socket);
-      });
+      }, this.links);
       this.#producers.set(ref.socket, c);
     }
     return c;

@@ -1,5 +1,6 @@
 import { ServeError } from "../error.ts";
-import { Connection, socketHandlers, type BinaryChannel } from "./channel/connection.ts";
+import type { BinaryChannel, Connection } from "./channel/connection.ts";
+import { dialLink, type LinkOptions } from "./channel/transport.ts";
 import type { DataMessage, ReplicaInfo } from "./channel/messages.ts";
 
 /** What a replica answered: a value, or "busy" (try another replica). */
@@ -45,6 +46,7 @@ export class ReplicaClient {
     readonly deployment: string,
     readonly binary: BinaryChannel,
     readonly onDead: (client: ReplicaClient) => void,
+    readonly links: LinkOptions = {},
   ) {}
 
   #connect(): Promise<Connection> {
@@ -53,18 +55,10 @@ export class ReplicaClient {
         message: (msg: DataMessage) => this.#onMessage(msg),
         close: () => this.#onClose(),
       };
-      const binary = this.binary;
-      this.#conn = Bun.connect<Connection>({
-        unix: this.info.socket,
-        socket: {
-          ...socketHandlers,
-          open(socket) {
-            socket.data = new Connection(socket, handlers, binary);
-          },
-          connectError: () => this.#onClose(),
-        },
-      }).then((socket) => (this.#open = socket.data));
-      this.#conn.catch(() => this.#onClose());
+      // The address picks the transport: a unix socket path, or tcp://host:port (authenticated with the cluster token).
+      this.#conn = dialLink(this.info.socket, handlers, this.binary, this.links).then((c) => (this.#open = c));
+      // A failed TCP handshake says why (no token, wrong token); that reason is what the calls fail with.
+      this.#conn.catch((e: Error) => this.#onClose(e instanceof ServeError ? e : undefined));
     }
     return this.#conn;
   }
@@ -165,10 +159,10 @@ export class ReplicaClient {
     });
   }
 
-  #onClose(): void {
+  #onClose(cause?: ServeError): void {
     if (this.dead) return;
     this.dead = true;
-    const err = this.#deadError();
+    const err = cause ?? this.#deadError();
     for (const p of this.#pending.values()) {
       p.sink?.fail(err);
       p.reject(err);

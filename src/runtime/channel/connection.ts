@@ -23,18 +23,25 @@ export interface BinaryLink {
   reader?: BinaryReader;
   /** Frees blocks without reading them: what an undecodable message still names. */
   releaser?: BinaryReader;
-  /** The message just encoded will be sent: its blocks now wait for their receiver. */
-  commit(): void;
+  /**
+   * The message just encoded will be sent: its blocks now wait for their receiver.
+   * May return frames (already length-prefixed) that must go out just before it: a link
+   * without shared memory sends large values that way (InlineChunks).
+   */
+  commit(): void | Uint8Array[];
   /** Encoding failed: frees the blocks put for it. */
   abort(): void;
   /** The connection closed: blocks it sent that nobody read become reclaimable. */
   close(): void;
+  /** Takes a frame that is not a message (a chunk of a large value); false: decode it as a message. */
+  accept?(body: Uint8Array): boolean;
 }
 
 const EMPTY: BinaryReader = { get: () => new Uint8Array(0) };
 
 /**
- * One framed, msgpack-encoded message stream over a unix socket. Writes made
+ * One framed, msgpack-encoded message stream over a unix socket or an
+ * authenticated TCP link (transport.ts). Writes made
  * in the same tick leave in one `write` call; what the kernel does not take
  * waits for `drain`, in order.
  */
@@ -64,7 +71,8 @@ export class Connection {
       this.#link.abort();
       throw e;
     }
-    this.#link.commit();
+    const ahead = this.#link.commit();
+    if (ahead) for (const f of ahead) this.#queued.push(f);
     this.#queued.push(out);
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -98,6 +106,7 @@ export class Connection {
 
   onData(chunk: Uint8Array): void {
     for (const body of this.#decoder.push(chunk)) {
+      if (this.#link.accept?.(body)) continue;
       let msg: DataMessage;
       try {
         msg = decode(body, { binary: this.#link.reader }) as DataMessage;

@@ -1,8 +1,8 @@
-import { chmodSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
 import { instantiate, type Callable } from "../../graph/instantiate.ts";
-import { Connection, socketHandlers } from "../channel/connection.ts";
+import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
@@ -68,7 +68,7 @@ function checkFileUnchanged(spec: ReplicaSpec): void {
  * calls on its socket, and obeys the control channel. It exits when that
  * channel closes, so a killed server leaves no replica behind.
  */
-export async function runReplica(spec: ReplicaSpec): Promise<void> {
+export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Promise<void> {
   const env = readEnv();
   const who = { app: spec.app, deployment: spec.deployment, replica: spec.replicaId };
   if (env.logging) installReplicaConsole(env.logging, who, (line) => send({ t: "log", line }));
@@ -80,7 +80,7 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   // The server is this process's parent: its pid names the arena, so the sweep after a crash finds it.
   // The arena is freed and unlinked when this process exits, whatever the reason.
   const shm = SharedMemory.open(spec.sharedMemory, process.ppid);
-  const invoker = new RemoteInvoker(shm);
+  const invoker = new RemoteInvoker(shm, links);
   let callable: Callable;
   try {
     checkFileUnchanged(spec);
@@ -98,18 +98,15 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
     fail(e, spec.deployment);
   }
 
-  const server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: spec.socket, fetch: (ref) => invoker.fetchKept(ref) });
-  rmSync(spec.socket, { force: true });
-  Bun.listen<Connection>({
-    unix: spec.socket,
-    socket: {
-      ...socketHandlers,
-      open(socket) {
-        socket.data = new Connection(socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm);
-      },
-    },
-  });
-  chmodSync(spec.socket, 0o600);
+  // spec.socket is a unix path, or tcp://host:port (port 0: any; the bound address is what peers are told).
+  let server!: ReplicaServer;
+  let listener: LinkListener;
+  try {
+    listener = listenLink(spec.socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm, links);
+  } catch (e) {
+    fail(e, spec.deployment); // e.g. a TCP address without a cluster token, or a port in use
+  }
+  server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: listener.address, fetch: (ref) => invoker.fetchKept(ref) });
 
   /** The userConfig this replica last applied without error. */
   let applied: unknown = spec.userConfig;
@@ -174,5 +171,5 @@ export async function runReplica(spec: ReplicaSpec): Promise<void> {
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
-  send({ t: "ready", socket: spec.socket });
+  send({ t: "ready", socket: listener.address });
 }
