@@ -3,7 +3,6 @@
  * with port 0 and found from what they print; everything started here is
  * ended by pid, and tests wait for conditions, never for time.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
