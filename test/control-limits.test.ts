@@ -114,6 +114,50 @@ ${extra}`;
   });
 });
 
+describe("an allowed scale-up of 1 → 64", () => {
+  it("starts at most maxConcurrentStarts replicas at once while the replica already serving answers every request", async () => {
+    await using dir = tempDir("sb-limits-pace-");
+    copyFileSync(join(FIXTURES, "crash-loop.ts"), join(dir.path, "graph.ts"));
+    writeFileSync(
+      join(dir.path, "serve.yaml"),
+      `limits: { maxConcurrentStarts: 4 }
+applications:
+  - name: good
+    routePrefix: /good
+    importPath: ./graph.ts:good
+`,
+    );
+    await using server = await startServer("serve.yaml", { cwd: dir.path });
+    const watcher = watchProcesses(server, 70);
+    const load = startLoad({ url: `${server.url}/good`, body: 1, loops: 2 });
+    let mostStarting = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const d = (await status(server.adminUrl)).applications.good!.deployments.Echo!;
+        mostStarting = Math.max(mostStarting, d.replicas.filter((r) => r.state === "STARTING").length);
+        await Bun.sleep(20);
+      }
+    })();
+    try {
+      const res = await patch(server.adminUrl, "good", "Echo", { numReplicas: 64 });
+      expect(res.status).toBe(200);
+      expect((await status(server.adminUrl)).applications.good!.deployments.Echo!.replicas.filter((r) => r.state === "RUNNING")).toHaveLength(64);
+    } finally {
+      sampling = false;
+      await sampler;
+      watcher.stop();
+    }
+    const result = await load.stop();
+    expect(result.failed, why(result)).toBe(0);
+    expect(mostStarting).toBeGreaterThan(0);
+    expect(mostStarting).toBeLessThanOrEqual(4);
+    expect(watcher.max).toBeLessThanOrEqual(65);
+    console.log(`scale 1 → 64 with maxConcurrentStarts 4: at most ${mostStarting} starting at once; the serving replica answered ${result.ok} of ${result.ok + result.failed}`);
+    await stopCleanly(server);
+  }, 120_000);
+});
+
 describe("a deployment that crash-loops for 60 s next to a healthy one", () => {
   it("restarts under a growing backoff, shows UNHEALTHY with the user's error in status and serve-bin status, and the healthy application answers every request", async () => {
     await using dir = tempDir("sb-crashloop-");
