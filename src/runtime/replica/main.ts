@@ -62,6 +62,17 @@ function checkFileUnchanged(spec: ReplicaSpec): void {
   );
 }
 
+/** Runs the class's `warmUp()`, if it has one; a throw is a failed start with the user's error. */
+async function warmUp(callable: Callable, deployment: string): Promise<void> {
+  const fn = callable.instance?.warmUp;
+  if (typeof fn !== "function") return;
+  try {
+    await (fn as () => unknown).call(callable.instance);
+  } catch (e) {
+    fail(e, deployment);
+  }
+}
+
 /**
  * A replica process: imports the graph module itself, rebuilds the graph,
  * checks it hashes as the server planned, constructs its deployment, serves
@@ -168,6 +179,8 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
     }
   }
 
+  // After the routes are obeyed (warmUp may call other deployments), before "ready": no call comes before it ends.
+  await warmUp(callable, spec.deployment);
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
