@@ -179,7 +179,7 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
     }
   }
 
-  // After the routes are obeyed (warmUp may call other deployments), before "ready": no call comes before it ends.
+  // Before "ready": the server publishes this replica's socket only then, so no call arrives while it warms up.
   await warmUp(callable, spec.deployment);
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
