@@ -60,10 +60,10 @@ describe("a PATCH of env", () => {
 
       const res = await patchModel(server, { env: { SB_MODE: "b" } });
       expect(res.status).toBe(200);
-      const after = await waitFor(async () => {
+      const after: number[] = await waitFor(async () => {
         const s = (await status(server)).applications.default!.deployments.Model!;
         const pids = s.replicas.map((r) => r.pid);
-        return s.status === "HEALTHY" && pids.length === 2 && pids.every((p) => !before.includes(p)) && pids;
+        return s.status === "HEALTHY" && pids.length === 2 && pids.every((p) => !before.includes(p)) ? pids : null;
       }, "two new Model replicas, HEALTHY");
       expect(after.filter((p) => before.includes(p))).toEqual([]);
       const seen = await answersFrom(server, after);

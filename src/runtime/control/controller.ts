@@ -310,6 +310,7 @@ export class Controller {
         }),
         maxOngoingRequests: d.config.maxOngoingRequests,
         maxQueuedRequests: d.config.maxQueuedRequests,
+        ...(d.config.outlierDetection && { outlierDetection: d.config.outlierDetection }),
       };
     }
     return { version: app.tableVersion, deployments };
