@@ -8,7 +8,8 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "no
 import { join } from "node:path";
 import { deployment, DAGDriver, InputNode, type DeploymentHandle } from "serve-bin";
 import { deploymentOptionsSchema } from "../src/config/schema.ts";
-import { OutlierDetector, type OutlierState } from "../src/runtime/outlier.ts";
+import { ServeError } from "../src/error.ts";
+import { countsAgainstReplica, OutlierDetector, type OutlierState } from "../src/runtime/outlier.ts";
 import { postJSON, startServer, stopCleanly, tempDir, waitFor } from "./harness.ts";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
@@ -59,7 +60,7 @@ describe("outlier ejection, served", () => {
       rmSync(join(marks.path, "hang"));
       const fromBad = await waitFor(async () => {
         const s = await send();
-        return s.pid === badPid && s;
+        return s.pid === badPid ? s : null;
       }, "an answer from the replica that was ejected");
       expect(fromBad.status).toBe(200);
       expect(fromBad.doneAt - lastTimeout.sentAt).toBeGreaterThanOrEqual(2000);
@@ -117,6 +118,18 @@ describe("outlier detection, the policy", () => {
     expect(a.ejections).toBe(1);
   });
 
+  it("counts timeouts and 503s of the replica itself, not those it passes on from a deeper hop", () => {
+    const err = (code: "timeout" | "unavailable" | "user", deployment?: string) => new ServeError(code, "x", { deployment });
+    expect(countsAgainstReplica(err("timeout", "Model"), "Model", true)).toBe(true);
+    expect(countsAgainstReplica(err("unavailable", "Model"), "Model", false)).toBe(true);
+    expect(countsAgainstReplica(err("timeout"), "Model", true)).toBe(true); // the proxy's requestTimeoutS names no deployment
+    expect(countsAgainstReplica(err("timeout"), "Model", false)).toBe(false);
+    expect(countsAgainstReplica(err("timeout", "Inner"), "DAGDriver", false)).toBe(false);
+    expect(countsAgainstReplica(err("unavailable", "Inner"), "DAGDriver", false)).toBe(false);
+    expect(countsAgainstReplica(err("user", "Model"), "Model", false)).toBe(false);
+    expect(countsAgainstReplica(new ServeError("cancelled", "gone", { deployment: "Model" }), "Model", true)).toBe(false);
+  });
+
   it("refuses settings past their bounds, saying what to fix", () => {
     const issues = (o: unknown) => {
       const r = deploymentOptionsSchema.safeParse({ outlierDetection: o });
@@ -160,12 +173,15 @@ describe("maxRetries", () => {
   });
 
   it("is bounded: past 10 (or not a whole number) the handle refuses, saying why", async () => {
-    const w = deployment(function echo(x: number) {
-      return x;
-    });
+    class Echo {
+      __call__(x: number) {
+        return x;
+      }
+    }
+    const w = deployment(Echo, { name: "echo" });
     const Caller = deployment(
       class Caller {
-        constructor(private h: DeploymentHandle<(x: number) => number>) {}
+        constructor(private h: DeploymentHandle<Echo>) {}
         __call__(n: number) {
           return this.h.options({ maxRetries: n }).remote(1);
         }

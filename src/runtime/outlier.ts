@@ -27,9 +27,15 @@ export function outlierStats(): Record<string, { ejections: number; ejected: num
   return Object.fromEntries([...stats].map(([k, v]) => [k, { ...v }]));
 }
 
-/** A failure that says something about the replica: it timed out, or answered (or died with) 503. */
-export function countsAgainstReplica(e: unknown): boolean {
-  return e instanceof ServeError && (e.code === "timeout" || e.code === "unavailable");
+/**
+ * A failure that says something about the replica of `deployment` that had
+ * the call: it timed out, died, or answered 503 itself. Errors it passes on
+ * from a deeper hop name their own deployment and do not count; a deadline of
+ * this hop (`abortedHere`) may name none.
+ */
+export function countsAgainstReplica(e: unknown, deployment: string, abortedHere: boolean): boolean {
+  if (!(e instanceof ServeError) || (e.code !== "timeout" && e.code !== "unavailable")) return false;
+  return e.deployment === deployment || (abortedHere && e.deployment === undefined);
 }
 
 /**

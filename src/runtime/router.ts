@@ -110,7 +110,7 @@ export class Router {
       try {
         res = await (c.cancel ? raceAbort(reply, c.cancel, () => r.cancel(id), this.deployment) : reply);
       } catch (e) {
-        if (countsAgainstReplica(e)) this.#outliers.failed(r, this.replicas);
+        if (countsAgainstReplica(e, this.deployment, c.cancel?.aborted === true)) this.#outliers.failed(r, this.replicas);
         const lost = lostCall(e);
         // Sent again elsewhere: a call that never left (while another replica is left to take it), or
         // one the caller called idempotent, whose replica died before any chunk of it came back.
