@@ -47,6 +47,8 @@ export function countsAgainstReplica(e: unknown, deployment: string, abortedHere
  */
 export class OutlierDetector {
   policy: OutlierDetection = OUTLIER_DEFAULTS;
+  /** Replicas this detector has ejected now: while 0, a pick need not look. */
+  ejectedNow = 0;
 
   constructor(
     readonly deployment: string,
@@ -73,6 +75,7 @@ export class OutlierDetector {
     r.ejections = Math.max(0, r.ejections - calm) + 1;
     const seconds = Math.min(p.baseEjectionS * r.ejections, p.maxEjectionS);
     r.ejected = true;
+    this.ejectedNow++;
     const s = stats.get(this.deployment) ?? { ejections: 0, ejected: 0 };
     s.ejections++;
     s.ejected++;
@@ -85,6 +88,7 @@ export class OutlierDetector {
       r.ejected = false;
       r.failures = 0;
       r.returnedAt = Date.now();
+      this.ejectedNow--;
       s.ejected--;
       console.warn(`serve-bin: replica ${id} of ${this.deployment} is back after its ejection`);
       this.onReturn();

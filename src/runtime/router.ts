@@ -70,7 +70,7 @@ export class Router {
 
   #pick(now: number, modelId?: string): ReplicaClient | undefined {
     // Ejected replicas are left out, unless no other is left to take calls.
-    const rs = this.replicas.some((r) => r.ejected) && this.replicas.some((r) => !r.ejected && !r.dead) ? this.replicas.filter((r) => !r.ejected) : this.replicas;
+    const rs = this.#outliers.ejectedNow > 0 && this.replicas.some((r) => !r.ejected && !r.dead) ? this.replicas.filter((r) => !r.ejected) : this.replicas;
     const n = rs.length;
     if (n === 0) return undefined;
     const ok = (r: ReplicaClient) => !r.dead && r.inflight < this.maxOngoing && r.busyUntil <= now;
