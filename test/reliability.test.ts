@@ -64,6 +64,22 @@ describe("outlier ejection, served", () => {
       }, "an answer from the replica that was ejected");
       expect(fromBad.status).toBe(200);
       expect(fromBad.doneAt - lastTimeout.sentAt).toBeGreaterThanOrEqual(2000);
+      // A PATCH reaches the callers with the next routing snapshot: consecutiveFailures 0 turns ejection off.
+      const res = await fetch(`${server.adminUrl}/api/applications/default/deployments/Model`, {
+        method: "PATCH",
+        body: JSON.stringify({ outlierDetection: { consecutiveFailures: 0 } }),
+        headers: { "content-type": "application/json" },
+      });
+      expect(res.status).toBe(200);
+      const config = (await (await fetch(`${server.adminUrl}/api/config`)).json()) as { applications: { deployments: { name: string; outlierDetection?: unknown }[] }[] };
+      expect(config.applications[0]!.deployments.find((d) => d.name === "Model")!.outlierDetection).toEqual({ consecutiveFailures: 0, baseEjectionS: 30, maxEjectionS: 300, maxEjectionPercent: 10 });
+      const ejections = () => server.output().match(/ejected replica Model#/g)!.length;
+      const before = ejections();
+      writeFileSync(join(marks.path, "hang"), "");
+      const from = sent.length;
+      await waitFor(async () => (await send(), sent.slice(from).filter((s) => s.status === 504).length >= 6), "six more timeouts of the hanging replica");
+      expect(ejections()).toBe(before);
+      rmSync(join(marks.path, "hang"));
       console.log(
         `outlier figures: ${timeouts.length} timeouts before the ejection, ${whileEjected.length} requests while ejected (all 200 from the healthy replica), ` +
           `first answer from the ejected replica ${((fromBad.doneAt - lastTimeout.sentAt) / 1000).toFixed(2)} s after the last timed-out request was sent`,
