@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DAGDriver, deployment, InputNode } from "serve-bin";
 import type { StatusJSON } from "../src/runtime/control/status.ts";
 import { postJSON, startServer, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
 
@@ -90,5 +91,44 @@ describe("warmUp()", () => {
     } finally {
       await stopCleanly(server);
     }
+  });
+});
+
+describe("warmUp() in dag.execute()", () => {
+  it("runs once, after reconfigure(), before the first call, as served", async () => {
+    const Model = deployment(
+      class Model {
+        steps: string[] = ["constructor"];
+        reconfigure(cfg: { w: number }) {
+          this.steps.push(`reconfigure ${cfg.w}`);
+        }
+        warmUp() {
+          this.steps.push("warmUp");
+        }
+        predict(x: number) {
+          this.steps.push(`predict ${x}`);
+          return [...this.steps];
+        }
+      },
+      { userConfig: { w: 2 } },
+    );
+    const dag = DAGDriver.bind(Model.bind().predict.bind(new InputNode()));
+    expect(await dag.execute(1)).toEqual(["constructor", "reconfigure 2", "warmUp", "predict 1"]);
+    expect(await dag.execute(2)).toEqual(["constructor", "reconfigure 2", "warmUp", "predict 1", "predict 2"]);
+  });
+
+  it("that throws fails the call with the user's error", async () => {
+    const Model = deployment(
+      class Broken {
+        warmUp() {
+          throw new RangeError("the model gave NaN");
+        }
+        predict(x: number) {
+          return x;
+        }
+      },
+    );
+    const dag = DAGDriver.bind(Model.bind().predict.bind(new InputNode()));
+    await expect(dag.execute(1)).rejects.toMatchObject({ code: "user", message: "the model gave NaN", deployment: "Broken" });
   });
 });

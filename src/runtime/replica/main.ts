@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
-import { instantiate, type Callable } from "../../graph/instantiate.ts";
+import { instantiate, warmUp, type Callable } from "../../graph/instantiate.ts";
 import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
@@ -60,17 +60,6 @@ function checkFileUnchanged(spec: ReplicaSpec): void {
     `${spec.modulePath} changed on disk since ${spec.app} was deployed; this replica would run other code than its peers, so it does not start. Roll the new code out with serve-bin deploy (or PUT /api/applications), or put the file back`,
     { deployment: spec.deployment },
   );
-}
-
-/** Runs the class's `warmUp()`, if it has one; a throw is a failed start with the user's error. */
-async function warmUp(callable: Callable, deployment: string): Promise<void> {
-  const fn = callable.instance?.warmUp;
-  if (typeof fn !== "function") return;
-  try {
-    await (fn as () => unknown).call(callable.instance);
-  } catch (e) {
-    fail(e, deployment);
-  }
 }
 
 /**
@@ -180,7 +169,7 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
   }
 
   // Before "ready": the server publishes this replica's socket only then, so no call arrives while it warms up.
-  await warmUp(callable, spec.deployment);
+  await warmUp(callable, spec.deployment).catch((e) => fail(e, spec.deployment));
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
