@@ -14,6 +14,8 @@ export interface CallOptions {
   cancel?: CancelToken;
   /** The multiplexed model id the call carries (default: the current request's). */
   multiplexedModelId?: string;
+  /** Resends of a call whose replica died while running it (the caller said it is idempotent). */
+  maxRetries?: number;
 }
 
 export interface Invoker {

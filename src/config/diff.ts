@@ -40,6 +40,8 @@ export const FIELD_COST: Readonly<Record<DeploymentField, ChangeCost>> = Object.
   healthCheckPeriodS: "target",
   healthCheckTimeoutS: "target",
   gracefulShutdownTimeoutS: "target",
+  // Callers read it from the next routing snapshot.
+  outlierDetection: "target",
   // The proxy's route table changes; no replica does.
   routePrefix: "target",
   userConfig: "reconfigure",
@@ -172,7 +174,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 }
 
 /**
- * One layer of options over another: `userConfig` and `autoscalingConfig` are
+ * One layer of options over another: `userConfig`, `autoscalingConfig` and `outlierDetection` are
  * replaced whole (a null autoscalingConfig removes it), `env` merges by
  * variable, any other field given replaces the old value.
  */

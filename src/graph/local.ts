@@ -5,7 +5,7 @@ import { LazyAbort, lazyContext, withRequestContext } from "../api/request-conte
 import { currentModelId, withModelId } from "../api/multiplex.ts";
 import { roundTrip } from "../wire/codec.ts";
 import { buildGraph, type GraphIR } from "./ir.ts";
-import { instantiate, type Callable } from "./instantiate.ts";
+import { instantiate, warmUp, type Callable } from "./instantiate.ts";
 import { walkGraph } from "./walk.ts";
 
 /**
@@ -21,7 +21,7 @@ class LocalInvoker implements Invoker {
     let c = this.#instances.get(name);
     if (!c) {
       const d = this.ir.deployments.get(name)!;
-      c = instantiate(this.ir, name, this, d.def.options.userConfig);
+      c = instantiate(this.ir, name, this, d.def.options.userConfig).then(async (x) => (await warmUp(x, name), x));
       this.#instances.set(name, c);
     }
     return c;

@@ -309,6 +309,7 @@ export class Controller {
         }),
         maxOngoingRequests: d.config.maxOngoingRequests,
         maxQueuedRequests: d.config.maxQueuedRequests,
+        ...(d.config.outlierDetection && { outlierDetection: d.config.outlierDetection }),
       };
     }
     return { version: app.tableVersion, deployments };

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
-import { instantiate, type Callable } from "../../graph/instantiate.ts";
+import { instantiate, warmUp, type Callable } from "../../graph/instantiate.ts";
 import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
@@ -174,6 +174,8 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
     }
   }
 
+  // Before "ready": the server publishes this replica's socket only then, so no call arrives while it warms up.
+  await warmUp(callable, spec.deployment).catch((e) => fail(e, spec.deployment));
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
