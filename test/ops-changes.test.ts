@@ -162,9 +162,8 @@ describe("a refused PUT and --state-dir", () => {
     }
   }
 
-  // KNOWN DEFECT on main (issue 17 item 3): ChangePath persists a target as soon as it is set, before its
-  // replicas start; this PUT answers 503 "failed to deploy" yet is saved, and the restart exits 1
-  // (DEPLOY_FAILED). `it.fails` keeps the suite green until the fix: then this turns red — make it `it`.
+  // Issue 17 item 3: the server persists a config only once the applications it changed serve; this PUT
+  // answers 503 "failed to deploy" and the restart comes back with the last config that served.
   it("is not saved when the replicas it rolls out cannot start", async () => {
     // A changed env rolls the deployment; the new replicas' reconfigure("bad") throws at start.
     await refusedThenRestart({ numReplicas: 2, env: { SB_ROLL: "1" }, userConfig: { weights: "bad" } }, { status: 503, message: 'weights "bad" cannot be loaded' });
