@@ -72,7 +72,7 @@ export class KubeApiStandIn implements AsyncDisposable {
   readonly configMaps = new Map<string, Obj>();
   readonly #afterGet = new Map<string, () => void>();
   #nextIp = 10;
-  readonly server: Server;
+  readonly server: Server<unknown>;
 
   constructor() {
     this.server = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: (req) => this.#handle(req) });
@@ -142,9 +142,10 @@ export class KubeApiStandIn implements AsyncDisposable {
     for (const w of this.#watchers) if (matches(object.metadata.labels, w.selector)) w.controller.enqueue(encoder.encode(JSON.stringify({ type, object }) + "\n"));
   }
 
-  /** Forgets history: a watch from any version seen so far now gets 410 Gone. */
-  compact(): void {
-    this.#compactedBelow = this.#rv + 1;
+  /** Forgets history: a watch from any version before the current one now gets 410 Gone. */
+  compact(opts: { current?: boolean } = {}): void {
+    // The current version, which a list returns, stays watchable, unless `current` (a list served stale from a cache).
+    this.#compactedBelow = opts.current ? Number.MAX_SAFE_INTEGER : this.#rv;
     this.#history.length = 0;
   }
 

@@ -100,6 +100,16 @@ export class EndpointSliceFeed {
     return true;
   }
 
+  /** 410s in a row without an event between them; past the first, each relist waits (a stale list would otherwise loop hot). */
+  #goneInARow = 0;
+
+  /** The version is gone: list again (returns the version to watch from, null). */
+  async #gone(signal: AbortSignal): Promise<null> {
+    this.stats.relists++;
+    if (this.#goneInARow++ > 0) await sleep(BACKOFF_MS[Math.min(this.#goneInARow - 2, BACKOFF_MS.length - 1)]!, signal);
+    return null;
+  }
+
   async #run(): Promise<void> {
     const signal = this.#abort.signal;
     let version: string | null = null;
@@ -118,9 +128,9 @@ export class EndpointSliceFeed {
         for await (const ev of this.client.watchEndpointSlices(this.labelSelector, version, signal)) {
           events++;
           failures = 0;
+          if (ev.type !== "ERROR") this.#goneInARow = 0;
           if (!this.#apply(ev)) {
-            this.stats.relists++;
-            version = null;
+            version = await this.#gone(signal);
             break;
           }
           version = (ev.object as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion ?? version;
@@ -130,8 +140,7 @@ export class EndpointSliceFeed {
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof KubeApiError && e.status === 410) {
-          this.stats.relists++;
-          version = null;
+          version = await this.#gone(signal);
           continue;
         }
         this.stats.errors++;
