@@ -101,7 +101,7 @@ describe.each([
         replicas: autoscaler === "hpa" ? undefined : d.numReplicas,
         grace: Math.ceil(d.gracefulShutdownTimeoutS) + 2,
         automount: false,
-        args: ["replica", "--config", "/etc/serve-bin/serve.yaml", "--app", "default", "--deployment", d.name, "--listen", "tcp://0.0.0.0:7000", "--controller", "tcp://serve-bin-controller:7070"],
+        args: ["replica", "--app", "default", "--deployment", d.name, "--listen", "tcp://0.0.0.0:7000", "--controller", "tcp://serve-bin-controller:7070", "--health-port", "8000", "--drain-timeout-s", String(d.gracefulShutdownTimeoutS)],
         liveness: ["/-/healthz", Math.ceil(d.healthCheckPeriodS), Math.ceil(d.healthCheckTimeoutS)],
         ready: { path: "/-/ready", port: 8000 },
         annotations: { "serve-bin.dev/app": "default", "serve-bin.dev/deployment": d.name },
@@ -116,6 +116,20 @@ describe.each([
     const config = parseYaml(cm.data["serve.yaml"]);
     expect(parseConfig(config).ok).toBe(true);
     expect([config.applications[0].importPath, config.admin.host, config.proxy.errorDetail]).toEqual(["/app/graph.ts", "0.0.0.0", "message"]);
+  });
+
+  it("runs the controller as the Kubernetes engine with its admin token from the Secret, state on an emptyDir, one replica, recreated rather than overlapped", () => {
+    const c = named(objects, "Deployment", "serve-bin-controller");
+    const pod = c.spec.template.spec;
+    expect(pod.containers[0].args).toEqual([
+      "controller", "--config", "/etc/serve-bin/serve.yaml", "--engine", "kubernetes", "--state-dir", "/var/lib/serve-bin", "--listen", "tcp://0.0.0.0:7070",
+      "--port", "8000", "--admin-host", "0.0.0.0", "--admin-port", "8265", "--admin-token-file", "/var/run/serve-bin/admin-token/token",
+    ]);
+    expect([c.spec.replicas, c.spec.strategy, pod.volumes.map((v: Obj) => v.name)]).toEqual([1, { type: "Recreate" }, ["config", "cluster-token", "admin-token", "state"]]);
+    expect(pod.containers[0].env.map((e: Obj) => e.name)).toEqual(["SERVE_BIN_CLUSTER_TOKEN_FILE", "SERVE_BIN_KUBE_NAMESPACE", "SERVE_BIN_KUBE_CONFIGMAP", "SERVE_BIN_KUBE_LEASE", "SERVE_BIN_KUBE_AUTOSCALER"]);
+    expect(pod.containers[0].env.find((e: Obj) => e.name === "SERVE_BIN_KUBE_AUTOSCALER").value).toBe(autoscaler);
+    expect(named(objects, "Service", "serve-bin-controller").spec.ports.map((p: Obj) => p.port)).toEqual([7070, 8265]);
+    expect(named(objects, "Service", "serve-bin-proxy").spec.ports).toEqual([{ name: "http", port: 8000, targetPort: "http" }]);
   });
 
   it("gives only the controller a service account, and admits replica traffic only from serve-bin's pods", () => {

@@ -23,9 +23,11 @@
  *     over files `build` creates once with random tokens);
  *   - a NetworkPolicy: replica pods take traffic only from serve-bin's pods.
  *
- * The role flags are the ones src/cli/swarm-stack.ts lists; the controller
- * additionally gets `SERVE_BIN_ENGINE=kubernetes` and the variables in
- * `KUBE_ENV` (namespace, ConfigMap, Lease, autoscaler owner).
+ * The role flags follow src/cli/roles/* as the Swarm work defines them
+ * (controller `--engine kubernetes`; a replica gets its spec from the
+ * controller, so it needs only its names, `--health-port` and
+ * `--drain-timeout-s`); the controller also gets the variables in `KUBE_ENV`
+ * (namespace, ConfigMap, Lease, autoscaler owner).
  */
 import { createHash } from "node:crypto";
 import type { Deployment, DeploymentSpec } from "kubernetes-types/apps/v1";
@@ -61,7 +63,6 @@ export interface KubernetesManifests {
 
 /** Environment the controller reads to find its cluster objects (names the lead's engine wiring uses). */
 export const KUBE_ENV = {
-  engine: "SERVE_BIN_ENGINE",
   namespace: "SERVE_BIN_KUBE_NAMESPACE",
   configMap: "SERVE_BIN_KUBE_CONFIGMAP",
   lease: "SERVE_BIN_KUBE_LEASE",
@@ -139,7 +140,9 @@ function pod(opts: KubernetesOptions, configHash: string, p: PodParts): PodTempl
     const [adminVol, adminMount] = secretVolume("admin-token", KUBE_OBJECTS.adminToken);
     volumes.push(adminVol);
     mounts.push(adminMount);
-    env.push({ name: "SERVE_BIN_ADMIN_TOKEN_FILE", value: `${adminMount.mountPath}/token` });
+    // The controller's working copy of its state; what must survive a restart is written to the ConfigMap.
+    volumes.push({ name: "state", emptyDir: {} });
+    mounts.push({ name: "state", mountPath: SWARM_PATHS.state });
   }
   if (p.shmBytes) {
     // Kubernetes gives a container 64 MiB of /dev/shm; the arena needs its configured size.
@@ -202,7 +205,7 @@ function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedS
       template: pod(opts, hash, {
         role: "replica",
         labels,
-        args: ["replica", "--config", CONFIG_FILE, "--app", app, "--deployment", d.name, "--listen", `tcp://0.0.0.0:${REPLICA_PORT}`, "--controller", controlAddress],
+        args: ["replica", "--app", app, "--deployment", d.name, "--listen", `tcp://0.0.0.0:${REPLICA_PORT}`, "--controller", controlAddress, "--health-port", String(HEALTH_PORT), "--drain-timeout-s", String(d.gracefulShutdownTimeoutS)],
         env,
         ports: [{ name: "link", containerPort: REPLICA_PORT }, { name: "health", containerPort: HEALTH_PORT }],
         probes: probes(d.healthCheckPeriodS, d.healthCheckTimeoutS),
@@ -278,9 +281,9 @@ function controllerObjects(opts: KubernetesOptions, hash: string, config: Resolv
       template: pod(opts, hash, {
         role: "controller",
         labels,
-        args: ["controller", "--config", CONFIG_FILE, "--state-dir", SWARM_PATHS.state, "--listen", `tcp://0.0.0.0:${CONTROL_PORT}`, "--admin-host", "0.0.0.0", "--admin-port", String(config.admin.port)],
+        args: ["controller", "--config", CONFIG_FILE, "--engine", "kubernetes", "--state-dir", SWARM_PATHS.state, "--listen", `tcp://0.0.0.0:${CONTROL_PORT}`,
+          "--port", String(HEALTH_PORT), "--admin-host", "0.0.0.0", "--admin-port", String(config.admin.port), "--admin-token-file", `${SECRETS_DIR}/admin-token/token`],
         env: [
-          { name: KUBE_ENV.engine, value: "kubernetes" },
           { name: KUBE_ENV.namespace, valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
           { name: KUBE_ENV.configMap, value: KUBE_OBJECTS.config },
           { name: KUBE_ENV.lease, value: KUBE_OBJECTS.lease },
