@@ -74,12 +74,13 @@ export class KubeApiStandIn implements AsyncDisposable {
   #nextIp = 10;
   readonly server: Server<unknown>;
 
-  constructor() {
-    this.server = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: (req) => this.#handle(req) });
+  /** @param tls a certificate and key to serve HTTPS with, as a real API server does. */
+  constructor(readonly tls?: { cert: string; key: string }) {
+    this.server = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, tls, fetch: (req) => this.#handle(req) });
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}`;
+    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.server.port}`;
   }
 
   /** The calls made since the last `takeCalls`, as "METHOD url" strings. */

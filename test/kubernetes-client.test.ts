@@ -5,7 +5,8 @@
  * calls it makes, and the stand-in to the API server's answers to them
  * (409 on a stale resourceVersion, 401 without the token, 404 by name).
  */
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { KubeApiError, KubeClient } from "../src/cluster/kubernetes/client.ts";
@@ -57,6 +58,30 @@ describe("inClusterConfig", () => {
     expect([refused instanceof KubeApiError, refused.status, refused.reason]).toEqual([true, 401, "Unauthorized"]);
     writeFileSync(join(sa.path, "token"), api.token);
     expect((await client.getScale("default-model-8a1239")).spec.replicas).toBe(1);
+  });
+});
+
+const openssl = spawnSync("openssl", ["version"], { encoding: "utf8" });
+const noOpenssl = openssl.status === 0 ? null : `openssl is not on PATH (${openssl.error?.message})`;
+if (noOpenssl) console.warn(`\n*** test/kubernetes-client.test.ts: the HTTPS test with the ServiceAccount's CA is SKIPPED: ${noOpenssl}. ***\n`);
+
+describe.skipIf(noOpenssl !== null)("over HTTPS", () => {
+  it("trusts the API server through the CA from ca.crt, and refuses it without that CA", async () => {
+    await using dir = tempDir("sb-kube-tls-");
+    const [cert, key] = [join(dir.path, "ca.crt"), join(dir.path, "key.pem")];
+    const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { encoding: "utf8" });
+    expect(made.status).toBe(0);
+    await using tls = new KubeApiStandIn({ cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") });
+    tls.addDeployment("m", {}, 2);
+    writeFileSync(join(dir.path, "token"), tls.token);
+    writeFileSync(join(dir.path, "namespace"), tls.namespace);
+    const port = String(tls.server.port);
+    const trusted = new KubeClient(inClusterConfig({ dir: dir.path, env: { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: port } }));
+    expect((await trusted.getScale("m")).spec.replicas).toBe(2);
+    const untrusted = new KubeClient({ server: tls.url, namespace: tls.namespace, token: tls.token });
+    const refused = await untrusted.getScale("m").catch((e) => e);
+    expect(refused).toBeInstanceOf(Error);
+    expect(refused).not.toBeInstanceOf(KubeApiError); // refused by TLS, before any HTTP answer
   });
 });
 
