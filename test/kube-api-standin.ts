@@ -11,7 +11,7 @@
  *     refused with 409 when `metadata.resourceVersion` is stale; scaling a
  *     Deployment also plays its ReplicaSet and the EndpointSlice controller:
  *     pods appear as ready endpoints of the Deployment's Service;
- *   - ConfigMaps: GET and PUT, 409 on a stale resourceVersion;
+ *   - ConfigMaps and Leases: GET and PUT, 409 on a stale resourceVersion;
  *   - a bearer token, 401 without it.
  * Every request is recorded (`calls`) so a test can assert the exact calls.
  * `afterGet` runs a function once right after answering a GET of a path: the
@@ -70,6 +70,7 @@ export class KubeApiStandIn implements AsyncDisposable {
   readonly #watchers = new Set<Watcher>();
   readonly deployments = new Map<string, FakeDeployment>();
   readonly configMaps = new Map<string, Obj>();
+  readonly leases = new Map<string, Obj>();
   readonly #afterGet = new Map<string, () => void>();
   #nextIp = 10;
   readonly server: Server<unknown>;
@@ -198,23 +199,36 @@ export class KubeApiStandIn implements AsyncDisposable {
       } else if (method !== "GET") return status(405, "MethodNotAllowed", method);
       return Response.json({ kind: "Scale", apiVersion: "autoscaling/v1", metadata: { name: scale[1], namespace: this.namespace, resourceVersion: String(d.resourceVersion) }, spec: { replicas: d.replicas }, status: { replicas: d.replicas } });
     }
-    const cm = new RegExp(`^/api/v1${ns}/configmaps/([^/]+)$`).exec(p);
-    if (cm) {
-      const current = this.configMaps.get(cm[1]!);
-      if (!current) return status(404, "NotFound", `configmaps "${cm[1]}" not found`);
+    for (const [prefix, kind, store] of [
+      [`/api/v1${ns}/configmaps/`, "configmaps", this.configMaps],
+      [`/apis/coordination.k8s.io/v1${ns}/leases/`, "leases.coordination.k8s.io", this.leases],
+    ] as const) {
+      if (!p.startsWith(prefix)) continue;
+      const name = p.slice(prefix.length);
+      const current = store.get(name);
+      if (!current) return status(404, "NotFound", `${kind} "${name}" not found`);
       if (method === "PUT") {
         if (body?.metadata?.resourceVersion !== current.metadata.resourceVersion)
-          return status(409, "Conflict", `Operation cannot be fulfilled on configmaps "${cm[1]}": the object has been modified; please apply your changes to the latest version and try again`);
-        this.putConfigMap(cm[1]!, body!.data);
+          return status(409, "Conflict", `Operation cannot be fulfilled on ${kind} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+        this.#store(store, name, body!);
       } else if (method !== "GET") return status(405, "MethodNotAllowed", method);
-      return Response.json(this.configMaps.get(cm[1]!));
+      return Response.json(store.get(name));
     }
     return status(404, "NotFound", `the server could not find the requested resource (${method} ${p})`);
   }
 
   /** Stores a ConfigMap at a new resourceVersion (as a PUT, or `kubectl apply`, would). */
   putConfigMap(name: string, data: Record<string, string>): void {
-    this.configMaps.set(name, { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace: this.namespace, resourceVersion: String(++this.#rv) }, data });
+    this.#store(this.configMaps, name, { apiVersion: "v1", kind: "ConfigMap", data });
+  }
+
+  /** Stores a Lease (as `kubectl apply` of the manifests does, with an empty spec). */
+  putLease(name: string, spec: Obj = {}): void {
+    this.#store(this.leases, name, { apiVersion: "coordination.k8s.io/v1", kind: "Lease", spec });
+  }
+
+  #store(store: Map<string, Obj>, name: string, object: Obj): void {
+    store.set(name, { ...object, metadata: { ...object.metadata, name, namespace: this.namespace, resourceVersion: String(++this.#rv) } });
   }
 
   #watch(selector: Record<string, string>, from: number): Response {

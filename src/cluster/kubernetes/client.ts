@@ -5,8 +5,8 @@
  *
  * Why not @kubernetes/client-node: it does work inside the compiled binary
  * (checked 2026-11-29: a list call from a `bun build --compile` binary), but
- * it brings 65 packages (83 MB installed) as runtime dependencies for five
- * calls. This file is those five calls plus a line-JSON watch.
+ * it brings 65 packages (83 MB installed) as runtime dependencies for a
+ * handful of calls. This file is those calls plus a line-JSON watch.
  *
  *   - `listEndpointSlices` / `watchEndpointSlices`: list, then watch from the
  *     list's resourceVersion (line-delimited JSON events, bookmarks on);
@@ -14,8 +14,10 @@
  *     resourceVersion read, retried on 409 (someone scaled in between);
  *   - `getConfigMap` / `updateConfigMap`: read, change, PUT with the
  *     resourceVersion read, retried on 409;
+ *   - `getLease` / `updateLease`: the controller's Lease (see lease.ts);
  * all as the controller's ServiceAccount (see `inClusterConfig`).
  */
+import type { Lease } from "kubernetes-types/coordination/v1";
 import type { ConfigMap } from "kubernetes-types/core/v1";
 import type { EndpointSlice } from "kubernetes-types/discovery/v1";
 
@@ -173,6 +175,19 @@ export class KubeClient {
 
   #configMapPath(name: string): string {
     return `/api/v1/namespaces/${this.namespace}/configmaps/${name}`;
+  }
+
+  #leasePath(name: string): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${this.namespace}/leases/${name}`;
+  }
+
+  getLease(name: string): Promise<Lease> {
+    return this.#json<Lease>("GET", this.#leasePath(name));
+  }
+
+  /** PUTs the Lease as given (with the resourceVersion it was read at: a 409 means another holder wrote first). */
+  updateLease(lease: Lease): Promise<Lease> {
+    return this.#json<Lease>("PUT", this.#leasePath(lease.metadata!.name!), { body: lease });
   }
 
   getConfigMap(name: string): Promise<ConfigMap> {
