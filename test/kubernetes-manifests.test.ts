@@ -235,6 +235,21 @@ describe("kubernetesManifests", () => {
   });
 });
 
+describe("serve-bin build --target kubernetes from the compiled binary", () => {
+  it("writes the same manifests as from source", async () => {
+    await using fromSource = tempDir("sb-kube-src-");
+    await using fromBinary = tempDir("sb-kube-bin-");
+    const graph = join(EXAMPLES, "tutorial/graph.ts");
+    for (const [dir, compiled] of [[fromSource.path, false], [fromBinary.path, true]] as const) {
+      const r = await runCli(["build", graph, "--target", "kubernetes", "--image", IMAGE, "-o", dir, "--autoscaler", "hpa"], { compiled });
+      expect({ compiled, code: r.code }).toEqual({ compiled, code: 0 });
+    }
+    const files = readdirSync(fromSource.path).filter((f) => f.endsWith(".yaml"));
+    expect(readdirSync(fromBinary.path).sort()).toEqual(readdirSync(fromSource.path).sort());
+    for (const f of files) expect({ f, text: readFileSync(join(fromBinary.path, f), "utf8") }).toEqual({ f, text: readFileSync(join(fromSource.path, f), "utf8") });
+  });
+});
+
 describe("serve-bin build --target kubernetes refusals", () => {
   it("refuses an unknown --autoscaler, --autoscaler for swarm, and a missing -o, each with exit 2", async () => {
     const tutorial = join(EXAMPLES, "tutorial/graph.ts");
