@@ -23,7 +23,9 @@
  *     so `kubectl diff -k DIR` shows what PATCHes changed since the build;
  *   - `stop()` ends the watch.
  * For the data plane's DNS fallback, a deployment's headless Service name
- * (`kubeName`) resolves to its ready pods' addresses.
+ * (`kubeName`) resolves to its ready pods' addresses. Only the holder of the
+ * controller Lease (lease.ts, `ControllerLease.tryLead()`) should scale or
+ * save the config.
  */
 import { ServeError } from "../../error.ts";
 import { KubeClient } from "./client.ts";
