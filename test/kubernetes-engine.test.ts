@@ -163,6 +163,33 @@ describe("KubernetesEngine", () => {
     expect(api.takeCalls()).toEqual([]);
   });
 
+  it.each([
+    ["numReplicas: 3", { numReplicas: 3 }, false, ["GET scale", "PATCH scale", "GET configmap", "PUT configmap"]],
+    ["numReplicas already there", { numReplicas: 2 }, false, ["GET scale", "GET configmap", "PUT configmap"]],
+    ['numReplicas: "auto"', { numReplicas: "auto" as const }, false, ["GET configmap", "PUT configmap"]],
+    ["userConfig only", { userConfig: { w: 1 } }, false, ["GET configmap", "PUT configmap"]],
+    ["userConfig only, HPA-owned", { userConfig: { w: 1 } }, true, ["GET configmap", "PUT configmap"]],
+  ])("makes exactly these API calls for an admin PATCH of %s", async (_what, patch, hpa, calls) => {
+    api.putConfigMap("serve-bin-config", { "serve.yaml": "applications: []\n" });
+    api.takeCalls();
+    const engine = engineFor(hpa);
+    await engine.applyPatch("default", "Model", patch, "patched: true\n");
+    const short = (c: string) => c.replace(/^(\w+) .*\/(scale|configmaps)(\/.*)?$/, (_m, verb, what) => `${verb} ${what === "scale" ? "scale" : "configmap"}`);
+    expect(api.takeCalls().map(short)).toEqual(calls);
+    expect(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]).toBe("patched: true\n");
+  });
+
+  it("answers an HPA-owned numReplicas PATCH with 409 before any API call, and a scale the API refuses with 503", async () => {
+    api.putConfigMap("serve-bin-config", { "serve.yaml": "applications: []\n" });
+    api.takeCalls();
+    const refused = await engineFor(true).applyPatch("default", "Model", { numReplicas: 3 }, "x: 1\n").catch((e) => e);
+    expect([refused.code, api.takeCalls()]).toEqual(["conflict", []]);
+    api.deployments.delete(MODEL);
+    const failed = await engineFor(false).applyPatch("default", "Model", { numReplicas: 3 }, "x: 1\n").catch((e) => e);
+    expect([failed.code, statusOf[failed.code as keyof typeof statusOf], failed.message]).toEqual(["unavailable", 503, expect.stringContaining("did not take Model's replica count")]);
+    expect(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]).toBe("applications: []\n"); // not saved
+  });
+
   it("writes the applied config into the ConfigMap's serve.yaml, so kubectl diff shows the drift", async () => {
     api.putConfigMap("serve-bin-config", { "serve.yaml": "applications: []\n" });
     const engine = engineFor(false);

@@ -21,12 +21,15 @@
  *     owner per replica count. The admin PATCH calls it before the change;
  *   - `saveConfig(yaml)` → writes the applied config back into the ConfigMap,
  *     so `kubectl diff -k DIR` shows what PATCHes changed since the build;
+ *   - `applyPatch(app, deployment, patch, yaml)` → the three above in the
+ *     order an admin PATCH needs them (check, scale, save);
  *   - `stop()` ends the watch.
  * For the data plane's DNS fallback, a deployment's headless Service name
  * (`kubeName`) resolves to its ready pods' addresses. Only the holder of the
  * controller Lease (lease.ts, `ControllerLease.tryLead()`) should scale or
  * save the config.
  */
+import type { DeploymentPatch } from "../../config/schema.ts";
 import { ServeError } from "../../error.ts";
 import { KubeClient } from "./client.ts";
 import { EndpointSliceFeed, type FeedStats, type ReadyAddresses } from "./endpoint-feed.ts";
@@ -150,6 +153,23 @@ export class KubernetesEngine {
   /** The discovery watch's counters (lists, relists on 410, errors). */
   get discoveryStats(): FeedStats | null {
     return this.#feed?.stats ?? null;
+  }
+
+  /**
+   * What an admin PATCH of a deployment does to the cluster, once the change
+   * path has accepted it: refuse a count an HPA owns (409, before anything is
+   * written), set a fixed numReplicas on the Deployment's scale, then write
+   * the applied config to the ConfigMap. ("auto" leaves the count to
+   * serve-bin's autoscaler, which calls `scale` itself.)
+   */
+  async applyPatch(app: string, deployment: string, patch: DeploymentPatch, appliedConfigYaml: string): Promise<void> {
+    this.checkPatch(app, deployment, patch);
+    if (typeof patch.numReplicas === "number") {
+      await this.scaleNow(app, deployment, patch.numReplicas);
+      const error = this.errors.get(this.kubeName(app, deployment));
+      if (error) throw new ServeError("unavailable", `the Kubernetes API did not take ${deployment}'s replica count: ${error}`, { deployment });
+    }
+    await this.saveConfig(appliedConfigYaml);
   }
 
   /** Writes the applied config into the ConfigMap (read, replace `serve.yaml`, PUT; retried on 409). */
