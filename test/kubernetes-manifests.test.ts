@@ -39,9 +39,10 @@ const byKind = (objects: Obj[], kind: string) => objects.filter((o) => o.kind ==
 const named = (objects: Obj[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name)!;
 
 describe.each([
-  { graph: "tutorial", autoscaler: "serve-bin", deployments: 6 },
-  { graph: "content", autoscaler: "hpa", deployments: 11 },
-])("serve-bin build examples/$graph --target kubernetes --autoscaler $autoscaler", ({ graph, autoscaler, deployments: count }) => {
+  { graph: "tutorial", autoscaler: "serve-bin", deployments: 6, namespace: undefined },
+  { graph: "content", autoscaler: "hpa", deployments: 11, namespace: "content-1" },
+])("serve-bin build examples/$graph --target kubernetes --autoscaler $autoscaler --namespace $namespace", ({ graph, autoscaler, deployments: count, namespace }) => {
+  const flags = ["--target", "kubernetes", "--image", IMAGE, "--autoscaler", autoscaler, ...(namespace ? ["--namespace", namespace] : [])];
   let dir: TempDir;
   let objects: Obj[];
   let deployments: Obj[];
@@ -51,7 +52,7 @@ describe.each([
     const local = await runCli(["build", join(EXAMPLES, graph, "graph.ts")]);
     expect(local.code).toBe(0);
     deployments = parseYaml(local.stdout).applications[0].deployments;
-    const r = await runCli(["build", join(EXAMPLES, graph, "graph.ts"), "--target", "kubernetes", "--image", IMAGE, "-o", dir.path, "--autoscaler", autoscaler]);
+    const r = await runCli(["build", join(EXAMPLES, graph, "graph.ts"), ...flags, "-o", dir.path]);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringContaining(`apply with kubectl apply -k ${dir.path}`) });
     objects = readObjects(dir.path);
     return () => dir[Symbol.asyncDispose]();
@@ -135,7 +136,7 @@ describe.each([
   it("gives only the controller a service account, and admits replica traffic only from serve-bin's pods", () => {
     const withToken = byKind(objects, "Deployment").filter((d) => d.spec.template.spec.automountServiceAccountToken !== false);
     expect(withToken.map((d) => [d.metadata.name, d.spec.template.spec.serviceAccountName])).toEqual([["serve-bin-controller", "serve-bin-controller"]]);
-    expect(named(objects, "RoleBinding", "serve-bin-controller").subjects).toEqual([{ kind: "ServiceAccount", name: "serve-bin-controller" }]);
+    expect(named(objects, "RoleBinding", "serve-bin-controller").subjects).toEqual([{ kind: "ServiceAccount", name: "serve-bin-controller", namespace: namespace ?? "serve-bin" }]);
     expect(named(objects, "NetworkPolicy", "serve-bin-replicas").spec).toEqual({
       podSelector: { matchLabels: { "app.kubernetes.io/part-of": "serve-bin", "app.kubernetes.io/component": "replica" } },
       policyTypes: ["Ingress"],
@@ -147,7 +148,7 @@ describe.each([
     const before = readFileSync(join(dir.path, "cluster-token"), "utf8");
     expect(before).toMatch(/^[0-9a-f]{64}$/);
     expect(statSync(join(dir.path, "cluster-token")).mode & 0o777).toBe(0o600);
-    const again = await runCli(["build", join(EXAMPLES, graph, "graph.ts"), "--target", "kubernetes", "--image", IMAGE, "-o", dir.path, "--autoscaler", autoscaler]);
+    const again = await runCli(["build", join(EXAMPLES, graph, "graph.ts"), ...flags, "-o", dir.path]);
     expect(again.code).toBe(0);
     expect(readFileSync(join(dir.path, "cluster-token"), "utf8")).toBe(before);
     expect(readFileSync(join(dir.path, ".gitignore"), "utf8")).toContain("cluster-token\nadmin-token\n");
@@ -162,6 +163,7 @@ describe.each([
     expect(rendered.length).toBe(objects.length + 2);
     expect(rendered.map(schemaError).filter(Boolean)).toEqual([]);
     expect(lint(rendered)).toEqual([]);
+    expect(new Set(rendered.map((o) => o.metadata.namespace))).toEqual(new Set([namespace ?? "serve-bin"]));
     const secrets = byKind(rendered, "Secret");
     expect(secrets.map((s) => s.metadata.name.replace(/-[a-z0-9]{10}$/, "")).sort()).toEqual(["serve-bin-admin-token", "serve-bin-cluster-token"]);
     const token = secrets.find((s) => s.metadata.name.startsWith("serve-bin-cluster-token"))!;
@@ -178,7 +180,7 @@ describe("kubernetesManifests", () => {
   const auto = resolveDeployment("Model", [{ gracefulShutdownTimeoutS: 7.5, numReplicas: "auto", autoscalingConfig: { minReplicas: 0, maxReplicas: 9, targetOngoingRequests: 1.5, upscaleDelayS: 4, downscaleDelayS: 90 } } as DeploymentOptions]);
   const zero = resolveDeployment("Idle", [{ numReplicas: 0 }]);
   const cfg = { ...base.value, applications: [{ name: "shop", routePrefix: "/", importPath: "/app/g.ts", deployments: [auto, zero] }] } as unknown as ResolvedServeConfig;
-  const all = (autoscaler: "hpa" | "serve-bin") => Object.values(kubernetesManifests(cfg, { image: "me/g:1", configYaml: "x: 1\n", autoscaler }).files).flat() as Obj[];
+  const all = (autoscaler: "hpa" | "serve-bin") => Object.values(kubernetesManifests(cfg, { image: "me/g:1", configYaml: "x: 1\n", autoscaler, namespace: "shop" }).files).flat() as Obj[];
 
   it("maps an autoscaled deployment to an HPA on ongoing requests per pod, with serve-bin's bounds and delays and a floor of 1", () => {
     const name = kubeDeploymentName("shop", "Model");
@@ -258,6 +260,8 @@ describe("serve-bin build --target kubernetes refusals", () => {
       [["--target", "swarm", "--image", "a/b:1", "-o", "x", "--autoscaler", "hpa"], "--autoscaler is for --target kubernetes only"],
       [["--target", "kubernetes", "--image", "a/b:1"], "--target kubernetes needs -o DIR: the directory to write the manifests"],
       [["--target", "kubernetes", "-o", "x"], "--target kubernetes needs --image"],
+      [["--target", "kubernetes", "--image", "a/b:1", "-o", "x", "--namespace", "My_NS"], '--namespace "My_NS" is not a Kubernetes namespace name'],
+      [["--target", "swarm", "--image", "a/b:1", "-o", "x", "--namespace", "ns"], "--namespace is for --target kubernetes only"],
     ];
     for (const [args, message] of cases) {
       const r = await runCli(["build", tutorial, ...args]);

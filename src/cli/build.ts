@@ -10,9 +10,8 @@ import { parse, UsageError } from "./args.ts";
 import { swarmStack } from "./swarm-stack.ts";
 import { writeKubernetes } from "./kubernetes-write.ts";
 
-const USAGE = "serve-bin build <graph.ts[:export]>... [-o app.yaml]\n       serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR [--app-dir DIR] [--app-root /app]\n       serve-bin build <graph.ts[:export]>... --target kubernetes --image IMAGE -o DIR [--autoscaler serve-bin|hpa] [--app-dir DIR] [--app-root /app]";
+const USAGE = "serve-bin build <graph.ts[:export]>... [-o app.yaml]\n       serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR [--app-dir DIR] [--app-root /app]\n       serve-bin build <graph.ts[:export]>... --target kubernetes --image IMAGE -o DIR [--namespace NS] [--autoscaler serve-bin|hpa] [--app-dir DIR] [--app-root /app]";
 const TARGETS = ["swarm", "kubernetes"];
-const AUTOSCALERS = ["serve-bin", "hpa"];
 /** A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], path lowercase. */
 const IMAGE = /^(?:[A-Za-z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::\w[\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
@@ -34,7 +33,7 @@ function appName(target: string, single: boolean): string {
 export async function buildCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { output: { type: "string", short: "o" }, target: { type: "string" }, image: { type: "string" }, "app-dir": { type: "string" }, "app-root": { type: "string" }, autoscaler: { type: "string" } },
+    { output: { type: "string", short: "o" }, target: { type: "string" }, image: { type: "string" }, "app-dir": { type: "string" }, "app-root": { type: "string" }, autoscaler: { type: "string" }, namespace: { type: "string" } },
     USAGE,
   );
   if (positionals.length === 0) throw new UsageError(`build takes at least one graph module\nusage: ${USAGE}`);
@@ -69,7 +68,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
-  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), values.image!, values.output!, values.autoscaler as "serve-bin" | "hpa" | undefined);
+  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` });
   if (cluster) return writeCluster(config, values.image!, values.output!);
   const yaml = toYAML(config);
   if (values.output) {
@@ -89,14 +88,15 @@ function localOutput(output: string | undefined): Output {
  * graph's) is copied into the image at `--app-root` (default /app), so import
  * paths are written as absolute paths in the image.
  */
-function clusterOutput(values: { target?: string; image?: string; output?: string; "app-dir"?: string; "app-root"?: string; autoscaler?: string }, targets: string[]): Output {
+function clusterOutput(values: { target?: string; image?: string; output?: string; "app-dir"?: string; "app-root"?: string; autoscaler?: string; namespace?: string }, targets: string[]): Output {
   const usage = `\nusage: ${USAGE}`;
   if (!TARGETS.includes(values.target!)) throw new UsageError(`--target ${values.target} is not known; the targets are: ${TARGETS.join(", ")}${usage}`);
   if (!values.image) throw new UsageError(`--target ${values.target} needs --image: the image with serve-bin and this graph (see README "Run on a cluster")${usage}`);
   if (!IMAGE.test(values.image)) throw new UsageError(`--image "${values.image}" is not an image reference like registry.example:5000/team/graph:1 (lowercase path, optional tag or digest)${usage}`);
   if (!values.output) throw new UsageError(`--target ${values.target} needs -o DIR: the directory to write ${values.target === "swarm" ? "stack.yml and serve.yaml" : "the manifests and kustomization.yaml"} into${usage}`);
-  if (values.autoscaler !== undefined && values.target !== "kubernetes") throw new UsageError(`--autoscaler is for --target kubernetes only${usage}`);
-  if (values.autoscaler !== undefined && !AUTOSCALERS.includes(values.autoscaler)) throw new UsageError(`--autoscaler ${values.autoscaler} is not known; it is serve-bin (the default: serve-bin's controller scales) or hpa (a HorizontalPodAutoscaler per deployment)${usage}`);
+  for (const flag of ["autoscaler", "namespace"] as const) {
+    if (values[flag] !== undefined && values.target !== "kubernetes") throw new UsageError(`--${flag} is for --target kubernetes only${usage}`);
+  }
   const root = values["app-root"] ?? "/app";
   if (!root.startsWith("/")) throw new UsageError(`--app-root takes an absolute path inside the image, not "${root}"${usage}`);
   const appDir = resolve(values["app-dir"] ?? dirname(resolve(targets[0]!.replace(/:[A-Za-z_$][\w$]*$/, ""))));

@@ -50,6 +50,8 @@ export interface KubernetesOptions {
   /** The config as the containers read it (the ConfigMap's `serve.yaml`). */
   configYaml: string;
   autoscaler: Autoscaler;
+  /** The namespace everything goes into (kustomize sets it on every object; the RoleBinding names it for its ServiceAccount). */
+  namespace: string;
 }
 
 /** Any object this file writes. */
@@ -271,7 +273,7 @@ function controllerObjects(opts: KubernetesOptions, hash: string, config: Resolv
     kind: "RoleBinding",
     metadata: meta(name, labels),
     roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
-    subjects: [{ kind: "ServiceAccount", name }],
+    subjects: [{ kind: "ServiceAccount", name, namespace: opts.namespace }],
   };
   const lease: Lease = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: meta(KUBE_OBJECTS.lease, labels), spec: {} };
   const deployment = deploymentOf(name, labels, {
@@ -382,6 +384,7 @@ export function kubernetesManifests(config: ResolvedServeConfig, opts: Kubernete
   const kustomization = {
     apiVersion: "kustomize.config.k8s.io/v1beta1",
     kind: "Kustomization",
+    namespace: opts.namespace,
     resources: Object.keys(files),
     // Created once by `build` with random tokens; kustomize names the Secrets with a hash of their content, so rotating a token rolls every pod.
     secretGenerator: [
