@@ -1,6 +1,6 @@
 import { MAX_SECONDS } from "../config/schema.ts";
 import { ServeError } from "../error.ts";
-import { KeptRef } from "../runtime/channel/codec.ts";
+import { KeptRef } from "../wire/codec.ts";
 import type { CallOptions, Invoker } from "./invoker.ts";
 import { currentRequestContext, signalToken } from "./request-context.ts";
 import { checkModelId } from "./multiplex.ts";

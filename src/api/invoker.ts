@@ -4,7 +4,7 @@
  * Handles and the graph walker only ever talk to an Invoker.
  */
 import type { CancelToken } from "./request-context.ts";
-import type { KeptRef } from "../runtime/channel/codec.ts";
+import type { KeptRef } from "../wire/codec.ts";
 
 export interface CallOptions {
   /** Seconds before the call fails with 504; undefined = the request's deadline. */

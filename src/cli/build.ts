@@ -5,7 +5,7 @@ import { ServeError } from "../error.ts";
 import { parseConfig, type ResolvedServeConfig, type ServeConfig } from "../config/schema.ts";
 import { toYAML } from "../config/yaml.ts";
 import { planApp } from "../runtime/plan-app.ts";
-import { relativeImport } from "../http/serve-api.ts";
+import { relativeImport } from "../http/application.ts";
 import { parse, UsageError } from "./args.ts";
 import { swarmStack } from "./swarm-stack.ts";
 import { writeKubernetes } from "./kubernetes-write.ts";

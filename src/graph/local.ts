@@ -3,7 +3,7 @@ import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { setLocalExecutor, type DAGNode } from "../api/nodes.ts";
 import { LazyAbort, lazyContext, withRequestContext } from "../api/request-context.ts";
 import { currentModelId, withModelId } from "../api/multiplex.ts";
-import { roundTrip } from "../runtime/channel/codec.ts";
+import { roundTrip } from "../wire/codec.ts";
 import { buildGraph, type GraphIR } from "./ir.ts";
 import { instantiate, type Callable } from "./instantiate.ts";
 import { walkGraph } from "./walk.ts";

@@ -4,7 +4,7 @@ import { LazyAbort, currentRequestContext, signalToken, type CancelToken } from 
 import type { BinaryChannel } from "./channel/connection.ts";
 import type { LinkOptions } from "./channel/transport.ts";
 import type { RoutingTable } from "./channel/messages.ts";
-import type { KeptRef } from "./channel/codec.ts";
+import type { KeptRef } from "../wire/codec.ts";
 import { ReplicaClient, type ChunkSink } from "./replica-client.ts";
 import { currentModelId } from "../api/multiplex.ts";
 import { Router } from "./router.ts";
