@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatusJSON } from "../src/runtime/control/status.ts";
-import { cliCommand, replicasOf, runCli, startServer, stopCleanly, tempDir, type RunningServer } from "./harness.ts";
+import { cliCommand, replicasOf, runCli, startServer, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
 import { startLoad, why } from "./load.ts";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
@@ -113,6 +113,32 @@ ${extra}`;
     expect(out).not.toContain("starting");
   });
 });
+
+describe("limits.maxReplicaMemoryBytes", () => {
+  it("replaces a replica that leaks past the limit, says why, counts the restart, and the replacement serves", async () => {
+    await using dir = tempDir("sb-limits-mem-");
+    copyFileSync(join(FIXTURES, "leaky.ts"), join(dir.path, "graph.ts"));
+    writeFileSync(join(dir.path, "serve.yaml"), "limits: { maxReplicaMemoryBytes: 314572800 }\napplications:\n  - name: default\n    importPath: ./graph.ts\n");
+    await using server = await startServer("serve.yaml", { cwd: dir.path });
+    const first = (await status(server.adminUrl)).applications.default!.deployments.Leaky!.replicas[0]!.pid;
+    // 50 MB a request: the 300 MiB limit is passed by the 7th; the guard sees it within a metrics period (1 s).
+    for (let i = 0; i < 8; i++) expect((await fetch(server.url, { method: "POST", body: "1", headers: { "content-type": "application/json" } })).status).toBe(200);
+    const replaced = await waitForStatus(server.adminUrl, (d) => d.restarts >= 1 && d.replicas.some((r) => r.state === "RUNNING" && r.pid !== first));
+    expect(replaced.restarts).toBeGreaterThanOrEqual(1);
+    expect(server.output()).toMatch(/default\/Leaky#0 is being replaced: replica Leaky#0 held \d+ MiB of resident memory, over limits\.maxReplicaMemoryBytes \(300 MiB\); it was replaced/);
+    const again = await fetch(server.url, { method: "POST", body: "1", headers: { "content-type": "application/json" } });
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { pid: number }).pid).not.toBe(first);
+    await stopCleanly(server);
+  });
+});
+
+async function waitForStatus(adminUrl: string, cond: (d: StatusJSON["applications"][string]["deployments"][string]) => boolean) {
+  return waitFor(async () => {
+    const d = (await status(adminUrl)).applications.default!.deployments.Leaky!;
+    return cond(d) ? d : null;
+  }, "the leaking replica to be replaced");
+}
 
 describe("an allowed scale-up of 1 → 64", () => {
   it("starts at most maxConcurrentStarts replicas at once while the replica already serving answers every request", async () => {

@@ -478,6 +478,7 @@ export const LIMITS_DEFAULTS = Object.freeze({
   restartBackoffMaxS: 300,
   restartResetAfterS: 600,
   maxConstructorRetries: 10,
+  maxReplicaMemoryBytes: 8 * 1024 ** 3,
 });
 
 export const limitsConfigSchema = strict("limits", {
@@ -505,6 +506,9 @@ export const limitsConfigSchema = strict("limits", {
   maxConstructorRetries: wholeNumber(1, 1000)
     .default(LIMITS_DEFAULTS.maxConstructorRetries)
     .describe("Starts in a row that may fail (constructor throws, or the replica exits before it is ready) before the deployment stops trying until its next change. Default 10."),
+  maxReplicaMemoryBytes: wholeNumber(16 * 1024 ** 2)
+    .default(LIMITS_DEFAULTS.maxReplicaMemoryBytes)
+    .describe("Resident memory one replica may hold; past it the replica is replaced (drained, restarted under the crash-loop backoff) with the reason in status, before the kernel's OOM killer ends it without one. Default 8589934592 (8 GiB)."),
 }).describe("Bounds that protect the host from a typo or a crashing model. Applied at once by a PUT.");
 
 /** Indexes of repeated values, each with the index of its first occurrence. */

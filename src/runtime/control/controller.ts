@@ -273,9 +273,16 @@ export class Controller {
       case "load":
         r.ongoing = msg.ongoing;
         return;
-      case "metrics":
+      case "metrics": {
         r.ongoing = msg.snapshot.ongoing;
-        return this.opts.metrics?.ingest(app.name, d.name, r.id, msg.snapshot);
+        this.opts.metrics?.ingest(app.name, d.name, r.id, msg.snapshot);
+        const limit = this.#limits.maxReplicaMemoryBytes;
+        if (msg.snapshot.rssBytes > limit && r.state !== "STOPPING") {
+          const why = `replica ${r.id} held ${mib(msg.snapshot.rssBytes)} of resident memory, over limits.maxReplicaMemoryBytes (${mib(limit)}); it was replaced. Find the leak, or raise the limit`;
+          this.#replace(app, d, r, why, false, { message: why });
+        }
+        return;
+      }
       case "log":
         return this.opts.replicaLog?.(msg.line);
       case "drained":
@@ -288,9 +295,9 @@ export class Controller {
    * id starts again at once, while it drains — or is killed, when it no
    * longer answers at all.
    */
-  #replace(app: AppRuntime, d: DeploymentState, r: ReplicaView, why: string, hung = false): void {
+  #replace(app: AppRuntime, d: DeploymentState, r: ReplicaView, why: string, hung = false, failure?: { message: string }): void {
     if (r.state === "STOPPING" || !d.replicas.has(r.key)) return;
-    d.replaced(r.key);
+    d.replaced(r.key, Date.now(), failure);
     this.#emit(app, d, r, "replica-replaced", why);
     this.#publishRoutes(app);
     this.#live.get(r)?.control.stop(!hung, d.config.gracefulShutdownTimeoutS);
@@ -439,6 +446,10 @@ export class Controller {
     clearInterval(this.#tick);
     for (const app of this.apps.values()) app.invoker.close();
   }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
 }
 
 /** Replicas of a deployment are replaced (rolling) when this changes: the code, the graph, the env. */

@@ -238,13 +238,21 @@ export class DeploymentState {
     this.lastFailure = { message: `${what}${prior}`, stack: this.lastFailure?.stack };
   }
 
-  /** A replica that is unhealthy or stuck is replaced: its id goes to the waiting list at once (no backoff). */
-  replaced(key: number): void {
+  /**
+   * A replica that is unhealthy or stuck is replaced: its id goes to the
+   * waiting list at once (no backoff). One replaced for its own fault
+   * (`failure`: over its memory limit) counts as a failure in a row, under
+   * the same backoff as an exit.
+   */
+  replaced(key: number, now: number, failure?: Failure): void {
     const r = this.replicas.get(key);
     if (!r || r.state === "STOPPING") return;
     this.to(key, "STOPPING");
     this.restartsTotal++;
-    this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+    if (!failure) return void this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+    const failures = failuresAfterExit(r.failures, r.readyAt ? (now - r.readyAt) / 1000 : null, this.limits());
+    this.#slots.push({ id: r.id, restarts: r.restarts, failures, notBefore: now + restartDelayS(failures, this.limits()) * 1000 });
+    this.lastFailure = failure;
   }
 
   /**
