@@ -231,6 +231,7 @@ const field = {
       },
     ),
   routePrefix: () => routePrefix(),
+  colocate: () => z.boolean({ error: "colocate is true or false" }),
 };
 
 /** Descriptions shared by every variant of the deployment schema. */
@@ -248,6 +249,8 @@ const about = {
   gracefulShutdownTimeoutS: "Seconds a stopping replica may spend finishing its requests in flight before it is killed. Default 20.",
   env: 'Extra environment variables for the replica processes, e.g. { OMP_NUM_THREADS: "1" }. A change restarts the replicas.',
   routePrefix: 'The HTTP path the ingress serves, e.g. "/my-dag" (ingress only; "/-/" is reserved).',
+  colocate:
+    "true: run this deployment inside each process that calls it, instead of in replicas of its own: a call is a function call (arguments and results still pass through the wire codec, so answers are the same), with no hop and no wake-up of another process. For cheap pre- and post-processing. Not for the ingress; numReplicas, autoscaling, maxOngoingRequests, health checks and env do not apply (each caller's process runs it, as often as its callers call); a change of userConfig or colocate replaces the application's replicas. Default false.",
 } as const;
 
 const optionalDeploymentShape = {
@@ -262,6 +265,7 @@ const optionalDeploymentShape = {
   gracefulShutdownTimeoutS: field.gracefulShutdownTimeoutS().optional().describe(about.gracefulShutdownTimeoutS),
   env: field.env().optional().describe(about.env),
   routePrefix: field.routePrefix().optional().describe(about.routePrefix),
+  colocate: field.colocate().optional().describe(about.colocate),
 };
 
 /** A check every complete deployment passes: "auto" needs bounds to scale within. */
@@ -304,6 +308,7 @@ const deploymentConfigShape = {
     .describe(about.gracefulShutdownTimeoutS),
   env: field.env().default(() => ({})).describe(about.env),
   routePrefix: optionalDeploymentShape.routePrefix,
+  colocate: optionalDeploymentShape.colocate,
 };
 
 /** A fully resolved deployment, as `build` writes it; parsing fills the (non-ingress) defaults. */

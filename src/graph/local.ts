@@ -9,19 +9,27 @@ import { instantiate, type Callable } from "./instantiate.ts";
 import { walkGraph } from "./walk.ts";
 
 /**
- * Runs a graph in this process. Each class node is constructed once per
- * graph and reused; values cross every call through the wire codec, so a
- * graph answers the same locally as served.
+ * Runs deployments of a graph in this process. Each class node is constructed
+ * once (with `userConfigOf(name)`) and reused; values cross every call through
+ * the wire codec, so a graph answers the same in-process as served. Local
+ * execution runs every deployment this way; a replica runs its colocated ones.
  */
-class LocalInvoker implements Invoker {
+export class InProcessInvoker implements Invoker {
   readonly #instances = new Map<string, Promise<Callable>>();
-  constructor(readonly ir: GraphIR) {}
+  /**
+   * @param userConfigOf the userConfig a deployment is constructed with
+   * @param outer the invoker the instances' handles call through (default: this one)
+   */
+  constructor(
+    readonly ir: GraphIR,
+    readonly userConfigOf: (name: string) => unknown = (name) => ir.deployments.get(name)!.def.options.userConfig,
+    readonly outer: Invoker | null = null,
+  ) {}
 
   #callable(name: string): Promise<Callable> {
     let c = this.#instances.get(name);
     if (!c) {
-      const d = this.ir.deployments.get(name)!;
-      c = instantiate(this.ir, name, this, d.def.options.userConfig);
+      c = instantiate(this.ir, name, this.outer ?? this, this.userConfigOf(name));
       this.#instances.set(name, c);
     }
     return c;
@@ -52,12 +60,12 @@ class LocalInvoker implements Invoker {
   }
 }
 
-const invokers = new WeakMap<GraphIR, LocalInvoker>();
+const invokers = new WeakMap<GraphIR, InProcessInvoker>();
 
 export function localExecute(node: DAGNode, args: unknown[]): Promise<unknown> {
   const ir = buildGraph(node);
   let inv = invokers.get(ir);
-  if (!inv) invokers.set(ir, (inv = new LocalInvoker(ir)));
+  if (!inv) invokers.set(ir, (inv = new InProcessInvoker(ir)));
   const cancel = new LazyAbort();
   const ctx = lazyContext(crypto.randomUUID(), cancel);
   return withRequestContext(ctx, () => walkGraph(ir, ir.root, args, inv, { requestId: ctx.requestId, cancel }));

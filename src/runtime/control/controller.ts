@@ -3,7 +3,7 @@ import { LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig, type SharedM
 import { deepEqual } from "../../config/diff.ts";
 import type { ControlFromReplica, RoutingTable } from "../channel/messages.ts";
 import { processSharedMemory } from "../channel/shm-channel.ts";
-import type { PlannedApp } from "../plan-app.ts";
+import { colocatedOf, type PlannedApp } from "../plan-app.ts";
 import type { MetricsStore } from "../metrics/store.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import type { RunDir } from "../run-dir.ts";
@@ -236,6 +236,7 @@ export class Controller {
       userConfig: d.config.userConfig,
       maxOngoingRequests: d.config.maxOngoingRequests,
       sharedMemory: this.opts.sharedMemory,
+      colocated: colocatedOf(p.config.deployments),
     };
     const proc = this.opts.engine.start(spec, d.config.env ?? {}, {
       message: (msg) => this.#onMessage(app, d, view, msg),

@@ -1,0 +1,60 @@
+import type { CallOptions, Invoker } from "../api/invoker.ts";
+import { InProcessInvoker } from "../graph/local.ts";
+import type { GraphIR } from "../graph/ir.ts";
+import { KeptRef } from "./channel/codec.ts";
+
+/**
+ * A replica's invoker when its application has colocated deployments: calls
+ * to those run in this process (constructed on first use, once per process,
+ * with their configured userConfig); every other call goes to `remote`. A
+ * colocated deployment's own calls come back here, so colocation nests.
+ */
+export class ColocatingInvoker implements Required<Invoker> {
+  readonly #here: InProcessInvoker;
+  readonly #local: ReadonlySet<string>;
+
+  constructor(
+    ir: GraphIR,
+    colocated: readonly { name: string; userConfig?: unknown }[],
+    readonly remote: Required<Invoker>,
+  ) {
+    const configs = new Map(colocated.map((c) => [c.name, c.userConfig]));
+    this.#local = new Set(configs.keys());
+    this.#here = new InProcessInvoker(ir, (name) => configs.get(name), this);
+  }
+
+  /** Whether calls to `deployment` run in this process. */
+  runsHere(deployment: string): boolean {
+    return this.#local.has(deployment);
+  }
+
+  async call(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): Promise<unknown> {
+    if (!this.#local.has(deployment)) return this.remote.call(deployment, method, args, opts);
+    return this.#here.call(deployment, method, await this.#fetched(args), opts);
+  }
+
+  async *stream(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): AsyncGenerator<unknown> {
+    if (!this.#local.has(deployment)) return yield* this.remote.stream(deployment, method, args, opts);
+    yield* this.#here.stream(deployment, method, await this.#fetched(args), opts);
+  }
+
+  /** A colocated call keeps nothing: its value is its own reference (handles pass a non-KeptRef on as the value). */
+  callKept(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): Promise<KeptRef> {
+    if (!this.#local.has(deployment)) return this.remote.callKept(deployment, method, args, opts);
+    return this.call(deployment, method, args, opts) as Promise<KeptRef>;
+  }
+
+  fetchKept(ref: KeptRef): Promise<unknown> {
+    return this.remote.fetchKept(ref);
+  }
+
+  releaseKept(ref: KeptRef): void {
+    this.remote.releaseKept(ref);
+  }
+
+  /** A remote result forwarded to a colocated call arrives as a reference: fetch its value first, as a replica would. */
+  #fetched(args: unknown[]): unknown[] | Promise<unknown[]> {
+    if (!args.some((a) => a instanceof KeptRef)) return args;
+    return Promise.all(args.map((a) => (a instanceof KeptRef ? this.remote.fetchKept(a) : a)));
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Colocated deployments (`colocate: true`): they run inside their caller's
+ * process, with the same graph, the same config and the same answers as when
+ * they have replicas of their own. Real servers, real replica processes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { ROOT, runCli, startServer, waitFor, type RunningServer } from "./harness.ts";
+
+const DIR = join(ROOT, "test/fixtures/colocate");
+
+interface Answer {
+  text: string;
+  pid: number;
+  modelPid: number;
+  prePid: number;
+  driverPid: number;
+  atIsDate: boolean;
+}
+
+async function ask(server: RunningServer, text: string): Promise<Answer> {
+  const res = await fetch(server.url, { method: "POST", body: text });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Answer;
+}
+
+async function status(server: RunningServer) {
+  const s = (await (await fetch(`${server.adminUrl}/api/applications`)).json()) as {
+    applications: Record<string, { status: string; deployments: Record<string, { status: string; replicas: { pid: number }[] }> }>;
+  };
+  return s.applications.app!;
+}
+
+function patch(server: RunningServer, deployment: string, body: unknown): Promise<Response> {
+  return fetch(`${server.adminUrl}/api/applications/app/deployments/${deployment}`, { method: "PATCH", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+}
+
+describe("colocate: true", () => {
+  let colocated: RunningServer;
+  let separate: RunningServer;
+  beforeAll(async () => {
+    [colocated, separate] = await Promise.all([startServer(join(DIR, "colocated.yaml")), startServer(join(DIR, "separate.yaml"))]);
+  });
+  afterAll(async () => {
+    expect(await colocated?.stop()).toBe(0);
+    expect(await separate?.stop()).toBe(0);
+  });
+
+  it("runs Pre and Post inside the Driver's process, Model in its own, and answers as the same graph with its own replicas", async () => {
+    const a = await ask(colocated, "abc");
+    const b = await ask(separate, "abc");
+    expect(a.text).toBe("Q-ABC!");
+    expect(a.atIsDate).toBe(true); // values still cross the wire codec: a Date stays a Date
+    const { pid: _1, modelPid: _2, prePid: _3, driverPid: _4, ...sameA } = a;
+    const { pid: _5, modelPid: _6, prePid: _7, driverPid: _8, ...sameB } = b;
+    expect(sameA).toEqual(sameB);
+    expect(a.prePid).toBe(a.driverPid);
+    expect(a.pid).toBe(a.driverPid);
+    expect(a.modelPid).not.toBe(a.driverPid);
+    // Without colocation every step has a process of its own.
+    expect(new Set([b.prePid, b.pid, b.modelPid, b.driverPid]).size).toBe(4);
+  });
+
+  it("starts no replica for a colocated deployment and shows it HEALTHY with none", async () => {
+    const app = await status(colocated);
+    expect(app.status).toBe("RUNNING");
+    expect(app.deployments.Pre).toMatchObject({ status: "HEALTHY", replicas: [] });
+    expect(app.deployments.Post).toMatchObject({ status: "HEALTHY", replicas: [] });
+    expect(app.deployments.Model!.replicas).toHaveLength(1);
+  });
+
+  it("applies a PATCH of a colocated deployment's userConfig by replacing its callers", async () => {
+    const before = await ask(colocated, "x");
+    const res = await patch(colocated, "Pre", { userConfig: { prefix: "r-" } });
+    expect(res.status).toBe(200);
+    const after = await waitFor(async () => {
+      const a = await ask(colocated, "x");
+      return a.text === "R-X!" ? a : null;
+    }, "the new userConfig to serve");
+    expect(after.driverPid).not.toBe(before.driverPid);
+    expect(after.prePid).toBe(after.driverPid);
+  });
+
+  it("refuses to colocate the ingress with 422, saying why, and changes nothing", async () => {
+    const before = await ask(colocated, "y");
+    const res = await patch(colocated, "Driver", { colocate: true });
+    expect(res.status).toBe(422);
+    const body = (await res.json()) as { error: string; message: string };
+    expect(body.message).toContain("the ingress");
+    expect(body.message).toContain("cannot be colocated");
+    expect((await ask(colocated, "y")).driverPid).toBe(before.driverPid);
+  });
+
+  it("refuses a colocate that is not a boolean with 422", async () => {
+    const res = await patch(colocated, "Pre", { colocate: "yes" });
+    expect(res.status).toBe(422);
+    expect(JSON.stringify(await res.json())).toContain("colocate is true or false");
+  });
+});
+
+describe("colocate on the ingress at start", () => {
+  it("refuses to start, saying what to fix", async () => {
+    const r = await runCli(["run", join(DIR, "ingress.yaml"), "--port", "0", "--admin-port", "0"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr + r.stdout).toContain("cannot be colocated");
+  });
+});
