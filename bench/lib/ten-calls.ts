@@ -5,7 +5,8 @@
  * ping-pongs to an echo process made the same way (in a row, or at once); and
  * from an HTTP client (sequential POSTs over one kept-alive connection),
  * against the same client's POSTs to a bare Bun.serve. While the HTTP client
- * runs, every serve-bin process's wake-ups are counted.
+ * runs, every serve-bin process's wake-ups are counted. The same HTTP client
+ * also measures the graph served with its ten callees colocated.
  */
 import { join } from "node:path";
 import { BUN, FIXTURES, LIB } from "./paths.ts";
@@ -25,6 +26,10 @@ export interface TenCalls {
   httpBare: ReturnType<typeof summarize>;
   /** Wake-ups per HTTP request, by process (main = the proxy). */
   wakeupsPerRequest: Record<string, number>;
+  /** The same POSTs to the same graph served with its ten callees colocated (bench/fixtures/<name>-colocated.yaml), ms. */
+  httpColocated: ReturnType<typeof summarize>;
+  /** Wake-ups per HTTP request of that server's processes. */
+  wakeupsColocated: Record<string, number>;
   n: number;
   rounds: number;
 }
@@ -40,17 +45,22 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
   const rounds = ctx.quick ? 2 : 10;
   const perRound = ctx.quick ? 50 : 200;
   const server = await startServeBin(ctx.procs, join(FIXTURES, `${name}.ts`));
+  const colocated = await startServeBin(ctx.procs, join(FIXTURES, `${name}-colocated.yaml`));
   const peer = await startRawPeer(ctx.procs);
   const bare = ctx.procs.spawn("bare Bun.serve", [BUN, join(LIB, "bare-server.ts")]);
   const us: number[] = [];
   const rawUs: number[] = [];
   const httpMs: number[] = [];
   const bareMs: number[] = [];
+  const colocatedMs: number[] = [];
   try {
     const bareUrl = (await bare.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
     const pids: Record<string, number> = { "main (proxy)": server.pid };
     for (const [d, ps] of Object.entries(await server.replicaPids())) ps.forEach((p, i) => (pids[ps.length > 1 ? `${d}#${i}` : d] = p));
     const wakeups = new WakeupMeter(pids);
+    const colocatedPids: Record<string, number> = { "main (proxy)": colocated.pid };
+    for (const [d, ps] of Object.entries(await colocated.replicaPids())) ps.forEach((p, i) => (colocatedPids[ps.length > 1 ? `${d}#${i}` : d] = p));
+    const colocatedWakeups = new WakeupMeter(colocatedPids);
     const timeHttp = async (url: string, out: number[]) => {
       for (let i = 0; i < perRound; i++) {
         const body = JSON.stringify({ x: i });
@@ -73,13 +83,15 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       },
       () => wakeups.measure(() => timeHttp(server.url, httpMs)),
       () => timeHttp(bareUrl, bareMs),
+      () => colocatedWakeups.measure(() => timeHttp(colocated.url, colocatedMs)),
     ];
     // Warm every side (JIT, connections) before anything counts.
     await post(server.url, JSON.stringify({ n: 100 }));
     for (let i = 0; i < 200; i++) await peer.client.call(i);
     for (let i = 0; i < 100; i++) await post(server.url, JSON.stringify({ x: i }));
     for (let i = 0; i < 100; i++) await post(bareUrl, JSON.stringify({ x: i }));
-    ctx.log(`${name}: ${rounds} rounds of ${perRound} requests per side (in the driver, raw ping-pongs, over HTTP, bare Bun.serve over HTTP; the order rotates)`);
+    for (let i = 0; i < 100; i++) await post(colocated.url, JSON.stringify({ x: i }));
+    ctx.log(`${name}: ${rounds} rounds of ${perRound} requests per side (in the driver, raw ping-pongs, over HTTP, bare Bun.serve over HTTP, over HTTP with the callees colocated; the order rotates)`);
     for (let r = 0; r < rounds; r++) for (let k = 0; k < sides.length; k++) await sides[(r + k) % sides.length]!();
     return {
       served: summarize(us.map((v) => v / 1000)),
@@ -87,12 +99,15 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       http: summarize(httpMs),
       httpBare: summarize(bareMs),
       wakeupsPerRequest: wakeups.perUnit(httpMs.length),
+      httpColocated: summarize(colocatedMs),
+      wakeupsColocated: colocatedWakeups.perUnit(colocatedMs.length),
       n: us.length,
       rounds,
     };
   } finally {
     await bare.stop();
     await peer.close();
+    await colocated.stop();
     await server.stop();
   }
 }
