@@ -6,7 +6,7 @@ import { CpuMeter } from "./cpu.ts";
 import { BUN } from "./paths.ts";
 import { loadGenerator, type LoadResult } from "./load.ts";
 import type { Ctx } from "./scenario.ts";
-import { startServeBin } from "./server.ts";
+import { startServeBin, type ServeBin } from "./server.ts";
 import { median, round } from "./stats.ts";
 
 export interface HttpCompare {
@@ -31,8 +31,8 @@ export interface HttpCompareSpec {
   body: unknown;
   /** The answer both must give (checked once before the load). */
   expected: string;
-  /** More baselines measured in the same rounds, by name: scripts like `baselineScript`. */
-  others?: Record<string, string>;
+  /** More sides measured in the same rounds, by name: a script like `baselineScript`, or another target served by serve-bin. */
+  others?: Record<string, { script: string } | { serve: string }>;
 }
 
 export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<HttpCompare> {
@@ -43,11 +43,14 @@ export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<Http
   const connections = 64;
   const body = JSON.stringify(spec.body);
   const server = await startServeBin(procs, spec.target);
-  const bases = { baseline: spec.baselineScript, ...spec.others };
-  const started = Object.entries(bases).map(([name, script]) => ({ name, proc: procs.spawn(name, [BUN, script]) }));
+  const sides: [string, { script: string } | { serve: string }][] = Object.entries({ baseline: { script: spec.baselineScript }, ...spec.others });
+  const started = sides.flatMap(([name, s]) => ("script" in s ? [{ name, proc: procs.spawn(name, [BUN, s.script]) }] : []));
+  const servers: { name: string; server: ServeBin }[] = [];
   try {
+    for (const [name, s] of sides) if ("serve" in s) servers.push({ name, server: await startServeBin(procs, s.serve) });
     const urls: Record<string, string> = { serveBin: server.url + spec.path };
     for (const b of started) urls[b.name] = (await b.proc.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]! + spec.path;
+    for (const b of servers) urls[b.name] = b.server.url + spec.path;
     for (const [who, url] of Object.entries(urls)) {
       const res = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
       const text = await res.text();
@@ -55,28 +58,35 @@ export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<Http
     }
     // Warm every side (JIT, connection pools, worker threads) before anything counts.
     for (const url of Object.values(urls)) await gen.run({ url, body, connections, durationS: 1 });
-    const pids: Record<string, number> = { "main (proxy)": server.pid };
-    for (const [name, ps] of Object.entries(await server.replicaPids())) ps.forEach((p, i) => (pids[ps.length > 1 ? `${name}#${i}` : name] = p));
-    const meters: Record<string, CpuMeter> = { serveBin: new CpuMeter(pids) };
+    const meters: Record<string, CpuMeter> = { serveBin: new CpuMeter(await processesOf(server)) };
     for (const b of started) meters[b.name] = new CpuMeter({ [b.name]: b.proc.pid });
+    for (const b of servers) meters[b.name] = new CpuMeter(await processesOf(b.server));
     const results: Record<string, LoadResult[]> = Object.fromEntries(Object.keys(urls).map((k) => [k, []]));
-    const sides = Object.keys(urls);
-    log(`${rounds} rounds of ${durationS} s per side (${sides.join(", ")}; the order rotates) at ${connections} connections with ${gen.name}`);
+    const order = Object.keys(urls);
+    log(`${rounds} rounds of ${durationS} s per side (${order.join(", ")}; the order rotates) at ${connections} connections with ${gen.name}`);
     for (let r = 0; r < rounds; r++) {
       // Rotating the order spreads drift (heat, other load) over every side alike.
-      for (let k = 0; k < sides.length; k++) {
-        const side = sides[(r + k) % sides.length]!;
+      for (let k = 0; k < order.length; k++) {
+        const side = order[(r + k) % order.length]!;
         results[side]!.push(await meters[side]!.measure(() => gen.run({ url: urls[side]!, body, connections, durationS })));
       }
     }
     const count = (rs: LoadResult[]) => rs.reduce((a, x) => a + x.requests, 0);
-    const cpu = Object.fromEntries(sides.map((k) => [k, meters[k]!.perUnitUs(count(results[k]!))]));
+    const cpu = Object.fromEntries(order.map((k) => [k, meters[k]!.perUnitUs(count(results[k]!))]));
     const { serveBin, baseline, ...others } = results;
     return { generator: gen.name, serveBin: serveBin!, baseline: baseline!, others, connections, durationS, cpuUsPerRequest: cpu as HttpCompare["cpuUsPerRequest"] };
   } finally {
     for (const b of started) await b.proc.stop();
+    for (const b of servers) await b.server.stop();
     await server.stop();
   }
+}
+
+/** Pid of every process of a serve-bin server, by name (main = the proxy; replicas by deployment). */
+export async function processesOf(server: ServeBin): Promise<Record<string, number>> {
+  const pids: Record<string, number> = { "main (proxy)": server.pid };
+  for (const [name, ps] of Object.entries(await server.replicaPids())) ps.forEach((p, i) => (pids[ps.length > 1 ? `${name}#${i}` : name] = p));
+  return pids;
 }
 
 /** Medians over rounds of what the generator reported. */

@@ -13,6 +13,7 @@ import { BUN, FIXTURES, LIB } from "./paths.ts";
 import { startRawPeer, type RawPeer } from "./raw-client.ts";
 import type { Ctx } from "./scenario.ts";
 import { startServeBin } from "./server.ts";
+import { processesOf } from "./http-compare.ts";
 import { summarize } from "./stats.ts";
 import { WakeupMeter } from "./wakeups.ts";
 
@@ -55,12 +56,8 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
   const colocatedMs: number[] = [];
   try {
     const bareUrl = (await bare.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
-    const pids: Record<string, number> = { "main (proxy)": server.pid };
-    for (const [d, ps] of Object.entries(await server.replicaPids())) ps.forEach((p, i) => (pids[ps.length > 1 ? `${d}#${i}` : d] = p));
-    const wakeups = new WakeupMeter(pids);
-    const colocatedPids: Record<string, number> = { "main (proxy)": colocated.pid };
-    for (const [d, ps] of Object.entries(await colocated.replicaPids())) ps.forEach((p, i) => (colocatedPids[ps.length > 1 ? `${d}#${i}` : d] = p));
-    const colocatedWakeups = new WakeupMeter(colocatedPids);
+    const wakeups = new WakeupMeter(await processesOf(server));
+    const colocatedWakeups = new WakeupMeter(await processesOf(colocated));
     const timeHttp = async (url: string, out: number[]) => {
       for (let i = 0; i < perRound; i++) {
         const body = JSON.stringify({ x: i });
