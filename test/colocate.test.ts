@@ -24,11 +24,11 @@ async function ask(server: RunningServer, text: string): Promise<Answer> {
   return (await res.json()) as Answer;
 }
 
-async function status(server: RunningServer) {
+async function status(server: RunningServer, app = "app") {
   const s = (await (await fetch(`${server.adminUrl}/api/applications`)).json()) as {
     applications: Record<string, { status: string; deployments: Record<string, { status: string; replicas: { pid: number }[] }> }>;
   };
-  return s.applications.app!;
+  return s.applications[app]!;
 }
 
 function patch(server: RunningServer, deployment: string, body: unknown): Promise<Response> {
@@ -95,6 +95,21 @@ describe("colocate: true", () => {
     const res = await patch(colocated, "Pre", { colocate: "yes" });
     expect(res.status).toBe(422);
     expect(JSON.stringify(await res.json())).toContain("colocate is true or false");
+  });
+});
+
+describe("colocate set in code", () => {
+  it("runs the deployment in its caller's process as the config option does", async () => {
+    const server = await startServer(join(DIR, "in-code.ts"));
+    try {
+      const a = await ask(server, "abc");
+      expect(a.text).toBe("ABC!");
+      expect(a.prePid).toBe(a.driverPid);
+      expect(a.pid).not.toBe(a.driverPid); // Post is not colocated here
+      expect((await status(server, "default")).deployments.Pre).toMatchObject({ status: "HEALTHY", replicas: [] });
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
   });
 });
 
