@@ -39,10 +39,10 @@ export class InProcessInvoker implements Invoker {
     const fn = (await this.#callable(deployment)).resolve(method);
     const ctx = lazyContext(opts.requestId ?? crypto.randomUUID(), LazyAbort.child(opts.cancel));
     const modelId = opts.multiplexedModelId ?? currentModelId();
-    const run = () => withRequestContext(ctx, () => fn(...roundTrip(args)));
+    const run = () => withRequestContext(ctx, () => fn(...copied(args)));
     try {
       const out = await (modelId ? withModelId(modelId, run) : run());
-      return roundTrip(out);
+      return kept(out) ? out : roundTrip(out);
     } catch (e) {
       throw ServeError.fromUser(e, deployment);
     }
@@ -51,13 +51,29 @@ export class InProcessInvoker implements Invoker {
   async *stream(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): AsyncGenerator<unknown> {
     const fn = (await this.#callable(deployment)).resolve(method);
     const ctx = lazyContext(opts.requestId ?? crypto.randomUUID(), LazyAbort.child(opts.cancel));
-    const it = withRequestContext(ctx, () => fn(...roundTrip(args))) as AsyncIterable<unknown>;
+    const it = withRequestContext(ctx, () => fn(...copied(args))) as AsyncIterable<unknown>;
     try {
       for await (const chunk of it) yield roundTrip(chunk);
     } catch (e) {
       throw ServeError.fromUser(e, deployment);
     }
   }
+}
+
+/**
+ * Values the codec gives back unchanged: numbers, booleans, null, undefined,
+ * and well-formed strings (a lone surrogate would come back as U+FFFD). They
+ * skip the round trip, the common case of cheap colocated steps.
+ */
+function kept(v: unknown): boolean {
+  const t = typeof v;
+  return v === null || t === "number" || t === "boolean" || t === "undefined" || (t === "string" && (v as string).isWellFormed());
+}
+
+/** The arguments as the callee would get them from the wire. */
+function copied(args: unknown[]): unknown[] {
+  for (const a of args) if (!kept(a)) return roundTrip(args);
+  return args;
 }
 
 const invokers = new WeakMap<GraphIR, InProcessInvoker>();
