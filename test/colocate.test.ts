@@ -105,6 +105,21 @@ describe("colocate: true", () => {
     expect((await ask(colocated, "y")).driverPid).toBe(before.driverPid);
   });
 
+  it("moves a deployment out of its callers' processes with a live PATCH of colocate, answering the same", async () => {
+    const before = await ask(colocated, "z");
+    const res = await patch(colocated, "Post", { colocate: false });
+    expect(res.status).toBe(200);
+    const app = await waitFor(async () => {
+      const a = await status(colocated);
+      return a.status === "RUNNING" && a.deployments.Post!.replicas.length === 1 ? a : null;
+    }, "Post to have a replica of its own");
+    const after = await ask(colocated, "z");
+    expect(after.text).toBe(before.text);
+    expect(after.pid).toBe(app.deployments.Post!.replicas[0]!.pid);
+    expect(after.pid).not.toBe(after.driverPid);
+    expect(after.prePid).toBe(after.driverPid); // Pre stays colocated
+  });
+
   it("refuses a colocate that is not a boolean with 422", async () => {
     const res = await patch(colocated, "Pre", { colocate: "yes" });
     expect(res.status).toBe(422);

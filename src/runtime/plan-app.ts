@@ -94,8 +94,8 @@ export function colocatedOf(deployments: readonly DeploymentConfig[]): Colocated
 }
 
 /**
- * A colocated deployment runs in its callers' processes, so it has no
- * replicas of its own; the ingress is called by the proxy and cannot be one.
+ * A colocated deployment runs in its callers' processes (the controller
+ * starts no replica of it); the ingress is called by the proxy and cannot be one.
  */
 function colocated(d: DeploymentConfig, ingress: boolean, app: ApplicationConfig): DeploymentConfig {
   if (!d.colocate) return d;
@@ -105,8 +105,7 @@ function colocated(d: DeploymentConfig, ingress: boolean, app: ApplicationConfig
       issues: [{ path: ["deployments", d.name, "colocate"], message: "the ingress cannot be colocated" }],
     });
   }
-  const { autoscalingConfig: _a, ...rest } = d;
-  return { ...rest, numReplicas: 0 };
+  return d;
 }
 
 /**

@@ -104,7 +104,8 @@ export class Controller {
     app.routePrefix = planned.config.routePrefix;
     app.note = ""; // a new target supersedes what the last refused change said
     const wanted = new Set<string>();
-    for (const cfg of planned.config.deployments) {
+    for (const written of planned.config.deployments) {
+      const cfg = ownReplicas(written);
       wanted.add(cfg.name);
       const version = versionOf(planned, cfg);
       const d = app.deployments.get(cfg.name);
@@ -440,6 +441,11 @@ export class Controller {
     clearInterval(this.#tick);
     for (const app of this.apps.values()) app.invoker.close();
   }
+}
+
+/** A colocated deployment runs in its callers' processes: it has no replicas of its own to start or scale. */
+function ownReplicas(cfg: DeploymentConfig): DeploymentConfig {
+  return cfg.colocate ? { ...cfg, numReplicas: 0, autoscalingConfig: undefined } : cfg;
 }
 
 /** Replicas of a deployment are replaced (rolling) when this changes: the code, the graph, the env. */
