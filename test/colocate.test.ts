@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { ROOT, runCli, startServer, waitFor, type RunningServer } from "./harness.ts";
+import { postJSON, ROOT, runCli, startServer, waitFor, type RunningServer } from "./harness.ts";
 
 const DIR = join(ROOT, "test/fixtures/colocate");
 
@@ -136,6 +136,28 @@ describe("colocate set in code", () => {
       expect(a.prePid).toBe(a.driverPid);
       expect(a.pid).not.toBe(a.driverPid); // Post is not colocated here
       expect((await status(server, "default")).deployments.Pre).toMatchObject({ status: "HEALTHY", replicas: [] });
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+});
+
+describe("a handle's timeoutS to a colocated deployment", () => {
+  it("answers 504 naming the deployment, as it does across processes", async () => {
+    const server = await startServer(join(DIR, "timeout.yaml"), { args: ["--app-dir", join(ROOT, "test/fixtures")] });
+    try {
+      expect((await status(server)).deployments.slowEcho).toMatchObject({ replicas: [] });
+      const fast = await postJSON(server.url, 0.05);
+      expect({ status: fast.status, body: await fast.text() }).toEqual({ status: 200, body: "slept 0.05 s" });
+      const res = await postJSON(server.url, 1.5);
+      expect({ status: res.status, body: await res.json() }).toEqual({
+        status: 504,
+        body: {
+          error: "timeout",
+          message: "the call to slowEcho took longer than its handle's timeoutS; raise timeoutS in handle.options() or make slowEcho faster",
+          deployment: "slowEcho",
+        },
+      });
     } finally {
       expect(await server.stop()).toBe(0);
     }

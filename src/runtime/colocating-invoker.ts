@@ -1,4 +1,6 @@
+import { ServeError } from "../error.ts";
 import type { CallOptions, Invoker } from "../api/invoker.ts";
+import { LazyAbort } from "../api/request-context.ts";
 import { InProcessInvoker } from "../graph/local.ts";
 import type { GraphIR } from "../graph/ir.ts";
 import { KeptRef } from "./channel/codec.ts";
@@ -28,9 +30,20 @@ export class ColocatingInvoker implements Required<Invoker> {
     return this.#local.has(deployment);
   }
 
-  async call(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): Promise<unknown> {
+  async call(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): Promise<unknown> {
     if (!this.#local.has(deployment)) return this.remote.call(deployment, method, args, opts);
-    return this.#here.call(deployment, method, await this.#fetched(args), opts);
+    const a = await this.#fetched(args);
+    if (opts.timeoutS === undefined) return this.#here.call(deployment, method, a, opts);
+    // A handle's timeoutS holds for a colocated callee too: 504, and its signal aborts.
+    const cancel = LazyAbort.child(opts.cancel);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const e = new ServeError("timeout", `the call to ${deployment} took longer than its handle's timeoutS; raise timeoutS in handle.options() or make ${deployment} faster`, { deployment });
+        cancel.abort(e);
+        reject(e);
+      }, opts.timeoutS! * 1000);
+      this.#here.call(deployment, method, a, { ...opts, cancel }).then(resolve, reject).finally(() => clearTimeout(timer));
+    });
   }
 
   async *stream(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): AsyncGenerator<unknown> {
