@@ -143,23 +143,25 @@ describe("colocate set in code", () => {
 });
 
 describe("a handle's timeoutS to a colocated deployment", () => {
-  it("answers 504 naming the deployment, as it does across processes", async () => {
-    const server = await startServer(join(DIR, "timeout.yaml"), { args: ["--app-dir", join(ROOT, "test/fixtures")] });
+  it("answers the same 504 as across processes, and in time a fast call as before", async () => {
+    const [here, apart] = await Promise.all([
+      startServer(join(DIR, "timeout.yaml"), { args: ["--app-dir", join(ROOT, "test/fixtures")] }),
+      startServer(join(ROOT, "test/fixtures/handle-timeout.ts")),
+    ]);
     try {
-      expect((await status(server)).deployments.slowEcho).toMatchObject({ replicas: [] });
-      const fast = await postJSON(server.url, 0.05);
-      expect({ status: fast.status, body: await fast.text() }).toEqual({ status: 200, body: "slept 0.05 s" });
-      const res = await postJSON(server.url, 1.5);
-      expect({ status: res.status, body: await res.json() }).toEqual({
-        status: 504,
-        body: {
-          error: "timeout",
-          message: "the call to slowEcho took longer than its handle's timeoutS; raise timeoutS in handle.options() or make slowEcho faster",
-          deployment: "slowEcho",
-        },
-      });
+      expect((await status(here)).deployments.slowEcho).toMatchObject({ replicas: [] });
+      const answer = async (server: RunningServer, sleepS: number) => {
+        const res = await postJSON(server.url, sleepS);
+        return { status: res.status, body: await res.text() };
+      };
+      const [fast, slow] = [await answer(here, 0.05), await answer(here, 1.5)];
+      expect(fast).toEqual({ status: 200, body: "slept 0.05 s" });
+      expect(slow.status).toBe(504);
+      expect(JSON.parse(slow.body)).toMatchObject({ error: "timeout", deployment: "slowEcho" });
+      expect(slow).toEqual(await answer(apart, 1.5));
     } finally {
-      expect(await server.stop()).toBe(0);
+      expect(await here.stop()).toBe(0);
+      expect(await apart.stop()).toBe(0);
     }
   });
 });
