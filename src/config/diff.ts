@@ -20,6 +20,9 @@ import {
 
 export type ChangeCost = "target" | "reconfigure" | "restart";
 
+/** Sections fixed for the server's life: a change is kept for its next start and reported as needing a restart. */
+export const SERVER_SECTIONS = ["proxy", "admin", "sharedMemory", "logging", "tracing"] as const;
+
 type DeploymentField = Exclude<keyof DeploymentConfig, "name">;
 
 /**
@@ -37,6 +40,8 @@ export const FIELD_COST: Readonly<Record<DeploymentField, ChangeCost>> = Object.
   healthCheckPeriodS: "target",
   healthCheckTimeoutS: "target",
   gracefulShutdownTimeoutS: "target",
+  // Callers read it from the next routing snapshot.
+  outlierDetection: "target",
   // The proxy's route table changes; no replica does.
   routePrefix: "target",
   userConfig: "reconfigure",
@@ -122,7 +127,7 @@ export function diffConfigs(old: ServeConfig | null, next: ServeConfig): ConfigD
     if (changed) changedApplications.push(diff);
   }
   const serverRestartNeeded = old
-    ? (["proxy", "admin", "sharedMemory"] as const).flatMap((s) => changedKeys(old[s], next[s]).map((k) => `${s}.${k}`))
+    ? SERVER_SECTIONS.flatMap((s) => changedKeys(old[s], next[s]).map((k) => `${s}.${k}`))
     : [];
   return {
     addedApplications: [...nextApps.keys()].filter((a) => !oldApps.has(a)),
@@ -171,7 +176,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 }
 
 /**
- * One layer of options over another: `userConfig` and `autoscalingConfig` are
+ * One layer of options over another: `userConfig`, `autoscalingConfig` and `outlierDetection` are
  * replaced whole (a null autoscalingConfig removes it), `env` merges by
  * variable, any other field given replaces the old value.
  */

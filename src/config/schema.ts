@@ -25,6 +25,14 @@ export const DEFAULTS = Object.freeze({
 /** The ingress fans every request out, so it admits more at once than a model. */
 export const INGRESS_DEFAULTS = Object.freeze({ maxOngoingRequests: 100 });
 
+/** Outlier detection, as Envoy's: a caller stops sending to a replica that keeps failing, for a while. */
+export const OUTLIER_DEFAULTS = Object.freeze({
+  consecutiveFailures: 5,
+  baseEjectionS: 30,
+  maxEjectionS: 300,
+  maxEjectionPercent: 10,
+});
+
 /** Defaults of `@batch(...)`. */
 export const BATCH_DEFAULTS = Object.freeze({ maxBatchSize: 10, batchWaitTimeoutS: 0.01 });
 
@@ -197,6 +205,31 @@ export const autoscalingConfigSchema = strict("autoscalingConfig", autoscalingSh
   }))
   .describe('Autoscaling, used when numReplicas is "auto": the replica count follows the requests in flight.');
 
+const outlierShape = {
+  consecutiveFailures: wholeNumber(0, 1000, " (0 turns ejection off)")
+    .default(OUTLIER_DEFAULTS.consecutiveFailures)
+    .describe("Timeouts or 503s in a row, as one caller sees them, after which that caller ejects the replica. 0 = never eject. Default 5."),
+  baseEjectionS: seconds(false)
+    .default(OUTLIER_DEFAULTS.baseEjectionS)
+    .describe("Seconds a replica stays ejected the first time; each ejection in a row multiplies it (2×, 3×…). Default 30."),
+  maxEjectionS: seconds(false).default(OUTLIER_DEFAULTS.maxEjectionS).describe("The longest one ejection lasts, in seconds. Default 300."),
+  maxEjectionPercent: wholeNumber(0, 100)
+    .default(OUTLIER_DEFAULTS.maxEjectionPercent)
+    .describe("Most replicas (percent, rounded down, but at least one) a caller ejects at once; one replica always stays. Default 10."),
+};
+
+export const outlierDetectionSchema = strict("outlierDetection", outlierShape)
+  .superRefine((o, ctx) => {
+    if (o.maxEjectionS < o.baseEjectionS) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["maxEjectionS"],
+        message: `maxEjectionS (${o.maxEjectionS}) is below baseEjectionS (${o.baseEjectionS}): raise maxEjectionS or lower baseEjectionS`,
+      });
+    }
+  })
+  .describe("Outlier detection, as Envoy's: each caller ejects a replica that keeps timing out or answering 503 for a while.");
+
 const field = {
   name: () => name("a deployment"),
   numReplicas: () =>
@@ -213,6 +246,7 @@ const field = {
   healthCheckPeriodS: () => seconds(false),
   healthCheckTimeoutS: () => seconds(false),
   gracefulShutdownTimeoutS: () => seconds(true),
+  outlierDetection: () => outlierDetectionSchema,
   env: () =>
     z.record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
@@ -247,6 +281,8 @@ const about = {
   healthCheckPeriodS: "Seconds between two checkHealth() calls on each replica. Default 10.",
   healthCheckTimeoutS: "Seconds a checkHealth() call may take before the replica counts as unhealthy. Default 30.",
   gracefulShutdownTimeoutS: "Seconds a stopping replica may spend finishing its requests in flight before it is killed. Default 20.",
+  outlierDetection:
+    "When a caller stops sending to a replica that keeps failing: after consecutiveFailures timeouts or 503s in a row it is ejected for baseEjectionS (longer each time in a row, at most maxEjectionS), never more than maxEjectionPercent of the replicas. Replaced whole by a PATCH.",
   env: 'Extra environment variables for the replica processes, e.g. { OMP_NUM_THREADS: "1" }. A change restarts the replicas.',
   routePrefix: 'The HTTP path the ingress serves, e.g. "/my-dag" (ingress only; "/-/" is reserved).',
   colocate:
@@ -263,6 +299,7 @@ const optionalDeploymentShape = {
   healthCheckPeriodS: field.healthCheckPeriodS().optional().describe(about.healthCheckPeriodS),
   healthCheckTimeoutS: field.healthCheckTimeoutS().optional().describe(about.healthCheckTimeoutS),
   gracefulShutdownTimeoutS: field.gracefulShutdownTimeoutS().optional().describe(about.gracefulShutdownTimeoutS),
+  outlierDetection: field.outlierDetection().optional().describe(about.outlierDetection),
   env: field.env().optional().describe(about.env),
   routePrefix: field.routePrefix().optional().describe(about.routePrefix),
   colocate: field.colocate().optional().describe(about.colocate),
@@ -306,6 +343,7 @@ const deploymentConfigShape = {
     .gracefulShutdownTimeoutS()
     .default(DEFAULTS.gracefulShutdownTimeoutS)
     .describe(about.gracefulShutdownTimeoutS),
+  outlierDetection: optionalDeploymentShape.outlierDetection,
   env: field.env().default(() => ({})).describe(about.env),
   routePrefix: optionalDeploymentShape.routePrefix,
   colocate: optionalDeploymentShape.colocate,
@@ -588,6 +626,7 @@ export type DeploymentConfig = z.output<typeof deploymentConfigSchema>;
 export type DeploymentPatch = z.output<typeof deploymentPatchSchema>;
 export type BatchOptions = z.output<typeof batchOptionsSchema>;
 export type AutoscalingConfig = z.output<typeof autoscalingConfigSchema>;
+export type OutlierDetection = z.output<typeof outlierDetectionSchema>;
 export type ApplicationConfig = z.output<typeof applicationSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;

@@ -3,9 +3,9 @@ import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { setLocalExecutor, type DAGNode } from "../api/nodes.ts";
 import { LazyAbort, lazyContext, withRequestContext } from "../api/request-context.ts";
 import { currentModelId, withModelId } from "../api/multiplex.ts";
-import { roundTrip } from "../runtime/channel/codec.ts";
+import { roundTrip } from "../wire/codec.ts";
 import { buildGraph, type GraphIR } from "./ir.ts";
-import { instantiate, type Callable } from "./instantiate.ts";
+import { instantiate, warmUp, type Callable } from "./instantiate.ts";
 import { walkGraph } from "./walk.ts";
 
 /**
@@ -29,7 +29,7 @@ export class InProcessInvoker implements Invoker {
   #callable(name: string): Promise<Callable> {
     let c = this.#instances.get(name);
     if (!c) {
-      c = instantiate(this.ir, name, this.outer ?? this, this.userConfigOf(name));
+      c = instantiate(this.ir, name, this.outer ?? this, this.userConfigOf(name)).then(async (x) => (await warmUp(x, name), x));
       this.#instances.set(name, c);
     }
     return c;

@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ServeError } from "../error.ts";
-import { diffConfigs, mergeDeploymentPatch, mergeRoutePatch } from "../config/diff.ts";
+import { SERVER_SECTIONS, diffConfigs, mergeDeploymentPatch, mergeRoutePatch } from "../config/diff.ts";
 import { parseConfig, type DeploymentPatch, type ResolvedApplicationConfig, type RouteConfig, type ServeConfig } from "../config/schema.ts";
 import { ChangePath, resolved } from "../runtime/control/change.ts";
 import { Controller } from "../runtime/control/controller.ts";
@@ -60,10 +60,7 @@ export class Server {
       replicaLog: opts.replicaLog ?? ((line) => process.stdout.write(`${line}\n`)),
     });
     // Nothing runs yet: the start-up config is applied like any other change.
-    this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, (t) => {
-      this.#rebuildRoutes();
-      this.#saveState(t.config);
-    });
+    this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, () => this.#rebuildRoutes());
   }
 
   /** Starts the proxy and the applications of `opts.config`; resolves once the proxy listens. */
@@ -113,8 +110,8 @@ export class Server {
    */
   async apply(incoming: ServeConfig, wait = true): Promise<{ needsRestart: string[] }> {
     const { removed } = await this.changes.change(async (current) => {
-      // proxy, admin and sharedMemory are fixed for the server's life: kept, and reported.
-      const config = { ...incoming, proxy: current.config.proxy, admin: current.config.admin, sharedMemory: current.config.sharedMemory };
+      // The server sections are fixed for the server's life: kept, and reported.
+      const config = { ...incoming, ...Object.fromEntries(SERVER_SECTIONS.map((k) => [k, current.config[k]])) } as ServeConfig;
       const plans = new Map<string, PlannedApp>();
       for (const [i, app] of config.applications.entries()) {
         try {
@@ -131,11 +128,21 @@ export class Server {
     const settled = (async () => {
       await removed;
       this.#rebuildRoutes();
-      await this.settleAll(incoming.applications.map((a) => a.name));
+      await this.#settleThenSave(incoming.applications.map((a) => a.name));
     })();
     if (wait) await settled;
     else settled.catch(() => {});
     return { needsRestart };
+  }
+
+  /**
+   * Persists the config once the applications it changed serve: a change
+   * whose replicas cannot start never reaches --state-dir, so a restart
+   * comes back with the last config that served.
+   */
+  async #settleThenSave(names: string[]): Promise<void> {
+    await this.settleAll(names);
+    this.#saveState(this.#config);
   }
 
   async settleAll(names: string[]): Promise<void> {
@@ -164,7 +171,9 @@ export class Server {
       const next = planFromNode(plan.node, appConfig, plan.modulePath, plan.exportName, plan.fileHash);
       return { config: { ...current.config, applications }, plans: new Map([...current.plans, [app, next]]) };
     });
-    if (wait) await this.settleAll([app]);
+    const settled = this.#settleThenSave([app]);
+    if (wait) await settled;
+    else settled.catch(() => {});
   }
 
   async patchRoute(route: RouteConfig): Promise<void> {
@@ -173,6 +182,7 @@ export class Server {
       if (!parsed.ok) throw new ServeError("invalid", parsed.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "), { issues: parsed.issues });
       return { config: parsed.value, plans: current.plans };
     });
+    this.#saveState(this.#config);
   }
 
   async deleteApp(name: string, wait = true): Promise<void> {
@@ -181,6 +191,7 @@ export class Server {
       const config = { ...current.config, applications: current.config.applications.filter((a) => a.name !== name), routes: current.config.routes.filter((r) => !(name in r.split)) };
       return { config, plans: new Map([...current.plans].filter(([n]) => n !== name)) };
     });
+    this.#saveState(this.#config);
     const done = removed.then(() => this.#rebuildRoutes());
     if (wait) await done;
   }
@@ -203,7 +214,7 @@ export class Server {
     this.routes.set(entries);
   }
 
-  /** Only accepted targets get here: a refused change never reaches the disk. */
+  /** Only accepted targets that serve get here: a refused change never reaches the disk. */
   #saveState(config: ServeConfig): void {
     const dir = this.opts.stateDir;
     if (!dir) return;
@@ -245,7 +256,7 @@ function checkPrefixes(planned: PlannedApp[]): void {
   }
 }
 
-/** Server fields (proxy, admin, sharedMemory) a config asks to change: they need a server restart. */
+/** Server fields (SERVER_SECTIONS) a config asks to change: they need a server restart. */
 function diffServerFields(running: ServeConfig, incoming: ServeConfig): string[] {
   return diffConfigs({ ...running, applications: [], routes: [] }, { ...incoming, applications: [], routes: [] }).serverRestartNeeded;
 }

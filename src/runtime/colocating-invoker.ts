@@ -3,7 +3,7 @@ import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { LazyAbort } from "../api/request-context.ts";
 import { InProcessInvoker } from "../graph/local.ts";
 import type { GraphIR } from "../graph/ir.ts";
-import { KeptRef } from "./channel/codec.ts";
+import { KeptRef } from "../wire/codec.ts";
 
 /**
  * A replica's invoker when its application has colocated deployments: calls

@@ -1,5 +1,6 @@
 import type { SerializedServeError } from "../../error.ts";
 import type { MetricsSnapshot } from "../metrics/snapshot.ts";
+import type { OutlierDetection } from "../../config/schema.ts";
 
 /**
  * Every message on a data socket (caller ⇄ replica), one discriminated union.
@@ -55,6 +56,8 @@ export interface DeploymentRoute {
   replicas: ReplicaInfo[];
   maxOngoingRequests: number;
   maxQueuedRequests: number;
+  /** The deployment's outlierDetection, when set (absent: the defaults). */
+  outlierDetection?: OutlierDetection;
 }
 
 /** The versioned snapshot of one application's replica sets. */

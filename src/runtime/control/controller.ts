@@ -148,11 +148,7 @@ export class Controller {
   changeUserConfig(appName: string, name: string, userConfig: unknown): Promise<void> {
     const app = this.#app(appName);
     const d = this.deployment(app, name);
-    return changeUserConfig(this.#scope(app, d), userConfig).catch((e: unknown) => {
-      if (e instanceof ServeError) app.note = e.message;
-      this.#refreshStatus(app);
-      throw e;
-    });
+    return changeUserConfig(this.#scope(app, d), userConfig);
   }
 
   #scope(app: AppRuntime, d: DeploymentState): ReconfigureScope {
@@ -163,6 +159,9 @@ export class Controller {
       changed: () => {
         this.#refreshStatus(app);
         this.reconcile();
+      },
+      refused: (note) => {
+        app.note = note;
       },
     };
   }
@@ -268,7 +267,7 @@ export class Controller {
         this.reconcile();
         return;
       case "failed":
-        d.failedToStart({ message: msg.error.message, stack: msg.error.stack });
+        d.failed({ message: msg.error.message, stack: msg.error.stack });
         this.#emit(app, d, r, "replica-failed", msg.error.message, msg.error.stack);
         return;
       case "done":
@@ -312,6 +311,7 @@ export class Controller {
         }),
         maxOngoingRequests: d.config.maxOngoingRequests,
         maxQueuedRequests: d.config.maxQueuedRequests,
+        ...(d.config.outlierDetection && { outlierDetection: d.config.outlierDetection }),
       };
     }
     return { version: app.tableVersion, deployments };

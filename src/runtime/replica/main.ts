@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
-import { instantiate, type Callable } from "../../graph/instantiate.ts";
+import { instantiate, warmUp, type Callable } from "../../graph/instantiate.ts";
 import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
@@ -75,6 +75,12 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
   if (env.logging) installReplicaConsole(env.logging, who, (line) => send({ t: "log", line }));
   if (env.tracing) setProcessTracer(new Tracer(env.tracing, who));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
+  // An exception nothing caught ends the replica; the server learns why (status shows it) before it goes.
+  process.on("uncaughtException", (e) => {
+    console.error(`uncaught exception (replica exits): ${(e as Error)?.stack ?? e}`);
+    send({ t: "failed", error: ServeError.fromUser(e, spec.deployment).toJSON() });
+    setTimeout(() => process.exit(1), 50);
+  });
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => process.exit(0));
 
@@ -171,6 +177,8 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
     }
   }
 
+  // Before "ready": the server publishes this replica's socket only then, so no call arrives while it warms up.
+  await warmUp(callable, spec.deployment).catch((e) => fail(e, spec.deployment));
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
