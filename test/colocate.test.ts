@@ -166,6 +166,23 @@ describe("a handle's timeoutS to a colocated deployment", () => {
   });
 });
 
+describe("a handle's timeoutS to a colocated stream", () => {
+  it("bounds the whole stream as across processes: a short one completes, a long one ends with the same timeout", async () => {
+    const [here, apart] = await Promise.all([startServer(join(DIR, "stream-timeout.yaml")), startServer(join(DIR, "stream-timeout.ts"))]);
+    try {
+      expect((await status(here)).deployments.Ticker).toMatchObject({ replicas: [] });
+      const read = async (server: RunningServer, n: number) => (await (await fetch(server.url, { method: "POST", body: String(n) })).json()) as Record<string, unknown>;
+      expect((await read(here, 2)).got).toEqual([0, 1]);
+      const long = await read(here, 30);
+      expect(long).toMatchObject({ error: "timeout", gotSome: true });
+      expect(long).toEqual(await read(apart, 30));
+    } finally {
+      expect(await here.stop()).toBe(0);
+      expect(await apart.stop()).toBe(0);
+    }
+  });
+});
+
 describe("colocate on the ingress at start", () => {
   it("refuses to start, saying what to fix", async () => {
     const r = await runCli(["run", join(DIR, "ingress.yaml"), "--port", "0", "--admin-port", "0"]);

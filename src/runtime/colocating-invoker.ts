@@ -34,21 +34,31 @@ export class ColocatingInvoker implements Required<Invoker> {
     if (!this.#local.has(deployment)) return this.remote.call(deployment, method, args, opts);
     const a = await this.#fetched(args);
     if (opts.timeoutS === undefined) return this.#here.call(deployment, method, a, opts);
-    // A handle's timeoutS holds for a colocated callee too: 504, and its signal aborts.
-    const cancel = LazyAbort.child(opts.cancel);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const e = new ServeError("timeout", `the call to ${deployment} took longer than its handle's timeoutS; raise timeoutS in handle.options() or make ${deployment} faster`, { deployment });
-        cancel.abort(e);
-        reject(e);
-      }, opts.timeoutS! * 1000);
-      this.#here.call(deployment, method, a, { ...opts, cancel }).then(resolve, reject).finally(() => clearTimeout(timer));
-    });
+    const d = deadline(deployment, opts);
+    try {
+      return await Promise.race([this.#here.call(deployment, method, a, { ...opts, cancel: d.cancel }), d.expired]);
+    } finally {
+      d.clear();
+    }
   }
 
-  async *stream(deployment: string, method: string | null, args: unknown[], opts?: CallOptions): AsyncGenerator<unknown> {
+  async *stream(deployment: string, method: string | null, args: unknown[], opts: CallOptions = {}): AsyncGenerator<unknown> {
     if (!this.#local.has(deployment)) return yield* this.remote.stream(deployment, method, args, opts);
-    yield* this.#here.stream(deployment, method, await this.#fetched(args), opts);
+    const a = await this.#fetched(args);
+    if (opts.timeoutS === undefined) return yield* this.#here.stream(deployment, method, a, opts);
+    // As across processes, timeoutS bounds the whole stream.
+    const d = deadline(deployment, opts);
+    const it = this.#here.stream(deployment, method, a, { ...opts, cancel: d.cancel })[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const r = await Promise.race([it.next(), d.expired]);
+        if (r.done) return;
+        yield r.value;
+      }
+    } finally {
+      d.clear();
+      void it.return?.(undefined).catch(() => {});
+    }
   }
 
   /** A colocated call keeps nothing: its value is its own reference (handles pass a non-KeptRef on as the value). */
@@ -70,4 +80,22 @@ export class ColocatingInvoker implements Required<Invoker> {
     if (!args.some((a) => a instanceof KeptRef)) return args;
     return Promise.all(args.map((a) => (a instanceof KeptRef ? this.remote.fetchKept(a) : a)));
   }
+}
+
+/**
+ * A handle's timeoutS for a colocated callee: past it, `expired` rejects with
+ * the 504 a call across processes gets, and the callee's signal aborts.
+ */
+function deadline(deployment: string, opts: CallOptions): { cancel: LazyAbort; expired: Promise<never>; clear(): void } {
+  const cancel = LazyAbort.child(opts.cancel);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new ServeError("timeout", `the call to ${deployment} took longer than its handle's timeoutS; raise timeoutS in handle.options() or make ${deployment} faster`, { deployment });
+      cancel.abort(e);
+      reject(e);
+    }, opts.timeoutS! * 1000);
+  });
+  expired.catch(() => {});
+  return { cancel, expired, clear: () => clearTimeout(timer) };
 }
