@@ -66,7 +66,7 @@ function shmFiles(pid: number): string[] {
 const ownerOf = (name: string) => Number(name.split("-")[3]);
 
 /** Bytes of /dev/shm an arena file really holds (its pages come into being as blocks are written). */
-const allocatedBytes = (name: string) => statSync(`/dev/shm/${name}`).blocks * 512;
+
 
 describe("a served graph with shared memory on", () => {
   let dir: TempDir;

@@ -47,6 +47,8 @@ export const FIELD_COST: Readonly<Record<DeploymentField, ChangeCost>> = Object.
   userConfig: "reconfigure",
   // A process's environment is fixed when it is spawned.
   env: "restart",
+  // Where the deployment runs: in its callers' processes, which are replaced.
+  colocate: "restart",
 });
 
 /** Application-level fields: a new importPath is new code, so every replica is replaced. */

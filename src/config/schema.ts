@@ -265,6 +265,7 @@ const field = {
       },
     ),
   routePrefix: () => routePrefix(),
+  colocate: () => z.boolean({ error: "colocate is true or false" }),
 };
 
 /** Descriptions shared by every variant of the deployment schema. */
@@ -284,6 +285,8 @@ const about = {
     "When a caller stops sending to a replica that keeps failing: after consecutiveFailures timeouts or 503s in a row it is ejected for baseEjectionS (longer each time in a row, at most maxEjectionS), never more than maxEjectionPercent of the replicas. Replaced whole by a PATCH.",
   env: 'Extra environment variables for the replica processes, e.g. { OMP_NUM_THREADS: "1" }. A change restarts the replicas.',
   routePrefix: 'The HTTP path the ingress serves, e.g. "/my-dag" (ingress only; "/-/" is reserved).',
+  colocate:
+    "true: run this deployment inside each process that calls it, instead of in replicas of its own: a call is a function call (arguments and results still pass through the wire codec, so answers are the same), with no hop and no wake-up of another process. For cheap pre- and post-processing. Not for the ingress; numReplicas, autoscaling, maxOngoingRequests, health checks and env do not apply (each caller's process runs it, as often as its callers call); a change of userConfig or colocate replaces the application's replicas. Default false.",
 } as const;
 
 const optionalDeploymentShape = {
@@ -299,6 +302,7 @@ const optionalDeploymentShape = {
   outlierDetection: field.outlierDetection().optional().describe(about.outlierDetection),
   env: field.env().optional().describe(about.env),
   routePrefix: field.routePrefix().optional().describe(about.routePrefix),
+  colocate: field.colocate().optional().describe(about.colocate),
 };
 
 /** A check every complete deployment passes: "auto" needs bounds to scale within. */
@@ -342,6 +346,7 @@ const deploymentConfigShape = {
   outlierDetection: optionalDeploymentShape.outlierDetection,
   env: field.env().default(() => ({})).describe(about.env),
   routePrefix: optionalDeploymentShape.routePrefix,
+  colocate: optionalDeploymentShape.colocate,
 };
 
 /** A fully resolved deployment, as `build` writes it; parsing fills the (non-ingress) defaults. */

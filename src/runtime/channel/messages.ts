@@ -103,4 +103,6 @@ export interface ReplicaSpec {
   userConfig?: unknown;
   maxOngoingRequests: number;
   sharedMemory: { enabled: boolean; thresholdBytes: number; arenaBytes: number; dir: string };
+  /** Deployments of the application this replica runs in its own process when it calls them (colocate: true). */
+  colocated?: { name: string; userConfig?: unknown }[];
 }

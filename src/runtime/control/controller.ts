@@ -3,7 +3,7 @@ import { LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig, type SharedM
 import { deepEqual } from "../../config/diff.ts";
 import type { ControlFromReplica, RoutingTable } from "../channel/messages.ts";
 import { processSharedMemory } from "../channel/shm-channel.ts";
-import type { PlannedApp } from "../plan-app.ts";
+import { colocatedOf, type PlannedApp } from "../plan-app.ts";
 import type { MetricsStore } from "../metrics/store.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import type { RunDir } from "../run-dir.ts";
@@ -104,7 +104,8 @@ export class Controller {
     app.routePrefix = planned.config.routePrefix;
     app.note = ""; // a new target supersedes what the last refused change said
     const wanted = new Set<string>();
-    for (const cfg of planned.config.deployments) {
+    for (const written of planned.config.deployments) {
+      const cfg = ownReplicas(written);
       wanted.add(cfg.name);
       const version = versionOf(planned, cfg);
       const d = app.deployments.get(cfg.name);
@@ -235,6 +236,7 @@ export class Controller {
       userConfig: d.config.userConfig,
       maxOngoingRequests: d.config.maxOngoingRequests,
       sharedMemory: this.opts.sharedMemory,
+      colocated: colocatedOf(p.config.deployments),
     };
     const proc = this.opts.engine.start(spec, d.config.env ?? {}, {
       message: (msg) => this.#onMessage(app, d, view, msg),
@@ -450,6 +452,11 @@ export class Controller {
 
 function mib(bytes: number): string {
   return `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
+}
+
+/** A colocated deployment runs in its callers' processes: it has no replicas of its own to start or scale. */
+function ownReplicas(cfg: DeploymentConfig): DeploymentConfig {
+  return cfg.colocate ? { ...cfg, numReplicas: 0, autoscalingConfig: undefined } : cfg;
 }
 
 /** Replicas of a deployment are replaced (rolling) when this changes: the code, the graph, the env. */

@@ -7,6 +7,7 @@ import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../chann
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
+import { ColocatingInvoker } from "../colocating-invoker.ts";
 import { ReplicaServer } from "./server.ts";
 import { replicaStats } from "../metrics/replica-stats.ts";
 import { observeBatches } from "../../api/batch.ts";
@@ -99,7 +100,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
       );
     }
     setAdmissionLimit(spec.maxOngoingRequests); // before reconfigure() runs in instantiate
-    callable = await instantiate(graph.ir, spec.deployment, invoker, spec.userConfig);
+    // Colocated deployments this replica calls run in this process; other calls go out.
+    const calls = spec.colocated?.length ? new ColocatingInvoker(graph.ir, spec.colocated, invoker) : invoker;
+    callable = await instantiate(graph.ir, spec.deployment, calls, spec.userConfig);
   } catch (e) {
     fail(e, spec.deployment);
   }
