@@ -105,3 +105,22 @@ describe.skipIf(!deps.ok)("the OCR example, served from its own directory (bun s
     expect(served.map((s) => s.body.text)).toEqual(LINES);
   });
 });
+
+describe.skipIf(!deps.ok)("the OCR example, served by the compiled binary from its own directory (dist/serve-bin run graph.ts)", () => {
+  it("loads onnxruntime-node and fast-png from the example's node_modules and reads each line as dag.execute() does", async () => {
+    await using server = await startServer("graph.ts", { cwd: DIR, compiled: true });
+    try {
+      const bodies = LINES.slice(0, 3).map((t) => png(t));
+      const served = [];
+      for (const b of bodies) {
+        const res = await fetch(`${server.url}/ocr`, { method: "POST", body: b as BodyInit, headers: { "content-type": "image/png" } });
+        expect(res.status).toBe(200);
+        served.push(await res.json());
+      }
+      expect(served).toEqual(await local(bodies));
+      expect(served.map((o) => (o as OcrResult).text)).toEqual(LINES.slice(0, 3));
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});

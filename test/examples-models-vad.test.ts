@@ -145,6 +145,22 @@ describe.skipIf(!deps.ok)("the Silero VAD example, served from its own directory
   });
 });
 
+describe.skipIf(!deps.ok)("the Silero VAD example, served by the compiled binary from its own directory (dist/serve-bin run graph.ts)", () => {
+  it("loads onnxruntime-node from the example's node_modules in every replica and answers as dag.execute() does", async () => {
+    await using server = await startServer("graph.ts", { cwd: DIR, compiled: true });
+    try {
+      const wav = encodeWav(speechClip(4, 1, 2), MODEL_RATE);
+      const res = await fetch(`${server.url}/vad`, { method: "POST", body: wav as BodyInit });
+      expect(res.status).toBe(200);
+      const served = (await res.json()) as VadResult;
+      expect([served]).toEqual(await local([wav]));
+      expect(served.segments).toHaveLength(1);
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+});
+
 describe.skipIf(!deps.ok)("examples/vad/audio.ts", () => {
   it("reads back the WAV it writes within 16-bit rounding, and averages stereo to mono", () => {
     const clip = speechClip(1, 0.2, 0.5);
