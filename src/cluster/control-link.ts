@@ -1,0 +1,113 @@
+/**
+ * The control link between the cluster roles (SPEC §9): replicas and proxies
+ * dial the controller over an authenticated TCP link (transport.ts) and keep
+ * dialling while it is away. The messages ride the same framing and codec as
+ * calls; these are their shapes.
+ */
+import type { Connection } from "../runtime/channel/connection.ts";
+import type { ControlFromReplica, ControlToReplica, DataMessage, RoutingTable } from "../runtime/channel/messages.ts";
+import { dialLink, type LinkOptions } from "../runtime/channel/transport.ts";
+import type { RouteConfig } from "../config/schema.ts";
+
+/** What a replica that already runs tells a controller it meets (a restarted one adopts it). */
+export interface RunningReplica {
+  replicaId: string;
+  hash: string;
+  address: string;
+}
+
+/** One application as a proxy needs it: where it is served, its ingress, its replicas. */
+export interface ProxyApp {
+  name: string;
+  routePrefix: string;
+  ingress: string;
+  table: RoutingTable;
+}
+
+/** What proxies route by: every application's snapshot and the split routes. */
+export interface ProxySnapshot {
+  apps: ProxyApp[];
+  routes: RouteConfig[];
+}
+
+/** Messages on a control link. */
+export type LinkMessage =
+  | { t: "hello"; role: "replica"; app: string; deployment: string; running?: RunningReplica }
+  | { t: "hello"; role: "proxy" }
+  | { t: "to-replica"; m: ControlToReplica }
+  | { t: "from-replica"; m: ControlFromReplica }
+  | { t: "leaving" }
+  | { t: "snapshot"; snapshot: ProxySnapshot };
+
+/** Sends a control message (the connection's codec carries any plain value). */
+export function sendLink(conn: Connection, msg: LinkMessage): void {
+  conn.send(msg as unknown as DataMessage);
+}
+
+/** Longest wait between two dials to an absent controller. */
+const MAX_REDIAL_MS = 2000;
+
+/**
+ * Keeps one control link to the controller: dials, says hello, hands each
+ * message on, and dials again (backing off to 2 s) whenever it drops — the
+ * process keeps serving meanwhile. `stop()` ends it.
+ */
+export class ControllerLink {
+  #conn: Connection | null = null;
+  #stopped = false;
+  #delay = 100;
+
+  constructor(
+    readonly address: string,
+    readonly links: LinkOptions,
+    readonly hello: () => LinkMessage,
+    readonly onMessage: (msg: LinkMessage) => void,
+    readonly onState: (connected: boolean) => void = () => {},
+  ) {
+    void this.#dial();
+  }
+
+  get connected(): boolean {
+    return this.#conn !== null;
+  }
+
+  send(msg: LinkMessage): void {
+    if (this.#conn) sendLink(this.#conn, msg);
+  }
+
+  async #dial(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        const conn = await dialLink(
+          this.address,
+          {
+            message: (m) => this.onMessage(m as unknown as LinkMessage),
+            close: () => {
+              if (this.#conn !== conn) return;
+              this.#conn = null;
+              this.onState(false);
+              if (!this.#stopped) void this.#dial();
+            },
+          },
+          {},
+          this.links,
+        );
+        if (this.#stopped) return void conn.socket.end();
+        this.#conn = conn;
+        this.#delay = 100;
+        sendLink(conn, this.hello());
+        this.onState(true);
+        return;
+      } catch {
+        await Bun.sleep(this.#delay);
+        this.#delay = Math.min(MAX_REDIAL_MS, this.#delay * 2);
+      }
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#conn?.socket.end();
+    this.#conn = null;
+  }
+}
