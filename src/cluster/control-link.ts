@@ -32,7 +32,7 @@ export interface ProxySnapshot {
 
 /** Messages on a control link. */
 export type LinkMessage =
-  | { t: "hello"; role: "replica"; app: string; deployment: string; running?: RunningReplica }
+  | { t: "hello"; role: "replica"; app: string; deployment: string; pid: number; running?: RunningReplica }
   | { t: "hello"; role: "proxy" }
   | { t: "to-replica"; m: ControlToReplica }
   | { t: "from-replica"; m: ControlFromReplica }
@@ -56,6 +56,7 @@ export class ControllerLink {
   #conn: Connection | null = null;
   #stopped = false;
   #delay = 100;
+  #lastFailure = "";
 
   constructor(
     readonly address: string,
@@ -63,6 +64,8 @@ export class ControllerLink {
     readonly hello: () => LinkMessage,
     readonly onMessage: (msg: LinkMessage) => void,
     readonly onState: (connected: boolean) => void = () => {},
+    /** Why a dial failed, once per distinct reason (a wrong token, no route, refused). */
+    readonly onFail: (message: string) => void = () => {},
   ) {
     void this.#dial();
   }
@@ -95,10 +98,14 @@ export class ControllerLink {
         if (this.#stopped) return void conn.socket.end();
         this.#conn = conn;
         this.#delay = 100;
+        this.#lastFailure = "";
         sendLink(conn, this.hello());
         this.onState(true);
         return;
-      } catch {
+      } catch (e) {
+        const why = (e as Error).message;
+        if (why !== this.#lastFailure) this.onFail(why);
+        this.#lastFailure = why;
         await Bun.sleep(this.#delay);
         this.#delay = Math.min(MAX_REDIAL_MS, this.#delay * 2);
       }

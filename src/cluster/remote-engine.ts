@@ -24,6 +24,8 @@ export interface Scaler {
 /** A replica's control link, as this engine holds it. */
 interface Remote {
   conn: Connection;
+  /** The replica's process id on its host (for status). */
+  pid: number;
   app: string;
   deployment: string;
   running?: RunningReplica;
@@ -100,16 +102,18 @@ export class RemoteEngine implements Engine {
     this.#rescale(claim.key, spec.app, spec.deployment);
     return {
       get pid() {
-        return 0;
+        return claim.remote?.pid ?? 0;
       },
       send: (msg) => {
-        if (claim.ended || this.#detached) return;
+        if (claim.ended) return;
+        // Detached, nothing reaches a replica; asked to drain, the claim simply ends.
+        if (this.#detached) return void (msg.t === "drain" && this.#end(claim, { code: 0, signal: null }));
         if (msg.t === "drain" && claim.remote) claim.remote.leaving = true;
         if (claim.remote) sendLink(claim.remote.conn, { t: "to-replica", m: msg });
         else claim.pending.push(msg);
       },
       kill: () => {
-        if (this.#detached) return;
+        if (this.#detached) return this.#end(claim, { code: 0, signal: null });
         // The replica process is not ours to signal: asked to leave, it drains and exits, and its engine does not bring it back.
         if (claim.remote) {
           claim.remote.leaving = true;
@@ -135,9 +139,9 @@ export class RemoteEngine implements Engine {
   detach(): void {
     this.#detached = true;
     this.#listener.stop();
+    for (const c of [...this.#claims]) this.#end(c, { code: 0, signal: null });
     for (const r of this.#remotes) r.conn.socket.end();
     for (const p of this.#proxies) p.socket.end();
-    for (const c of [...this.#claims]) this.#end(c, { code: 0, signal: null });
   }
 
   #bind(claim: Claim, remote: Remote): void {
@@ -159,6 +163,7 @@ export class RemoteEngine implements Engine {
   }
 
   #rescale(key: string, app: string, deployment: string): void {
+    if (this.#detached) return;
     this.scaler?.scale(app, deployment, this.#claims.filter((c) => c.key === key).length);
   }
 
@@ -171,7 +176,7 @@ export class RemoteEngine implements Engine {
           if (this.#snapshot) sendLink(conn, { t: "snapshot", snapshot: this.#snapshot });
           return;
         }
-        return this.#arrived({ conn, app: msg.app, deployment: msg.deployment, running: msg.running });
+        return this.#arrived({ conn, pid: msg.pid, app: msg.app, deployment: msg.deployment, running: msg.running });
       case "from-replica": {
         const remote = this.#byConn.get(conn);
         const claim = remote?.claim;

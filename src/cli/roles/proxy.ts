@@ -58,7 +58,7 @@ export async function proxyRole(argv: string[]): Promise<number> {
   }, (up) => {
     serverLog(up ? "info" : "warn", up ? `linked to the controller at ${controller}` : `lost the controller at ${controller}; routing by the last snapshot`);
     dns?.controllerUp(up);
-  });
+  }, (why) => serverLog("warn", `cannot link to the controller: ${why}; trying again`));
   const listener = createProxy({ routes: routes.routes, metrics: new RequestMetrics(), healthy: () => routes.serving() }, proxy);
   const http = Bun.serve({
     hostname: proxy.host,

@@ -70,9 +70,9 @@ export async function replicaRole(argv: string[]): Promise<number> {
 
   console.log(`serve-bin: replica ${app}/${deployment} health on http://${health.hostname}:${health.port}, dialling ${controller}`);
 
-  const link: ControllerLink = new ControllerLink(controller, { token }, (): LinkMessage => ({ t: "hello", role: "replica", app, deployment, running }), (msg) => {
+  const link: ControllerLink = new ControllerLink(controller, { token }, (): LinkMessage => ({ t: "hello", role: "replica", app, deployment, pid: process.pid, running }), (msg) => {
     if (msg.t === "to-replica") onControl(msg.m);
-  });
+  }, () => {}, (why) => console.error(`serve-bin: cannot link to the controller: ${why}; trying again`));
 
   const toController = (m: ControlFromReplica) => link.send({ t: "from-replica", m });
   useControlPort({
