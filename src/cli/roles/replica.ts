@@ -126,9 +126,9 @@ export async function replicaRole(argv: string[]): Promise<number> {
     }
     if (!running) return; // still constructing: its ready goes out when it is
     if (next.hash !== spec.hash) {
-      console.error(`serve-bin: the controller runs another graph (hash ${next.hash}, this replica ${spec.hash}); draining so the engine starts a new one`);
-      draining = true;
-      return deliverControl({ t: "drain", timeoutS: drainS });
+      // Exit 1: the engine's restart policy (on-failure) starts a fresh task, which the controller constructs.
+      console.error(`serve-bin: the controller runs another graph (hash ${next.hash}, this replica ${spec.hash}); exiting so the engine starts a new one`);
+      process.exit(1);
     }
     if (!deepEqual(next.userConfig, applied)) {
       const seq = -++internalSeq;
