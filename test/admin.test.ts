@@ -56,7 +56,7 @@ async function settled(): Promise<StatusJSON> {
 }
 
 const replica = (id: string) => ({ id, pid: expect.any(Number), state: "RUNNING", restarts: 0 });
-const healthy = (...ids: string[]) => ({ status: "HEALTHY", message: "", targetReplicas: ids.length, replicas: ids.map(replica) });
+const healthy = (...ids: string[]) => ({ status: "HEALTHY", message: "", targetReplicas: ids.length, restarts: 0, backoffS: 0, replicas: ids.map(replica) });
 
 beforeAll(async () => {
   tmp = tempDir("sb-admin-");

@@ -37,7 +37,7 @@ describe("the compiled binary serving the tutorial graph from a directory withou
         applications: Record<string, { status: string; routePrefix: string; deployments: Record<string, { status: string; targetReplicas: number; replicas: { id: string; pid: number; state: string; restarts: number }[] }> }>;
       };
       const replica = (id: string) => ({ id, pid: expect.any(Number), state: "RUNNING", restarts: 0 });
-      const healthy = (...ids: string[]) => ({ status: "HEALTHY", message: "", targetReplicas: ids.length, replicas: ids.map(replica) });
+      const healthy = (...ids: string[]) => ({ status: "HEALTHY", message: "", targetReplicas: ids.length, restarts: 0, backoffS: 0, replicas: ids.map(replica) });
       expect(status).toEqual({
         applications: {
           default: {

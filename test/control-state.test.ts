@@ -68,7 +68,7 @@ describe("the deployment state machine", () => {
   it("shows UNHEALTHY with how the replica ended and the next restart while it crash-loops, and starts counting again after a healthy while", () => {
     const d = machine(1, { restartBackoffS: 2, restartResetAfterS: 60 });
     startAll(d, 0);
-    d.failedToStart({ message: "ignored: it was ready" });
+    d.failed({ message: "ignored: it was ready" });
     let [r] = d.replicas.values();
     d.exited(r!.key, 1000, "exit code 3");
     expect(d.status()).toBe("UPDATING"); // one death: back at once
@@ -97,7 +97,7 @@ describe("the deployment state machine", () => {
       const [s] = starts(d.decide(now, 10));
       expect(s).toBeDefined();
       const r = d.started(s!, now);
-      d.failedToStart({ message: "boom in the constructor", stack: "Error: boom\n  at new Model" });
+      d.failed({ message: "boom in the constructor", stack: "Error: boom\n  at new Model" });
       d.exited(r.key, now, "exit code 1");
       now += d.backoffS(now) * 1000;
     }

@@ -303,8 +303,7 @@ export function statusTable(status: StatusJSON): string {
     const deployments = Object.entries(a.deployments);
     if (!deployments.length) rows.push([app, a.status, a.routePrefix, "-", "-", "-", "-"]);
     deployments.forEach(([name, d], i) => {
-      const restarts = d.replicas.reduce((n, r) => n + r.restarts, 0);
-      rows.push([i ? "" : app, i ? "" : a.status, i ? "" : a.routePrefix, name, d.status, `${running(d)}/${d.targetReplicas}`, String(restarts)]);
+      rows.push([i ? "" : app, i ? "" : a.status, i ? "" : a.routePrefix, name, d.status, `${running(d)}/${d.targetReplicas}`, String(d.restarts)]);
       if (d.message) notes.push(`${app}/${name}: ${d.message}`);
     });
     if (a.message) notes.push(`${app}: ${a.message}`);

@@ -20,6 +20,9 @@ import {
 
 export type ChangeCost = "target" | "reconfigure" | "restart";
 
+/** Sections fixed for the server's life: a change is kept for its next start and reported as needing a restart. */
+export const SERVER_SECTIONS = ["proxy", "admin", "sharedMemory", "logging", "tracing"] as const;
+
 type DeploymentField = Exclude<keyof DeploymentConfig, "name">;
 
 /**
@@ -120,7 +123,7 @@ export function diffConfigs(old: ServeConfig | null, next: ServeConfig): ConfigD
     if (changed) changedApplications.push(diff);
   }
   const serverRestartNeeded = old
-    ? (["proxy", "admin", "sharedMemory"] as const).flatMap((s) => changedKeys(old[s], next[s]).map((k) => `${s}.${k}`))
+    ? SERVER_SECTIONS.flatMap((s) => changedKeys(old[s], next[s]).map((k) => `${s}.${k}`))
     : [];
   return {
     addedApplications: [...nextApps.keys()].filter((a) => !oldApps.has(a)),

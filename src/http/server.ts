@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ServeError } from "../error.ts";
-import { diffConfigs, mergeDeploymentPatch, mergeRoutePatch } from "../config/diff.ts";
+import { SERVER_SECTIONS, diffConfigs, mergeDeploymentPatch, mergeRoutePatch } from "../config/diff.ts";
 import { parseConfig, type DeploymentPatch, type ResolvedApplicationConfig, type RouteConfig, type ServeConfig } from "../config/schema.ts";
 import { ChangePath, resolved } from "../runtime/control/change.ts";
 import { Controller, type ControllerOptions } from "../runtime/control/controller.ts";
@@ -119,8 +119,8 @@ export class Server {
    */
   async apply(incoming: ServeConfig, wait = true): Promise<{ needsRestart: string[] }> {
     const { removed } = await this.changes.change(async (current) => {
-      // proxy, admin and sharedMemory are fixed for the server's life: kept, and reported.
-      const config = { ...incoming, proxy: current.config.proxy, admin: current.config.admin, sharedMemory: current.config.sharedMemory };
+      // The server sections are fixed for the server's life: kept, and reported.
+      const config = { ...incoming, ...Object.fromEntries(SERVER_SECTIONS.map((k) => [k, current.config[k]])) } as ServeConfig;
       const plans = new Map<string, PlannedApp>();
       for (const [i, app] of config.applications.entries()) {
         try {
@@ -251,7 +251,7 @@ function checkPrefixes(planned: PlannedApp[]): void {
   }
 }
 
-/** Server fields (proxy, admin, sharedMemory) a config asks to change: they need a server restart. */
+/** Server fields (SERVER_SECTIONS) a config asks to change: they need a server restart. */
 function diffServerFields(running: ServeConfig, incoming: ServeConfig): string[] {
   return diffConfigs({ ...running, applications: [], routes: [] }, { ...incoming, applications: [], routes: [] }).serverRestartNeeded;
 }

@@ -149,11 +149,7 @@ export class Controller {
   changeUserConfig(appName: string, name: string, userConfig: unknown): Promise<void> {
     const app = this.#app(appName);
     const d = this.deployment(app, name);
-    return changeUserConfig(this.#scope(app, d), userConfig).catch((e: unknown) => {
-      if (e instanceof ServeError) app.note = e.message;
-      this.#refreshStatus(app);
-      throw e;
-    });
+    return changeUserConfig(this.#scope(app, d), userConfig);
   }
 
   #scope(app: AppRuntime, d: DeploymentState): ReconfigureScope {
@@ -164,6 +160,9 @@ export class Controller {
       changed: () => {
         this.#refreshStatus(app);
         this.reconcile();
+      },
+      refused: (note) => {
+        app.note = note;
       },
     };
   }
@@ -270,7 +269,7 @@ export class Controller {
         this.reconcile();
         return;
       case "failed":
-        d.failedToStart({ message: msg.error.message, stack: msg.error.stack });
+        d.failed({ message: msg.error.message, stack: msg.error.stack });
         this.#emit(app, d, r, "replica-failed", msg.error.message, msg.error.stack);
         return;
       case "done":

@@ -209,8 +209,8 @@ export class DeploymentState {
     }
   }
 
-  /** The replica said why it could not start (its constructor threw, its graph differs…). */
-  failedToStart(error: Failure): void {
+  /** The replica said why it could not start or is about to exit (its constructor threw, an uncaught exception…). */
+  failed(error: Failure): void {
     this.lastFailure = error;
   }
 

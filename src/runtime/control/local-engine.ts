@@ -1,3 +1,4 @@
+import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import type { ControlFromReplica, ReplicaSpec } from "../channel/messages.ts";
@@ -38,7 +39,8 @@ export class LocalEngine implements Engine {
     const prefix = `[${spec.app}/${spec.replicaId}]`;
     let resolveExit!: (info: ExitInfo) => void;
     const exited = new Promise<ExitInfo>((r) => (resolveExit = r));
-    const child: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([...replicaCommand(), spec.replicaId], {
+    // The command line names the replica and its run directory (which carries the server's pid), nothing secret.
+    const child: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([...replicaCommand(), spec.replicaId, basename(dirname(spec.socket))], {
       env: { ...process.env, ...env },
       stdin: "ignore",
       stdout: "pipe",

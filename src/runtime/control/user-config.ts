@@ -11,6 +11,8 @@ export interface ReconfigureScope {
   replace(view: ReplicaView, why: string): void;
   /** Something visible changed (states, target): refresh status and reconcile. */
   changed(): void;
+  /** The change was refused and rolled back: what the application's status says until the next change. */
+  refused(note: string): void;
 }
 
 /**
@@ -37,8 +39,9 @@ export async function changeUserConfig(scope: ReconfigureScope, userConfig: unkn
   const serving = servingCurrent(d);
   const undone = await Promise.all(serving.map((r) => reconfigureOne(scope, r, previous, back, 30_000)));
   serving.forEach((r, i) => undone[i] && scope.replace(r, `it could not go back to the previous userConfig: ${undone[i]!.message}`));
-  scope.changed();
   const err = results[failed]!;
+  scope.refused(`reconfigure of ${d.name} failed on replica ${live[failed]!.id} and was rolled back: ${err.message}`);
+  scope.changed();
   throw new ServeError("user", `reconfigure() of ${d.name} failed on replica ${live[failed]!.id}; the change was rolled back on every replica: ${err.message}`, {
     deployment: d.name,
     causeName: err.causeName,

@@ -97,6 +97,12 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
   if (env.logging) installReplicaConsole(env.logging, who, (line) => send({ t: "log", line }));
   if (env.tracing) setProcessTracer(new Tracer(env.tracing, who));
   process.on("unhandledRejection", (e) => console.error(`unhandled rejection (replica lives on): ${(e as Error)?.stack ?? e}`));
+  // An exception nothing caught ends the replica; the server learns why (status shows it) before it goes.
+  process.on("uncaughtException", (e) => {
+    console.error(`uncaught exception (replica exits): ${(e as Error)?.stack ?? e}`);
+    send({ t: "failed", error: ServeError.fromUser(e, spec.deployment).toJSON() });
+    setTimeout(() => process.exit(1), 50);
+  });
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => (port.sigterm ? port.sigterm() : process.exit(0)));
 
