@@ -82,7 +82,7 @@ describe("serve-bin build --target swarm", () => {
   it("runs the controller on a manager with the engine's socket and a state volume, and publishes the proxy's and admin ports in host mode", () => {
     const c = stack.services.controller;
     expect(c.command).toEqual([
-      "controller", "--config", "/etc/serve-bin/serve.yaml", "--engine", "swarm", "--state-dir", "/var/lib/serve-bin", "--listen", "tcp://0.0.0.0:7070",
+      "controller", "--config", "/etc/serve-bin/serve.yaml", "--app-dir", "/app", "--engine", "swarm", "--state-dir", "/var/lib/serve-bin", "--listen", "tcp://0.0.0.0:7070",
       "--port", "8000", "--admin-host", "0.0.0.0", "--admin-port", "8265", "--admin-token-file", "/run/secrets/serve-bin-admin-token",
     ]);
     expect(stack.services.proxy.command).toEqual(["proxy", "--config", "/etc/serve-bin/serve.yaml", "--controller", "tcp://controller:7070", "--host", "0.0.0.0", "--port", "8000", "--dns-fallback"]);

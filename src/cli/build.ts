@@ -67,7 +67,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
-  if (cluster) return writeCluster(config, values.image!, values.output!);
+  if (cluster) return writeCluster(config, values.image!, values.output!, values["app-root"]);
   const yaml = toYAML(config);
   if (values.output) {
     writeFileSync(values.output, yaml);
@@ -106,12 +106,12 @@ function clusterOutput(values: { target?: string; image?: string; output?: strin
 }
 
 /** Writes DIR/serve.yaml (the config, as the controller and replicas read it in their containers) and DIR/stack.yml. */
-function writeCluster(config: ServeConfig, image: string, dir: string): number {
+function writeCluster(config: ServeConfig, image: string, dir: string, appRoot = "/app"): number {
   // Inside a container the admin API must listen beyond loopback (its token is a secret), and 500s carry no stacks.
   const inCluster = { ...config, admin: { ...config.admin, host: "0.0.0.0" }, proxy: { ...config.proxy, errorDetail: "message" } } as ServeConfig;
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "serve.yaml"), toYAML(inCluster));
-  const stack = swarmStack(inCluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml" });
+  const stack = swarmStack(inCluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml", appRoot });
   const head = [
     "# Written by `serve-bin build --target swarm`. Deploy with:",
     "#   openssl rand -hex 32 | docker secret create serve-bin-cluster-token -",

@@ -30,6 +30,8 @@ export interface SwarmOptions {
   image: string;
   /** Name of the Swarm config (a file in the build directory) that carries the serve-bin config. */
   configFile: string;
+  /** Where the graph's directory is in the image (`--app-root`, default /app): import paths must stay under it. */
+  appRoot?: string;
 }
 
 /** Where things are inside every container. */
@@ -110,10 +112,12 @@ export function swarmStack(config: ResolvedServeConfig, opts: SwarmOptions): Obj
   const services: Obj = {
     controller: service(opts, "controller", {}, {
       command: [
-        "controller", "--config", configPath, "--engine", "swarm", "--state-dir", state, "--listen", `tcp://0.0.0.0:${SWARM_PATHS.controlPort}`,
+        "controller", "--config", configPath, "--app-dir", opts.appRoot ?? "/app", "--engine", "swarm", "--state-dir", state, "--listen", `tcp://0.0.0.0:${SWARM_PATHS.controlPort}`,
         "--port", String(SWARM_PATHS.healthPort), "--admin-host", "0.0.0.0", "--admin-port", String(config.admin.port), "--admin-token-file", `/run/secrets/${adminTokenSecret}`,
       ],
       secrets: [tokenSecret, adminTokenSecret],
+      // The engine's socket is root's: the controller (only it) runs as root to reach it.
+      user: "0:0",
       // The engine's API (tasks, scaling) through the manager's socket; the applied config and userConfig survive a restart in the volume.
       volumes: ["/var/run/docker.sock:/var/run/docker.sock", `serve-bin-state:${state}`],
       ports: [{ target: config.admin.port, published: config.admin.port, protocol: "tcp", mode: "host" }],

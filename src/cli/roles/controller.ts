@@ -22,7 +22,7 @@ import { withReadiness } from "./health.ts";
 import { tcpFlag } from "./flags.ts";
 
 const USAGE =
-  "serve-bin controller --config serve.yaml [--listen tcp://0.0.0.0:7070] [--engine static|swarm] [--docker-socket /var/run/docker.sock] [--state-dir DIR] [--host 0.0.0.0] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F]";
+  "serve-bin controller --config serve.yaml [--listen tcp://0.0.0.0:7070] [--engine static|swarm] [--docker-socket /var/run/docker.sock] [--state-dir DIR] [--app-dir DIR] [--host 0.0.0.0] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F]";
 
 const flags = {
   config: { type: "string" },
@@ -30,6 +30,7 @@ const flags = {
   engine: { type: "string" },
   "docker-socket": { type: "string" },
   "state-dir": { type: "string" },
+  "app-dir": { type: "string" },
   host: { type: "string" },
   port: { type: "string" },
   "admin-host": { type: "string" },
@@ -76,7 +77,7 @@ export async function controllerRole(argv: string[]): Promise<number> {
   const timer = setInterval(publish, SNAPSHOT_EVERY_MS);
 
   const run = ["--port", values.port ?? "8000", "--host", values.host ?? "0.0.0.0"];
-  for (const f of ["state-dir", "admin-host", "admin-port", "admin-token-file"] as const) if (values[f] !== undefined) run.push(`--${f}`, values[f]!);
+  for (const f of ["state-dir", "app-dir", "admin-host", "admin-port", "admin-token-file"] as const) if (values[f] !== undefined) run.push(`--${f}`, values[f]!);
   const code = await runCommand([values.config, ...run], "run", {
     cluster: {
       engine,
