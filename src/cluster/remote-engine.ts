@@ -16,9 +16,15 @@ import { listenLink, parseAddress, tcpAddress, type LinkListener, type LinkOptio
 import type { Engine, ExitInfo, ReplicaEvents, ReplicaProcess } from "../runtime/control/engine.ts";
 import { sendLink, type LinkMessage, type ProxySnapshot, type RunningReplica } from "./control-link.ts";
 
-/** Sets how many replicas a deployment's service runs (Swarm: the service's replica count). */
+/**
+ * Sets how many replicas a deployment's service runs (Swarm: the service's
+ * replica count). `atLeast` only ever raises it: claims come a few at a time
+ * (start budget, a restarted controller), and a count set lower on the way
+ * would make the engine stop tasks that serve. Only a stop the controller
+ * chose lowers it (`exactly`).
+ */
 export interface Scaler {
-  scale(app: string, deployment: string, replicas: number): void;
+  scale(app: string, deployment: string, replicas: number, how: "atLeast" | "exactly"): void;
 }
 
 /** A replica's control link, as this engine holds it. */
@@ -99,7 +105,7 @@ export class RemoteEngine implements Engine {
     this.#claims.push(claim);
     const free = [...this.#remotes].find((r) => !r.claim && !r.leaving && keyOf(r.app, r.deployment) === claim.key);
     if (free) this.#bind(claim, free);
-    this.#rescale(claim.key, spec.app, spec.deployment);
+    this.#rescale(claim.key, spec.app, spec.deployment, "atLeast");
     return {
       get pid() {
         return claim.remote?.pid ?? 0;
@@ -159,12 +165,13 @@ export class RemoteEngine implements Engine {
     if (claim.remote) claim.remote.claim = undefined;
     claim.resolveExit(info);
     claim.events.exit(info);
-    if (!this.#detached) this.#rescale(claim.key, claim.spec.app, claim.spec.deployment);
+    // A drained replica exits and its link closes: the stop the controller chose, so the count follows it down.
+    if (claim.remote?.leaving) this.#rescale(claim.key, claim.spec.app, claim.spec.deployment, "exactly");
   }
 
-  #rescale(key: string, app: string, deployment: string): void {
+  #rescale(key: string, app: string, deployment: string, how: "atLeast" | "exactly"): void {
     if (this.#detached) return;
-    this.scaler?.scale(app, deployment, this.#claims.filter((c) => c.key === key).length);
+    this.scaler?.scale(app, deployment, this.#claims.filter((c) => c.key === key).length, how);
   }
 
   #onMessage(conn: Connection, msg: LinkMessage): void {

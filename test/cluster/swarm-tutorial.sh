@@ -20,9 +20,9 @@ W=$(mktemp -d /tmp/sb-swarm-tutorial-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 say() { echo "[swarm-tutorial $(date +%T)] $*" >&2; }
 fail() { say "FAILED: $*"; docker service ls >&2 || true; for s in controller proxy default-model; do docker service logs --raw sb_$s 2>&1 | tail -30 >&2 || true; done; exit 1; }
-# Inside the manager's namespace: the only place the published ports are.
+# Requests go from inside the manager's namespace to the harness's own node addresses (ports are
+# published in host mode: the proxy's on the node it runs on, the admin API on the manager's).
 in_ns() { nsenter --net="/run/netns/${NSS[0]}" "$@"; }
-URL="http://${ADDRS[0]}:8000"
 ADMIN="http://${ADDRS[0]}:8265"
 
 say "building the image on the manager"
@@ -43,6 +43,14 @@ ADMIN_TOKEN=$(openssl rand -hex 16)
 printf '%s' "$ADMIN_TOKEN" | docker secret create serve-bin-admin-token - >/dev/null
 (cd "$W/stack" && docker stack deploy --resolve-image never -c stack.yml sb >&2)
 
+for _ in $(seq 1 120); do
+  PNODE=$(docker service ps sb_proxy --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' | awk '/Running/ {print $1; exit}')
+  [ -n "$PNODE" ] && break
+  sleep 1
+done
+[ -n "$PNODE" ] || fail "the proxy task never ran"
+URL="http://${ADDRS[$(( ${PNODE#node} - 1 ))]}:8000"
+say "proxy on $PNODE: $URL"
 ask() { in_ns curl -s -m 10 -d '["5",[1,2],"sum"]' "$URL/my-dag"; }
 for _ in $(seq 1 300); do [ "$(in_ns curl -s -o /dev/null -w '%{http_code}' -m 2 "$URL/-/ready" || true)" = 200 ] && break; sleep 1; done
 [ "$(in_ns curl -s -o /dev/null -w '%{http_code}' -m 2 "$URL/-/ready")" = 200 ] || fail "the proxy never became ready"

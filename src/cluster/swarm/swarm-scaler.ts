@@ -12,7 +12,7 @@ import { DockerApi, type SwarmService } from "./docker-api.ts";
 const RETRIES = 5;
 
 export class SwarmScaler implements Scaler {
-  readonly #want = new Map<string, { app: string; deployment: string; replicas: number }>();
+  readonly #want = new Map<string, { app: string; deployment: string; replicas: number; how: "atLeast" | "exactly" }>();
   readonly #busy = new Set<string>();
   /** The last error per deployment, for the controller's log. */
   readonly errors = new Map<string, string>();
@@ -24,10 +24,15 @@ export class SwarmScaler implements Scaler {
     readonly log: (line: string) => void = (l) => console.error(l),
   ) {}
 
-  scale(app: string, deployment: string, replicas: number): void {
+  scale(app: string, deployment: string, replicas: number, how: "atLeast" | "exactly"): void {
     const key = `${app}/${deployment}`;
-    this.#want.set(key, { app, deployment, replicas });
-    if (!this.#busy.has(key)) void this.#drive(key);
+    const before = this.#want.get(key);
+    // Within one turn a stop and a start (a replacement) net out; an exact count is not undone by a later "at least".
+    this.#want.set(key, { app, deployment, replicas, how: before?.how === "exactly" && this.#busy.has(key) ? "exactly" : how });
+    if (this.#busy.has(key)) return;
+    this.#busy.add(key);
+    // Coalesces the claims of one reconcile pass into one update.
+    setTimeout(() => void this.#drive(key), 0);
   }
 
   /** The service of a deployment in this stack. */
@@ -38,14 +43,14 @@ export class SwarmScaler implements Scaler {
   }
 
   async #drive(key: string): Promise<void> {
-    this.#busy.add(key);
     try {
       for (let attempt = 0; attempt < RETRIES; attempt++) {
         const want = this.#want.get(key)!;
         try {
           const svc = await this.find(want.app, want.deployment);
           if (!svc) throw new Error(`no service labelled serve-bin.app=${want.app}, serve-bin.deployment=${want.deployment}${this.stack ? ` in stack ${this.stack}` : ""}`);
-          if (svc.Spec.Mode.Replicated?.Replicas !== want.replicas) {
+          const now = svc.Spec.Mode.Replicated?.Replicas ?? 0;
+          if (now !== want.replicas && (want.how === "exactly" || now < want.replicas)) {
             await this.api.setReplicas(svc, want.replicas);
             this.log(`serve-bin: ${svc.Spec.Name} scaled to ${want.replicas}`);
           }
