@@ -37,6 +37,8 @@ export type LinkMessage =
   | { t: "to-replica"; m: ControlToReplica }
   | { t: "from-replica"; m: ControlFromReplica }
   | { t: "leaving" }
+  /** Both ends, every second: a peer whose host vanished sends no FIN, so silence is what ends its link. */
+  | { t: "ping" }
   | { t: "snapshot"; snapshot: ProxySnapshot };
 
 /** Sends a control message (the connection's codec carries any plain value). */
@@ -46,6 +48,9 @@ export function sendLink(conn: Connection, msg: LinkMessage): void {
 
 /** Longest wait between two dials to an absent controller. */
 const MAX_REDIAL_MS = 2000;
+/** How often each end of a control link pings, and how long a silent link lives. */
+export const PING_EVERY_MS = 1000;
+export const SILENT_LINK_MS = 5000;
 
 /**
  * Keeps one control link to the controller: dials, says hello, hands each
@@ -57,6 +62,8 @@ export class ControllerLink {
   #stopped = false;
   #delay = 100;
   #lastFailure = "";
+  #heard = 0;
+  readonly #pinger: ReturnType<typeof setInterval>;
 
   constructor(
     readonly address: string,
@@ -67,7 +74,19 @@ export class ControllerLink {
     /** Why a dial failed, once per distinct reason (a wrong token, no route, refused). */
     readonly onFail: (message: string) => void = () => {},
   ) {
+    this.#pinger = setInterval(() => this.#ping(), PING_EVERY_MS);
     void this.#dial();
+  }
+
+  /** Pings the controller, and drops a link that stayed silent (its host gone, or cut off): then dials again. */
+  #ping(): void {
+    const conn = this.#conn;
+    if (!conn) return;
+    if (performance.now() - this.#heard < SILENT_LINK_MS) return sendLink(conn, { t: "ping" });
+    this.#conn = null;
+    conn.socket.terminate();
+    this.onState(false);
+    if (!this.#stopped) void this.#dial();
   }
 
   get connected(): boolean {
@@ -84,7 +103,10 @@ export class ControllerLink {
         const conn = await dialLink(
           this.address,
           {
-            message: (m) => this.onMessage(m as unknown as LinkMessage),
+            message: (m) => {
+              this.#heard = performance.now();
+              if ((m as unknown as LinkMessage).t !== "ping") this.onMessage(m as unknown as LinkMessage);
+            },
             close: () => {
               if (this.#conn !== conn) return;
               this.#conn = null;
@@ -97,6 +119,7 @@ export class ControllerLink {
         );
         if (this.#stopped) return void conn.socket.end();
         this.#conn = conn;
+        this.#heard = performance.now();
         this.#delay = 100;
         this.#lastFailure = "";
         sendLink(conn, this.hello());
@@ -114,6 +137,7 @@ export class ControllerLink {
 
   stop(): void {
     this.#stopped = true;
+    clearInterval(this.#pinger);
     this.#conn?.socket.end();
     this.#conn = null;
   }

@@ -14,7 +14,7 @@ import type { Connection } from "../runtime/channel/connection.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../runtime/channel/messages.ts";
 import { listenLink, parseAddress, tcpAddress, type LinkListener, type LinkOptions } from "../runtime/channel/transport.ts";
 import type { Engine, ExitInfo, ReplicaEvents, ReplicaProcess } from "../runtime/control/engine.ts";
-import { sendLink, type LinkMessage, type ProxySnapshot, type RunningReplica } from "./control-link.ts";
+import { PING_EVERY_MS, SILENT_LINK_MS, sendLink, type LinkMessage, type ProxySnapshot, type RunningReplica } from "./control-link.ts";
 
 /**
  * Sets how many replicas a deployment's service runs (Swarm: the service's
@@ -68,6 +68,9 @@ export class RemoteEngine implements Engine {
   readonly #byConn = new Map<Connection, Remote>();
   #snapshot: ProxySnapshot | null = null;
   #detached = false;
+  /** When each link last said anything. */
+  readonly #heard = new Map<Connection, number>();
+  readonly #pinger: ReturnType<typeof setInterval>;
 
   /** @param listen the control address replicas and proxies dial, e.g. `tcp://0.0.0.0:7070`. */
   constructor(
@@ -76,6 +79,20 @@ export class RemoteEngine implements Engine {
     readonly scaler?: Scaler,
   ) {
     this.#listener = listenLink(listen, { message: (m, c) => this.#onMessage(c, m as unknown as LinkMessage), close: (c) => this.#onClose(c) }, {}, links);
+    this.#pinger = setInterval(() => this.#ping(), PING_EVERY_MS);
+  }
+
+  /** Pings every link; one silent too long (its node cut off, its container killed) is dropped as if it closed. */
+  #ping(): void {
+    const now = performance.now();
+    for (const [conn, heard] of this.#heard) {
+      if (now - heard < SILENT_LINK_MS) {
+        sendLink(conn, { t: "ping" });
+        continue;
+      }
+      conn.socket.terminate();
+      this.#onClose(conn);
+    }
   }
 
   /** The bound control address (the port, when 0 was asked). */
@@ -144,6 +161,7 @@ export class RemoteEngine implements Engine {
    */
   detach(): void {
     this.#detached = true;
+    clearInterval(this.#pinger);
     this.#listener.stop();
     for (const c of [...this.#claims]) this.#end(c, { code: 0, signal: null });
     for (const r of this.#remotes) r.conn.socket.end();
@@ -176,6 +194,7 @@ export class RemoteEngine implements Engine {
 
   #onMessage(conn: Connection, msg: LinkMessage): void {
     if (this.#detached) return;
+    this.#heard.set(conn, performance.now());
     switch (msg.t) {
       case "hello":
         if (msg.role === "proxy") {
@@ -210,6 +229,7 @@ export class RemoteEngine implements Engine {
   }
 
   #onClose(conn: Connection): void {
+    this.#heard.delete(conn);
     this.#proxies.delete(conn);
     const remote = this.#byConn.get(conn);
     if (!remote) return;
