@@ -6,7 +6,9 @@
  */
 import type { Connection } from "../runtime/channel/connection.ts";
 import type { ControlFromReplica, ControlToReplica, DataMessage, RoutingTable } from "../runtime/channel/messages.ts";
-import { dialLink, type LinkOptions } from "../runtime/channel/transport.ts";
+import { resolve4 } from "node:dns/promises";
+import { isIP } from "node:net";
+import { dialLink, parseAddress, tcpAddress, type LinkOptions } from "../runtime/channel/transport.ts";
 import type { RouteConfig } from "../config/schema.ts";
 
 /** What a replica that already runs tells a controller it meets (a restarted one adopts it). */
@@ -44,6 +46,23 @@ export type LinkMessage =
 /** Sends a control message (the connection's codec carries any plain value). */
 export function sendLink(conn: Connection, msg: LinkMessage): void {
   conn.send(msg as unknown as DataMessage);
+}
+
+/**
+ * The controller's address with its name resolved afresh: a restarted
+ * controller is a new task with a new address under the same name, and the
+ * runtime's own DNS cache would keep dialling the dead one. A name DNS does
+ * not know (e.g. from /etc/hosts) is dialled as it is.
+ */
+async function fresh(address: string): Promise<string> {
+  const a = parseAddress(address);
+  if (a.kind !== "tcp" || isIP(a.host)) return address;
+  try {
+    const ips = await resolve4(a.host);
+    return ips.length ? tcpAddress(ips[Math.floor(Math.random() * ips.length)]!, a.port) : address;
+  } catch {
+    return address;
+  }
 }
 
 /** Longest wait between two dials to an absent controller. */
@@ -101,7 +120,7 @@ export class ControllerLink {
     while (!this.#stopped) {
       try {
         const conn = await dialLink(
-          this.address,
+          await fresh(this.address),
           {
             message: (m) => {
               this.#heard = performance.now();

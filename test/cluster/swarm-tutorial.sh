@@ -73,6 +73,9 @@ grep -q ' failed=0$' "$W/load1" || fail "requests failed during the scale-up"
 NODES_OF_MODEL=$(docker service ps --filter desired-state=running --format '{{.Node}}' sb_default-model | sort -u | paste -sd,)
 echo "RESULT Model tasks: $(docker service ps --filter desired-state=running -q sb_default-model | wc -l) on nodes $NODES_OF_MODEL"
 
+replica_tasks() { for s in $(docker stack services -q sb --filter label=serve-bin.role=replica); do docker service ps -q --filter desired-state=running "$s"; done | sort; }
+replica_tasks > "$W/tasks-before"
+
 say "killing the controller's container under load"
 load 300 8 > "$W/load2" &
 LOADER=$!
@@ -90,4 +93,31 @@ for _ in $(seq 1 120); do
 done
 echo "RESULT after restart: $(echo "$S" | head -c 300)"
 echo "$S" | grep -q '"status":"RUNNING"' || fail "the new controller did not reach RUNNING"
+replica_tasks > "$W/tasks-after"
+cmp -s "$W/tasks-before" "$W/tasks-after" || fail "replica tasks changed across the controller's restart (adoption should keep them)"
+echo "RESULT adoption: the same $(wc -l < "$W/tasks-after") replica tasks before and after the controller's restart"
+
+# Cut off a worker that does not run the proxy, under load.
+CUT=3; [ "$PNODE" = node3 ] && CUT=2
+LOST=$(docker service ps --filter desired-state=running --filter node=node$CUT --format '{{.Name}}' $(docker stack services -q sb --filter label=serve-bin.role=replica) | paste -sd' ')
+say "cutting node$CUT off (its tasks: $LOST) under load"
+load 600 8 > "$W/load3" &
+LOADER=$!
+sleep 2
+ip -n "${NSS[$((CUT - 1))]}" link set eth0 down
+wait $LOADER
+echo "RESULT node$CUT cut off (tasks there: ${LOST:-none}), load: $(cat "$W/load3")"
+for _ in $(seq 1 180); do
+  S=$(in_ns curl -s -m 5 -H "authorization: Bearer $ADMIN_TOKEN" "$ADMIN/api/applications" || true)
+  N=$(docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' $(docker stack services -q sb --filter label=serve-bin.role=replica) | grep -c "^node$CUT " || true)
+  [ "$N" = 0 ] && echo "$S" | grep -q '"status":"RUNNING"' && break
+  sleep 1
+done
+echo "RESULT after the cut: replica tasks on node$CUT: $N; status $(echo "$S" | grep -o '"default":{"status":"[A-Z_]*"')"
+docker service ps --filter desired-state=running --format '{{.Name}} {{.Node}} {{.CurrentState}}' $(docker stack services -q sb --filter label=serve-bin.role=replica) | sort >&2
+echo "RESULT answer after the cut: $(ask)"
+[ "$(ask)" = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])" ] || fail "no answer after the cut"
+load 100 8 > "$W/load4"
+echo "RESULT load after the cut: $(cat "$W/load4")"
+ip -n "${NSS[$((CUT - 1))]}" link set eth0 up
 docker stack rm sb >&2

@@ -6,7 +6,7 @@
  * swarm's virtual IP is not used: it needs IPVS, and callers route to task
  * addresses themselves (power of two choices).
  */
-import { lookup } from "node:dns/promises";
+import { resolve4 } from "node:dns/promises";
 import type { RoutingTable } from "../../runtime/channel/messages.ts";
 import { tcpAddress } from "../../runtime/channel/transport.ts";
 
@@ -28,7 +28,8 @@ export interface DnsFallbackOptions {
 /** Task addresses of one name; empty when the name does not resolve (the controller's list is kept then). */
 async function tasksOf(name: string): Promise<string[]> {
   try {
-    return (await lookup(name, { all: true, family: 4 })).map((a) => a.address).sort();
+    // resolve4 asks the resolver each time (Swarm's DNS changes as tasks come and go); lookup may answer from a cache.
+    return (await resolve4(name)).sort();
   } catch {
     return [];
   }
