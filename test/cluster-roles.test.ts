@@ -186,3 +186,49 @@ describe("controller, proxy and replicas as separate processes over TCP", () => 
     expect(await Promise.all(live.map(stop))).toEqual(live.map(() => 0));
   });
 });
+
+describe("userConfig over the control links", () => {
+  const RECONFIG = join(import.meta.dirname, "fixtures/docker-reconfig.ts");
+  let dir: TempDir;
+
+  afterAll(async () => {
+    for (const r of roles) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
+    await Promise.all(roles.map((r) => r.proc.exited));
+    await dir?.[Symbol.asyncDispose]();
+  });
+
+  it("runs reconfigure() on remote replicas, and a restarted controller adopts them with the userConfig they run", async () => {
+    dir = tempDir("sb-cluster-uc-");
+    const startController = (port: number) => start("uc controller", ["controller", "--config", RECONFIG, "--listen", `tcp://127.0.0.1:${port}`, "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--state-dir", dir.path]);
+    let controller = startController(0);
+    const control = (await controller.line(/control links on (tcp:\/\/\S+)/, "its control address"))[1]!;
+    let admin = (await controller.line(/admin API on (http:\/\/[^\s)]+)/, "its admin address"))[1]!;
+    // As many replica processes as the controller wants of each deployment, read from its status.
+    const status = async () => (await (await fetch(`${admin}/api/applications`)).json()) as { applications: Record<string, { status: string; deployments: Record<string, { targetReplicas: number }> }> };
+    const want = await waitFor(async () => (await status()).applications.default?.deployments, "the controller's targets");
+    for (const [d, { targetReplicas }] of Object.entries(want)) for (let i = 0; i < targetReplicas; i++) startReplica(d, control);
+    const proxy = start("uc proxy", ["proxy", "--controller", control, "--host", "127.0.0.1", "--port", "0"]);
+    const url = (await proxy.line(/proxy listening on (http:\/\/\S+)/, "its address"))[1]!;
+    await waitFor(async () => (await fetch(`${url}/-/ready`)).status === 200, "the proxy to be ready", 60_000);
+    const greet = async () => (await postJSON(`${url}/greet`, "ada")).text();
+    expect(await greet()).toBe("hello, ada");
+
+    const patch = (greeting: string) =>
+      fetch(`${admin}/api/applications/default/deployments/Model`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ userConfig: { greeting } }) });
+    expect((await patch("hi")).status).toBe(200);
+    expect(await greet()).toBe("hi, ada");
+
+    // A new controller on the same control address: the replica is adopted as it runs, then reconfigured through the new links.
+    const port = Number(/:(\d+)$/.exec(control)![1]);
+    expect(await stop(controller)).toBe(0);
+    expect(await greet()).toBe("hi, ada");
+    controller = startController(port);
+    admin = (await controller.line(/admin API on (http:\/\/[^\s)]+)/, "its admin address"))[1]!;
+    await waitFor(async () => (await status()).applications.default?.status === "RUNNING", "the replicas adopted", 60_000);
+    expect(await greet()).toBe("hi, ada");
+    expect((await patch("yo")).status).toBe(200);
+    expect(await greet()).toBe("yo, ada");
+    const live = roles.filter((r) => r.proc.exitCode === null && r.proc.signalCode === null);
+    expect(await Promise.all(live.map(stop))).toEqual(live.map(() => 0));
+  });
+});
