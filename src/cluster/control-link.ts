@@ -6,7 +6,7 @@
  */
 import type { Connection } from "../runtime/channel/connection.ts";
 import type { ControlFromReplica, ControlToReplica, DataMessage, RoutingTable } from "../runtime/channel/messages.ts";
-import { resolve4 } from "node:dns/promises";
+import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
 import { dialLink, parseAddress, tcpAddress, type LinkOptions } from "../runtime/channel/transport.ts";
 import type { RouteConfig } from "../config/schema.ts";
@@ -50,15 +50,16 @@ export function sendLink(conn: Connection, msg: LinkMessage): void {
 
 /**
  * The controller's address with its name resolved afresh: a restarted
- * controller is a new task with a new address under the same name, and the
- * runtime's own DNS cache would keep dialling the dead one. A name DNS does
- * not know (e.g. from /etc/hosts) is dialled as it is.
+ * controller is a new task with a new address under the same name, and both
+ * the runtime's lookup cache and a resolver's answer cache (Swarm's DNS says
+ * TTL 600) would keep dialling the dead one. A new Resolver starts with an
+ * empty cache. A name DNS does not know (e.g. from /etc/hosts) is dialled as it is.
  */
 async function fresh(address: string): Promise<string> {
   const a = parseAddress(address);
   if (a.kind !== "tcp" || isIP(a.host)) return address;
   try {
-    const ips = await resolve4(a.host);
+    const ips = await new Resolver().resolve4(a.host);
     return ips.length ? tcpAddress(ips[Math.floor(Math.random() * ips.length)]!, a.port) : address;
   } catch {
     return address;

@@ -6,7 +6,7 @@
  * swarm's virtual IP is not used: it needs IPVS, and callers route to task
  * addresses themselves (power of two choices).
  */
-import { resolve4 } from "node:dns/promises";
+import { Resolver } from "node:dns/promises";
 import type { RoutingTable } from "../../runtime/channel/messages.ts";
 import { tcpAddress } from "../../runtime/channel/transport.ts";
 
@@ -28,8 +28,8 @@ export interface DnsFallbackOptions {
 /** Task addresses of one name; empty when the name does not resolve (the controller's list is kept then). */
 async function tasksOf(name: string): Promise<string[]> {
   try {
-    // resolve4 asks the resolver each time (Swarm's DNS changes as tasks come and go); lookup may answer from a cache.
-    return (await resolve4(name)).sort();
+    // A fresh resolver each time: Swarm's DNS changes as tasks come and go, and answers would be cached for their TTL (600 s).
+    return (await new Resolver().resolve4(name)).sort();
   } catch {
     return [];
   }
