@@ -72,7 +72,9 @@ export async function replicaRole(argv: string[]): Promise<number> {
 
   const link: ControllerLink = new ControllerLink(controller, { token }, (): LinkMessage => ({ t: "hello", role: "replica", app, deployment, pid: process.pid, running }), (msg) => {
     if (msg.t === "to-replica") onControl(msg.m);
-  }, () => {}, (why) => console.error(`serve-bin: cannot link to the controller: ${why}; trying again`));
+  }, (up) => console.log(up ? `serve-bin: linked to the controller at ${controller}` : `serve-bin: lost the controller at ${controller}; serving with the last routes`), (why) =>
+    console.error(`serve-bin: cannot link to the controller: ${why}; trying again`),
+  );
 
   const toController = (m: ControlFromReplica) => link.send({ t: "from-replica", m });
   useControlPort({
