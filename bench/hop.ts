@@ -6,7 +6,7 @@
  */
 import { decode as rawDecode, encode as rawEncode } from "@msgpack/msgpack";
 import { join } from "node:path";
-import { decode, encode } from "../src/runtime/channel/codec.ts";
+import { decode, encode } from "../src/wire/codec.ts";
 import { frame, FrameDecoder } from "../src/runtime/channel/frame.ts";
 import { FIXTURES } from "./lib/paths.ts";
 import { startRawPeer } from "./lib/raw-client.ts";

@@ -15,7 +15,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chain10 } from "./chain10.ts";
-import { diamond } from "./diamond.ts";
+import { diamondPeer } from "./diamond-peer.ts";
 import { ensemble10 } from "./ensemble10.ts";
 import { hop } from "./hop.ts";
 import { httpNoop } from "./http-noop.ts";
@@ -38,7 +38,7 @@ import { observability } from "./observability.ts";
 import { tcpHop } from "./tcp-hop.ts";
 
 /** In the order they run and appear in RESULTS.md. */
-export const SCENARIOS: Scenario[] = [hop, httpNoop, tutorial, diamond, payload, startup, memory, chain10, ensemble10, batching, tcpHop, observability, vad, ocr];
+export const SCENARIOS: Scenario[] = [hop, httpNoop, tutorial, diamondPeer, payload, startup, memory, chain10, ensemble10, batching, tcpHop, observability, vad, ocr];
 
 const USAGE = `usage: bun bench/main.ts [--quick] [--wait-quiet] [--out DIR] [--profile DIR] [scenario ...]\nscenarios: ${SCENARIOS.map((s) => s.name).join(", ")}`;
 

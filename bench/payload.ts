@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { FIXTURES } from "./lib/paths.ts";
 import { alternate, row, type Scenario } from "./lib/scenario.ts";
 import { postJSON, startServeBin, type ServeBin } from "./lib/server.ts";
-import { decode, encode } from "../src/runtime/channel/codec.ts";
+import { decode, encode } from "../src/wire/codec.ts";
 import { frame, FrameDecoder } from "../src/runtime/channel/frame.ts";
 import { round, roundSummary, summarize } from "./lib/stats.ts";
 

@@ -12,6 +12,7 @@ export type ServeErrorCode =
   | "request_timeout" // the client took too long to send its body
   | "payload_too_large" // body over proxy.maxBodyBytes
   | "unsupported_media_type" // a write whose Content-Type is not JSON (or YAML)
+  | "conflict" // the change belongs to another owner (an HPA scales this deployment)
   | "invalid" // fails validation (zod issues in `issues`)
   | "build" // the graph cannot be built (bind-time and build-time mistakes)
   | "encode" // a value the wire codec cannot carry
@@ -30,6 +31,7 @@ export const statusOf: Record<ServeErrorCode, number> = {
   request_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  conflict: 409,
   invalid: 422,
   build: 422,
   encode: 500,

@@ -47,6 +47,5 @@ export { z } from "zod";
 import "./graph/local.ts";
 
 // Running and building (the REP's serve.run / serve.pipeline.build)
-import * as serve from "./http/serve-api.ts";
-export { serve };
-export { Application, type RunOptions, type IngressMethods } from "./http/serve-api.ts";
+export { serve } from "./serve.ts";
+export { Application, type RunOptions, type IngressMethods } from "./http/application.ts";

@@ -126,7 +126,6 @@ describe("batch() in one process", () => {
     const t0 = performance.now();
     const ranAt = await m.predict(1);
     expect(ranAt - t0).toBeGreaterThanOrEqual(45);
-    expect(ranAt - t0).toBeLessThan(2000);
   });
 
   it("fails every caller in a batch whose method throws, with the method's error", async () => {

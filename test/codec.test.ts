@@ -8,7 +8,7 @@ import {
   roundTrip,
   type BinaryReader,
   type BinaryWriter,
-} from "../src/runtime/channel/codec.ts";
+} from "../src/wire/codec.ts";
 
 const TYPED = [
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatusJSON } from "../src/runtime/control/status.ts";
-import { cliCommand, replicasOf, runCli, startServer, stopCleanly, tempDir, type RunningServer } from "./harness.ts";
+import { cliCommand, replicasOf, runCli, startServer, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
 import { startLoad, why } from "./load.ts";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
@@ -112,6 +112,76 @@ ${extra}`;
     expect(out).toContain("good/Echo asks for 1000 replicas; limits.maxReplicasPerDeployment is 64");
     expect(out).not.toContain("starting");
   });
+});
+
+describe("limits.maxReplicaMemoryBytes", () => {
+  it("replaces a replica that leaks past the limit, says why, counts the restart, and the replacement serves", async () => {
+    await using dir = tempDir("sb-limits-mem-");
+    copyFileSync(join(FIXTURES, "leaky.ts"), join(dir.path, "graph.ts"));
+    writeFileSync(join(dir.path, "serve.yaml"), "limits: { maxReplicaMemoryBytes: 314572800 }\napplications:\n  - name: default\n    importPath: ./graph.ts\n");
+    await using server = await startServer("serve.yaml", { cwd: dir.path });
+    const first = (await status(server.adminUrl)).applications.default!.deployments.Leaky!.replicas[0]!.pid;
+    // 50 MB a request: the 300 MiB limit is passed by the 7th; the guard sees it within a metrics period (1 s).
+    for (let i = 0; i < 8; i++) expect((await fetch(server.url, { method: "POST", body: "1", headers: { "content-type": "application/json" } })).status).toBe(200);
+    const replaced = await waitForStatus(server.adminUrl, (d) => d.restarts >= 1 && d.replicas.some((r) => r.state === "RUNNING" && r.pid !== first));
+    expect(replaced.restarts).toBeGreaterThanOrEqual(1);
+    expect(server.output()).toMatch(/default\/Leaky#0 is being replaced: replica Leaky#0 held \d+ MiB of resident memory, over limits\.maxReplicaMemoryBytes \(300 MiB\); it was replaced/);
+    const again = await fetch(server.url, { method: "POST", body: "1", headers: { "content-type": "application/json" } });
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { pid: number }).pid).not.toBe(first);
+    await stopCleanly(server);
+  });
+});
+
+async function waitForStatus(adminUrl: string, cond: (d: StatusJSON["applications"][string]["deployments"][string]) => boolean) {
+  return waitFor(async () => {
+    const d = (await status(adminUrl)).applications.default!.deployments.Leaky!;
+    return cond(d) ? d : null;
+  }, "the leaking replica to be replaced");
+}
+
+describe("an allowed scale-up of 1 → 64", () => {
+  it("starts at most maxConcurrentStarts replicas at once while the replica already serving answers every request", async () => {
+    await using dir = tempDir("sb-limits-pace-");
+    copyFileSync(join(FIXTURES, "crash-loop.ts"), join(dir.path, "graph.ts"));
+    writeFileSync(
+      join(dir.path, "serve.yaml"),
+      `limits: { maxConcurrentStarts: 4 }
+applications:
+  - name: good
+    routePrefix: /good
+    importPath: ./graph.ts:good
+`,
+    );
+    await using server = await startServer("serve.yaml", { cwd: dir.path });
+    const watcher = watchProcesses(server, 70);
+    const load = startLoad({ url: `${server.url}/good`, body: 1, loops: 2 });
+    let mostStarting = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const d = (await status(server.adminUrl)).applications.good!.deployments.Echo!;
+        mostStarting = Math.max(mostStarting, d.replicas.filter((r) => r.state === "STARTING").length);
+        await Bun.sleep(20);
+      }
+    })();
+    try {
+      const res = await patch(server.adminUrl, "good", "Echo", { numReplicas: 64 });
+      expect(res.status).toBe(200);
+      expect((await status(server.adminUrl)).applications.good!.deployments.Echo!.replicas.filter((r) => r.state === "RUNNING")).toHaveLength(64);
+    } finally {
+      sampling = false;
+      await sampler;
+      watcher.stop();
+    }
+    const result = await load.stop();
+    expect(result.failed, why(result)).toBe(0);
+    expect(mostStarting).toBeGreaterThan(0);
+    expect(mostStarting).toBeLessThanOrEqual(4);
+    expect(watcher.max).toBeLessThanOrEqual(65);
+    console.log(`scale 1 → 64 with maxConcurrentStarts 4: at most ${mostStarting} starting at once; the serving replica answered ${result.ok} of ${result.ok + result.failed}`);
+    await stopCleanly(server);
+  }, 120_000);
 });
 
 describe("a deployment that crash-loops for 60 s next to a healthy one", () => {

@@ -71,23 +71,31 @@ describe("the deployment state machine", () => {
     d.failed({ message: "ignored: it was ready" });
     let [r] = d.replicas.values();
     d.exited(r!.key, 1000, "exit code 3");
-    expect(d.status()).toBe("UPDATING"); // one death: back at once
+    expect(d.status(1000)).toBe("UPDATING"); // one death: back at once
     const again = starts(d.decide(1000, 10))[0]!;
     d.ready(d.started(again, 1000).key, 1000);
     [r] = d.replicas.values();
     d.exited(r!.key, 1500, "killed by SIGKILL (out of memory, or killed from outside)");
-    expect(d.status()).toBe("UNHEALTHY");
+    expect(d.status(1500)).toBe("UNHEALTHY");
     expect(d.message(1500)).toBe(
       "replica Model#0 killed by SIGKILL (out of memory, or killed from outside) after running 0.5 s; 2 failures in a row, next restart in 2.0 s",
     );
     expect(d.restartsTotal).toBe(2);
-    // After its backoff it runs for longer than restartResetAfterS: its next exit restarts at once.
-    const third = starts(d.decide(3500, 10))[0]!;
-    d.ready(d.started(third, 3500).key, 3500);
+    // Back after its backoff, it is still UNHEALTHY until it has run well for restartResetAfterS.
+    const back = starts(d.decide(3500, 10))[0]!;
+    d.ready(d.started(back, 3500).key, 3500);
+    expect(d.status(3600)).toBe("UNHEALTHY");
     [r] = d.replicas.values();
-    d.exited(r!.key, 3500 + 61_000, "exit code 1");
-    expect(d.backoffS(3500 + 61_000)).toBe(0);
-    expect(d.status()).toBe("UPDATING");
+    d.exited(r!.key, 3600, "exit code 1");
+    expect(d.backoffS(3600)).toBe(4);
+    // After its backoff it runs for longer than restartResetAfterS: its next exit restarts at once.
+    const third = starts(d.decide(7600, 10))[0]!;
+    d.ready(d.started(third, 7600).key, 7600);
+    expect(d.status(7600 + 61_000)).toBe("HEALTHY");
+    [r] = d.replicas.values();
+    d.exited(r!.key, 7600 + 61_000, "exit code 1");
+    expect(d.backoffS(7600 + 61_000)).toBe(0);
+    expect(d.status(7600 + 61_000)).toBe("UPDATING");
   });
 
   it("counts starts that fail before ready, is UNHEALTHY after three, and gives up at maxConstructorRetries until its next change", () => {
@@ -102,7 +110,7 @@ describe("the deployment state machine", () => {
       now += d.backoffS(now) * 1000;
     }
     expect(d.gaveUp).toBe(true);
-    expect(d.status()).toBe("UNHEALTHY");
+    expect(d.status(now)).toBe("UNHEALTHY");
     expect(d.message(now)).toContain("gave up after 4 failed starts in a row (limits.maxConstructorRetries): replica Model#0 exit code 1 before it was ready: boom in the constructor");
     expect(starts(d.decide(now + 1e9, 10))).toEqual([]);
     d.setTarget(d.config, "v2"); // new code: try again, at once
@@ -144,7 +152,7 @@ describe("the deployment state machine", () => {
     d.ready(c.key, 5);
     expect(stops(d.decide(5, 10)).map((s) => s.id)).toEqual(["Model#1"]);
     for (const r of [...d.replicas.values()].filter((x) => x.state === "STOPPING")) d.exited(r.key, 6, "exit code 0");
-    expect(d.status()).toBe("HEALTHY");
+    expect(d.status(6)).toBe("HEALTHY");
     expect(d.restartsTotal).toBe(0);
   });
 

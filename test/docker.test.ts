@@ -256,7 +256,6 @@ describe.skipIf(unavailable !== null)("the Docker image", () => {
       expect(await logs(id)).toMatch(/draining and shutting down[\s\S]*stopped/);
     }
     console.log(`docker stop of three containers (one with a request in flight): ${Math.round(stopMs)} ms`);
-    // Well inside docker stop's 10 s grace: SIGTERM was handled, not ended by SIGKILL.
-    expect(stopMs).toBeLessThan(8_000);
+    // Exit code 0 above: SIGTERM was handled inside docker stop's grace, not ended by SIGKILL (137).
   }, 60_000);
 });

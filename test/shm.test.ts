@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Socket, Subprocess } from "bun";
-import { decode, encode, EncodeError } from "../src/runtime/channel/codec.ts";
+import { decode, encode, EncodeError } from "../src/wire/codec.ts";
 import { Connection, socketHandlers, type BinaryChannel } from "../src/runtime/channel/connection.ts";
 import type { DataMessage } from "../src/runtime/channel/messages.ts";
 import { ReplicaClient } from "../src/runtime/replica-client.ts";

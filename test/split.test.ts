@@ -84,9 +84,9 @@ describe("traffic split between applications on one route", () => {
     expect(failures(out)).toEqual([]);
     expect(new Set(out.map((o) => `${o.variant}:${o.body}`))).toEqual(new Set(["a:a"]));
     const ms = out.map((o) => o.ms).sort((x, y) => x - y);
-    console.log(`with a shadow that fails after 300 ms: caller latency p50 ${ms[ms.length >> 1]!.toFixed(1)} ms, max ${ms.at(-1)!.toFixed(1)} ms`);
-    // Every copy costs the shadow 300 ms; a caller that waited for it would take at least that.
-    expect(ms[ms.length >> 1]!).toBeLessThan(150);
+    console.log(`with a shadow that fails after 3 s: caller latency p50 ${ms[ms.length >> 1]!.toFixed(1)} ms, max ${ms.at(-1)!.toFixed(1)} ms`);
+    // Every copy costs the shadow 3 s; a caller that waited for it would take at least that.
+    expect(ms.filter((x) => x >= 3000)).toEqual([]);
     // The shadow did get copies (those beyond its capacity are dropped, not queued).
     await waitFor(async () => (await shadowCopies(server)) > before, "the shadow to count copies");
   });

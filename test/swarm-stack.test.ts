@@ -114,7 +114,7 @@ describe("serve-bin build --target swarm", () => {
     const cases: [string[], string][] = [
       [["--target", "swarm", "-o", "x"], "--target swarm needs --image"],
       [["--target", "swarm", "--image", "Bad Image", "-o", "x"], '--image "Bad Image" is not an image reference'],
-      [["--target", "nomad", "--image", "a/b:1", "-o", "x"], "--target nomad is not known; the targets are: swarm"],
+      [["--target", "nomad", "--image", "a/b:1", "-o", "x"], "--target nomad is not known; the targets are: swarm, kubernetes"],
       [["--target", "swarm", "--image", "a/b:1"], "needs -o DIR"],
       [["--target", "swarm", "--image", "a/b:1", "-o", "x", "--app-root", "app"], "--app-root takes an absolute path"],
       [["--target", "swarm", "--image", "a/b:1", "-o", "x", "--app-dir", join(EXAMPLES, "diamond")], "is outside the app directory"],

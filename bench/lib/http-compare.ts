@@ -6,8 +6,7 @@ import { CpuMeter } from "./cpu.ts";
 import { BUN } from "./paths.ts";
 import { loadGenerator, type LoadResult } from "./load.ts";
 import type { Ctx } from "./scenario.ts";
-import { alternate } from "./scenario.ts";
-import { startServeBin } from "./server.ts";
+import { startServeBin, type ServeBin } from "./server.ts";
 import { median, round } from "./stats.ts";
 
 export interface HttpCompare {
@@ -16,8 +15,10 @@ export interface HttpCompare {
   baseline: LoadResult[];
   connections: number;
   durationS: number;
-  /** CPU time per request of each serve-bin process (main = the proxy) and of the baseline, in µs. */
-  cpuUsPerRequest: { serveBin: Record<string, number>; baseline: Record<string, number> };
+  /** Rounds of each extra baseline of the spec, by its name. */
+  others: Record<string, LoadResult[]>;
+  /** CPU time per request of each serve-bin process (main = the proxy) and of the baseline (and the others), in µs. */
+  cpuUsPerRequest: { serveBin: Record<string, number>; baseline: Record<string, number> } & Record<string, Record<string, number>>;
 }
 
 export interface HttpCompareSpec {
@@ -30,6 +31,8 @@ export interface HttpCompareSpec {
   body: unknown;
   /** The answer both must give (checked once before the load). */
   expected: string;
+  /** More sides measured in the same rounds, by name: a script like `baselineScript`, or another target served by serve-bin. */
+  others?: Record<string, { script: string } | { serve: string }>;
 }
 
 export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<HttpCompare> {
@@ -40,35 +43,50 @@ export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<Http
   const connections = 64;
   const body = JSON.stringify(spec.body);
   const server = await startServeBin(procs, spec.target);
-  const base = procs.spawn("baseline", [BUN, spec.baselineScript]);
+  const sides: [string, { script: string } | { serve: string }][] = Object.entries({ baseline: { script: spec.baselineScript }, ...spec.others });
+  const started = sides.flatMap(([name, s]) => ("script" in s ? [{ name, proc: procs.spawn(name, [BUN, s.script]) }] : []));
+  const servers: { name: string; server: ServeBin }[] = [];
   try {
-    const baseUrl = (await base.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
-    const urls = { serveBin: server.url + spec.path, baseline: baseUrl + spec.path };
+    for (const [name, s] of sides) if ("serve" in s) servers.push({ name, server: await startServeBin(procs, s.serve) });
+    const urls: Record<string, string> = { serveBin: server.url + spec.path };
+    for (const b of started) urls[b.name] = (await b.proc.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]! + spec.path;
+    for (const b of servers) urls[b.name] = b.server.url + spec.path;
     for (const [who, url] of Object.entries(urls)) {
       const res = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
       const text = await res.text();
       if (res.status !== 200 || text.trim() !== spec.expected) throw new Error(`${who} at ${url} answered ${res.status} ${text.slice(0, 300)}; expected ${spec.expected}`);
     }
-    // Warm both (JIT, connection pools) before anything counts.
+    // Warm every side (JIT, connection pools, worker threads) before anything counts.
     for (const url of Object.values(urls)) await gen.run({ url, body, connections, durationS: 1 });
-    const out: HttpCompare = { generator: gen.name, serveBin: [], baseline: [], connections, durationS, cpuUsPerRequest: { serveBin: {}, baseline: {} } };
-    const pids: Record<string, number> = { "main (proxy)": server.pid };
-    for (const [name, ps] of Object.entries(await server.replicaPids())) ps.forEach((p, i) => (pids[ps.length > 1 ? `${name}#${i}` : name] = p));
-    const serveCpu = new CpuMeter(pids);
-    const baseCpu = new CpuMeter({ baseline: base.pid });
-    log(`${rounds} alternating rounds of ${durationS} s at ${connections} connections with ${gen.name}`);
-    await alternate(
-      rounds,
-      async () => void out.serveBin.push(await serveCpu.measure(() => gen.run({ url: urls.serveBin, body, connections, durationS }))),
-      async () => void out.baseline.push(await baseCpu.measure(() => gen.run({ url: urls.baseline, body, connections, durationS }))),
-    );
-    const count = (rs: LoadResult[]) => rs.reduce((a, r) => a + r.requests, 0);
-    out.cpuUsPerRequest = { serveBin: serveCpu.perUnitUs(count(out.serveBin)), baseline: baseCpu.perUnitUs(count(out.baseline)) };
-    return out;
+    const meters: Record<string, CpuMeter> = { serveBin: new CpuMeter(await processesOf(server)) };
+    for (const b of started) meters[b.name] = new CpuMeter({ [b.name]: b.proc.pid });
+    for (const b of servers) meters[b.name] = new CpuMeter(await processesOf(b.server));
+    const results: Record<string, LoadResult[]> = Object.fromEntries(Object.keys(urls).map((k) => [k, []]));
+    const order = Object.keys(urls);
+    log(`${rounds} rounds of ${durationS} s per side (${order.join(", ")}; the order rotates) at ${connections} connections with ${gen.name}`);
+    for (let r = 0; r < rounds; r++) {
+      // Rotating the order spreads drift (heat, other load) over every side alike.
+      for (let k = 0; k < order.length; k++) {
+        const side = order[(r + k) % order.length]!;
+        results[side]!.push(await meters[side]!.measure(() => gen.run({ url: urls[side]!, body, connections, durationS })));
+      }
+    }
+    const count = (rs: LoadResult[]) => rs.reduce((a, x) => a + x.requests, 0);
+    const cpu = Object.fromEntries(order.map((k) => [k, meters[k]!.perUnitUs(count(results[k]!))]));
+    const { serveBin, baseline, ...others } = results;
+    return { generator: gen.name, serveBin: serveBin!, baseline: baseline!, others, connections, durationS, cpuUsPerRequest: cpu as HttpCompare["cpuUsPerRequest"] };
   } finally {
-    await base.stop();
+    for (const b of started) await b.proc.stop();
+    for (const b of servers) await b.server.stop();
     await server.stop();
   }
+}
+
+/** Pid of every process of a serve-bin server, by name (main = the proxy; replicas by deployment). */
+export async function processesOf(server: ServeBin): Promise<Record<string, number>> {
+  const pids: Record<string, number> = { "main (proxy)": server.pid };
+  for (const [name, ps] of Object.entries(await server.replicaPids())) ps.forEach((p, i) => (pids[ps.length > 1 ? `${name}#${i}` : name] = p));
+  return pids;
 }
 
 /** Medians over rounds of what the generator reported. */

@@ -2,7 +2,7 @@ import { ServeError } from "../error.ts";
 import { bodyParserOf, jsonRequest, type HttpAdapter } from "./adapters.ts";
 import { graphAcceptingDeployment, type Deployment } from "./deployment.ts";
 import { toResponse, toWireResponse, type WireResponseLike } from "./http-result.ts";
-import { ROUTE_PREFIX_HEADER } from "./route-prefix.ts";
+import { ROUTE_PREFIX_HEADER, longestFirst, underPrefix } from "./route-prefix.ts";
 import { toRequest, type WireRequest } from "./wire-request.ts";
 import type { ClassNode, DAGNode } from "./nodes.ts";
 
@@ -31,7 +31,7 @@ function isRunner(v: unknown): v is GraphRunner {
 
 class DAGDriverImpl {
   readonly #single?: GraphRunner;
-  readonly #routes: [string, GraphRunner][] = [];
+  #routes: [string, GraphRunner][] = [];
   readonly #adapter: HttpAdapter;
 
   constructor(dags: GraphRunner | Record<string, GraphRunner>, opts: DAGDriverOptions = {}) {
@@ -42,7 +42,7 @@ class DAGDriverImpl {
         if (!isRunner(runner)) throw new ServeError("build", `DAGDriver route "${route}" must be a graph node`);
         this.#routes.push([route.replace(/\/+$/, "") || "/", runner]);
       }
-      this.#routes.sort((a, b) => b[0].length - a[0].length);
+      this.#routes = longestFirst(this.#routes, ([r]) => r);
     }
     this.#adapter = opts.httpAdapter ?? jsonRequest;
   }
@@ -50,7 +50,7 @@ class DAGDriverImpl {
   #match(path: string): GraphRunner {
     if (this.#single) return this.#single;
     for (const [route, runner] of this.#routes) {
-      if (route === "/" || path === route || path.startsWith(route + "/")) return runner;
+      if (underPrefix(path, route)) return runner;
     }
     throw new ServeError("not_found", `no graph at ${path}; this DAGDriver serves ${this.#routes.map(([r]) => r).join(", ")}`);
   }

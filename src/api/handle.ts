@@ -1,6 +1,6 @@
 import { MAX_SECONDS } from "../config/schema.ts";
 import { ServeError } from "../error.ts";
-import { KeptRef } from "../runtime/channel/codec.ts";
+import { KeptRef } from "../wire/codec.ts";
 import type { CallOptions, Invoker } from "./invoker.ts";
 import { currentRequestContext, signalToken } from "./request-context.ts";
 import { checkModelId } from "./multiplex.ts";
@@ -19,7 +19,18 @@ export interface HandleOptions {
   stream?: boolean;
   /** The model id a `@multiplexed` deployment should serve this call with (default: the current request's). */
   multiplexedModelId?: string;
+  /**
+   * Says the method is idempotent: a call whose replica dies while running it
+   * is sent again to another replica, at most this many times (0 to 10;
+   * default 0: it fails with 503). A call that never reached a replica is
+   * always sent again. Streams are not resent.
+   * @example this.model.options({ maxRetries: 2 }).predict.remote(x)
+   */
+  maxRetries?: number;
 }
+
+/** The most a handle resends one call: each resend runs the method again on another replica. */
+export const MAX_RETRIES = 10;
 
 const RESPONSE = Symbol.for("serve-bin.response");
 
@@ -182,6 +193,7 @@ function callOptions(opts: HandleOptions): CallOptions {
     requestId: ctx?.requestId,
     cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
     ...(opts.multiplexedModelId !== undefined && { multiplexedModelId: checkModelId(opts.multiplexedModelId) }),
+    ...(opts.maxRetries && { maxRetries: opts.maxRetries }),
   };
 }
 
@@ -229,7 +241,7 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
   };
   const base = {
     deploymentName: target.name,
-    options: (more: HandleOptions) => createHandle<T>(target, invoker, { ...opts, ...checkTimeout(more, target.name) }),
+    options: (more: HandleOptions) => createHandle<T>(target, invoker, { ...opts, ...checkRetries(checkTimeout(more, target.name), target.name) }),
     get remote() {
       return remote(opts.method ?? null);
     },
@@ -252,6 +264,19 @@ function checkTimeout(opts: HandleOptions, deployment: string): HandleOptions {
     throw new ServeError(
       "build",
       `handle.options({ timeoutS: ${String(t)} }) for ${deployment}: expected a number of seconds > 0 and at most ${MAX_SECONDS} (about 24.8 days, the longest a timer can wait)`,
+      { deployment },
+    );
+  }
+  return opts;
+}
+
+/** Retries are bounded: each one runs the method again, on another replica. */
+function checkRetries(opts: HandleOptions, deployment: string): HandleOptions {
+  const n = opts.maxRetries;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= MAX_RETRIES)) {
+    throw new ServeError(
+      "build",
+      `handle.options({ maxRetries: ${String(n)} }) for ${deployment}: expected a whole number from 0 to ${MAX_RETRIES}; each retry runs the method again on another replica, so set it only for idempotent methods`,
       { deployment },
     );
   }

@@ -4,7 +4,7 @@
  * Handles and the graph walker only ever talk to an Invoker.
  */
 import type { CancelToken } from "./request-context.ts";
-import type { KeptRef } from "../runtime/channel/codec.ts";
+import type { KeptRef } from "../wire/codec.ts";
 
 export interface CallOptions {
   /** Seconds before the call fails with 504; undefined = the request's deadline. */
@@ -14,6 +14,8 @@ export interface CallOptions {
   cancel?: CancelToken;
   /** The multiplexed model id the call carries (default: the current request's). */
   multiplexedModelId?: string;
+  /** Resends of a call whose replica died while running it (the caller said it is idempotent). */
+  maxRetries?: number;
 }
 
 export interface Invoker {

@@ -5,12 +5,13 @@ import { ServeError } from "../error.ts";
 import { parseConfig, type ResolvedServeConfig, type ServeConfig } from "../config/schema.ts";
 import { toYAML } from "../config/yaml.ts";
 import { planApp } from "../runtime/plan-app.ts";
-import { relativeImport } from "../http/serve-api.ts";
+import { relativeImport } from "../http/application.ts";
 import { parse, UsageError } from "./args.ts";
 import { swarmStack } from "./swarm-stack.ts";
+import { writeKubernetes } from "./kubernetes-write.ts";
 
-const USAGE = "serve-bin build <graph.ts[:export]>... [-o app.yaml]\n       serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR [--app-dir DIR] [--app-root /app]";
-const TARGETS = ["swarm"];
+const USAGE = "serve-bin build <graph.ts[:export]>... [-o app.yaml]\n       serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR [--app-dir DIR] [--app-root /app]\n       serve-bin build <graph.ts[:export]>... --target kubernetes --image IMAGE -o DIR [--namespace NS] [--autoscaler serve-bin|hpa] [--app-dir DIR] [--app-root /app]";
+const TARGETS = ["swarm", "kubernetes"];
 /** A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], path lowercase. */
 const IMAGE = /^(?:[A-Za-z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::\w[\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
@@ -32,7 +33,7 @@ function appName(target: string, single: boolean): string {
 export async function buildCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { output: { type: "string", short: "o" }, target: { type: "string" }, image: { type: "string" }, "app-dir": { type: "string" }, "app-root": { type: "string" } },
+    { output: { type: "string", short: "o" }, target: { type: "string" }, image: { type: "string" }, "app-dir": { type: "string" }, "app-root": { type: "string" }, autoscaler: { type: "string" }, namespace: { type: "string" } },
     USAGE,
   );
   if (positionals.length === 0) throw new UsageError(`build takes at least one graph module\nusage: ${USAGE}`);
@@ -67,6 +68,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
+  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` });
   if (cluster) return writeCluster(config, values.image!, values.output!, values["app-root"]);
   const yaml = toYAML(config);
   if (values.output) {
@@ -86,12 +88,15 @@ function localOutput(output: string | undefined): Output {
  * graph's) is copied into the image at `--app-root` (default /app), so import
  * paths are written as absolute paths in the image.
  */
-function clusterOutput(values: { target?: string; image?: string; output?: string; "app-dir"?: string; "app-root"?: string }, targets: string[]): Output {
+function clusterOutput(values: { target?: string; image?: string; output?: string; "app-dir"?: string; "app-root"?: string; autoscaler?: string; namespace?: string }, targets: string[]): Output {
   const usage = `\nusage: ${USAGE}`;
   if (!TARGETS.includes(values.target!)) throw new UsageError(`--target ${values.target} is not known; the targets are: ${TARGETS.join(", ")}${usage}`);
   if (!values.image) throw new UsageError(`--target ${values.target} needs --image: the image with serve-bin and this graph (see README "Run on a cluster")${usage}`);
   if (!IMAGE.test(values.image)) throw new UsageError(`--image "${values.image}" is not an image reference like registry.example:5000/team/graph:1 (lowercase path, optional tag or digest)${usage}`);
-  if (!values.output) throw new UsageError(`--target ${values.target} needs -o DIR: the directory to write stack.yml and serve.yaml into${usage}`);
+  if (!values.output) throw new UsageError(`--target ${values.target} needs -o DIR: the directory to write ${values.target === "swarm" ? "stack.yml and serve.yaml" : "the manifests and kustomization.yaml"} into${usage}`);
+  for (const flag of ["autoscaler", "namespace"] as const) {
+    if (values[flag] !== undefined && values.target !== "kubernetes") throw new UsageError(`--${flag} is for --target kubernetes only${usage}`);
+  }
   const root = values["app-root"] ?? "/app";
   if (!root.startsWith("/")) throw new UsageError(`--app-root takes an absolute path inside the image, not "${root}"${usage}`);
   const appDir = resolve(values["app-dir"] ?? dirname(resolve(targets[0]!.replace(/:[A-Za-z_$][\w$]*$/, ""))));
@@ -105,13 +110,17 @@ function clusterOutput(values: { target?: string; image?: string; output?: strin
   };
 }
 
+/** The config as containers read it: inside one the admin API must listen beyond loopback (its token is a secret), and 500s carry no stacks. */
+function inCluster(config: ServeConfig): ServeConfig {
+  return { ...config, admin: { ...config.admin, host: "0.0.0.0" }, proxy: { ...config.proxy, errorDetail: "message" } } as ServeConfig;
+}
+
 /** Writes DIR/serve.yaml (the config, as the controller and replicas read it in their containers) and DIR/stack.yml. */
 function writeCluster(config: ServeConfig, image: string, dir: string, appRoot = "/app"): number {
-  // Inside a container the admin API must listen beyond loopback (its token is a secret), and 500s carry no stacks.
-  const inCluster = { ...config, admin: { ...config.admin, host: "0.0.0.0" }, proxy: { ...config.proxy, errorDetail: "message" } } as ServeConfig;
+  const cluster = inCluster(config);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "serve.yaml"), toYAML(inCluster));
-  const stack = swarmStack(inCluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml", appRoot });
+  writeFileSync(join(dir, "serve.yaml"), toYAML(cluster));
+  const stack = swarmStack(cluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml", appRoot });
   const head = [
     "# Written by `serve-bin build --target swarm`. Deploy with:",
     "#   openssl rand -hex 32 | docker secret create serve-bin-cluster-token -",

@@ -13,6 +13,7 @@ usage:
   serve-bin run <graph.ts[:export] | config.yaml> [--host] [--port 8000] [--admin-port 8265]
   serve-bin build <graph.ts[:export]>... [-o app.yaml]
   serve-bin build <graph.ts[:export]>... --target swarm --image IMAGE -o DIR
+  serve-bin build <graph.ts[:export]>... --target kubernetes --image IMAGE -o DIR [--namespace NS] [--autoscaler serve-bin|hpa]
   serve-bin deploy <config.yaml> [--address URL]
   serve-bin status [--address URL] [--json]
   serve-bin config [--address URL]

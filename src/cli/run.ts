@@ -1,3 +1,4 @@
+import { isLoopback } from "../http/admin-guard.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ServeError } from "../error.ts";
@@ -24,7 +25,6 @@ const flags = {
   "app-dir": { type: "string" },
 } as const;
 
-const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
 
 function log(line: string, e?: ControllerEvent): void {
   serverLog(e?.kind === "replica-failed" || e?.kind === "replica-died" ? "warn" : "info", line, e ? { app: e.app, deployment: e.deployment, replica: e.replica } : {});
@@ -114,7 +114,7 @@ export async function runCommand(argv: string[], mode: "run" | "start", extras: 
     config = p.value;
   }
   const token = adminToken(values, env.adminToken, (line) => process.stderr.write(`${line}\n`));
-  if (!LOOPBACK.has(config.admin.host) && !token) {
+  if (!isLoopback(config.admin.host) && !token) {
     throw new UsageError(`the admin API would listen on ${config.admin.host} without a token; set --admin-token-file (or SERVE_BIN_ADMIN_TOKEN), or keep admin.host on 127.0.0.1`);
   }
   const appDir = resolve(values["app-dir"] ?? baseDir);

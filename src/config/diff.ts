@@ -40,11 +40,15 @@ export const FIELD_COST: Readonly<Record<DeploymentField, ChangeCost>> = Object.
   healthCheckPeriodS: "target",
   healthCheckTimeoutS: "target",
   gracefulShutdownTimeoutS: "target",
+  // Callers read it from the next routing snapshot.
+  outlierDetection: "target",
   // The proxy's route table changes; no replica does.
   routePrefix: "target",
   userConfig: "reconfigure",
   // A process's environment is fixed when it is spawned.
   env: "restart",
+  // Where the deployment runs: in its callers' processes, which are replaced.
+  colocate: "restart",
 });
 
 /** Application-level fields: a new importPath is new code, so every replica is replaced. */
@@ -172,7 +176,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 }
 
 /**
- * One layer of options over another: `userConfig` and `autoscalingConfig` are
+ * One layer of options over another: `userConfig`, `autoscalingConfig` and `outlierDetection` are
  * replaced whole (a null autoscalingConfig removes it), `env` merges by
  * variable, any other field given replaces the old value.
  */

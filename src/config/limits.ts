@@ -6,8 +6,9 @@
 import { ServeError, type Issue } from "../error.ts";
 import type { DeploymentConfig, LimitsConfig } from "./schema.ts";
 
-/** The most replicas a deployment may run under its config: numReplicas, or its autoscaler's ceiling. */
-export function replicaCeiling(d: Pick<DeploymentConfig, "numReplicas" | "autoscalingConfig">): number {
+/** The most replicas a deployment may run under its config: numReplicas, or its autoscaler's ceiling (none when colocated). */
+export function replicaCeiling(d: Pick<DeploymentConfig, "numReplicas" | "autoscalingConfig" | "colocate">): number {
+  if (d.colocate) return 0;
   const fixed = typeof d.numReplicas === "number" ? d.numReplicas : 0;
   return Math.max(fixed, d.autoscalingConfig?.maxReplicas ?? 0);
 }
@@ -15,7 +16,7 @@ export function replicaCeiling(d: Pick<DeploymentConfig, "numReplicas" | "autosc
 /** One application as the limit check sees it: its name and resolved deployments. */
 export interface LimitedApp {
   name: string;
-  deployments: readonly Pick<DeploymentConfig, "name" | "numReplicas" | "autoscalingConfig">[];
+  deployments: readonly Pick<DeploymentConfig, "name" | "numReplicas" | "autoscalingConfig" | "colocate">[];
 }
 
 const RAISE = "raise it in the config's limits section (PUT /api/applications or serve-bin deploy), or ask for fewer";

@@ -25,6 +25,14 @@ export const DEFAULTS = Object.freeze({
 /** The ingress fans every request out, so it admits more at once than a model. */
 export const INGRESS_DEFAULTS = Object.freeze({ maxOngoingRequests: 100 });
 
+/** Outlier detection, as Envoy's: a caller stops sending to a replica that keeps failing, for a while. */
+export const OUTLIER_DEFAULTS = Object.freeze({
+  consecutiveFailures: 5,
+  baseEjectionS: 30,
+  maxEjectionS: 300,
+  maxEjectionPercent: 10,
+});
+
 /** Defaults of `@batch(...)`. */
 export const BATCH_DEFAULTS = Object.freeze({ maxBatchSize: 10, batchWaitTimeoutS: 0.01 });
 
@@ -197,6 +205,31 @@ export const autoscalingConfigSchema = strict("autoscalingConfig", autoscalingSh
   }))
   .describe('Autoscaling, used when numReplicas is "auto": the replica count follows the requests in flight.');
 
+const outlierShape = {
+  consecutiveFailures: wholeNumber(0, 1000, " (0 turns ejection off)")
+    .default(OUTLIER_DEFAULTS.consecutiveFailures)
+    .describe("Timeouts or 503s in a row, as one caller sees them, after which that caller ejects the replica. 0 = never eject. Default 5."),
+  baseEjectionS: seconds(false)
+    .default(OUTLIER_DEFAULTS.baseEjectionS)
+    .describe("Seconds a replica stays ejected the first time; each ejection in a row multiplies it (2×, 3×…). Default 30."),
+  maxEjectionS: seconds(false).default(OUTLIER_DEFAULTS.maxEjectionS).describe("The longest one ejection lasts, in seconds. Default 300."),
+  maxEjectionPercent: wholeNumber(0, 100)
+    .default(OUTLIER_DEFAULTS.maxEjectionPercent)
+    .describe("Most replicas (percent, rounded down, but at least one) a caller ejects at once; one replica always stays. Default 10."),
+};
+
+export const outlierDetectionSchema = strict("outlierDetection", outlierShape)
+  .superRefine((o, ctx) => {
+    if (o.maxEjectionS < o.baseEjectionS) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["maxEjectionS"],
+        message: `maxEjectionS (${o.maxEjectionS}) is below baseEjectionS (${o.baseEjectionS}): raise maxEjectionS or lower baseEjectionS`,
+      });
+    }
+  })
+  .describe("Outlier detection, as Envoy's: each caller ejects a replica that keeps timing out or answering 503 for a while.");
+
 const field = {
   name: () => name("a deployment"),
   numReplicas: () =>
@@ -213,6 +246,7 @@ const field = {
   healthCheckPeriodS: () => seconds(false),
   healthCheckTimeoutS: () => seconds(false),
   gracefulShutdownTimeoutS: () => seconds(true),
+  outlierDetection: () => outlierDetectionSchema,
   env: () =>
     z.record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
@@ -231,6 +265,7 @@ const field = {
       },
     ),
   routePrefix: () => routePrefix(),
+  colocate: () => z.boolean({ error: "colocate is true or false" }),
 };
 
 /** Descriptions shared by every variant of the deployment schema. */
@@ -246,8 +281,12 @@ const about = {
   healthCheckPeriodS: "Seconds between two checkHealth() calls on each replica. Default 10.",
   healthCheckTimeoutS: "Seconds a checkHealth() call may take before the replica counts as unhealthy. Default 30.",
   gracefulShutdownTimeoutS: "Seconds a stopping replica may spend finishing its requests in flight before it is killed. Default 20.",
+  outlierDetection:
+    "When a caller stops sending to a replica that keeps failing: after consecutiveFailures timeouts or 503s in a row it is ejected for baseEjectionS (longer each time in a row, at most maxEjectionS), never more than maxEjectionPercent of the replicas. Replaced whole by a PATCH.",
   env: 'Extra environment variables for the replica processes, e.g. { OMP_NUM_THREADS: "1" }. A change restarts the replicas.',
   routePrefix: 'The HTTP path the ingress serves, e.g. "/my-dag" (ingress only; "/-/" is reserved).',
+  colocate:
+    "true: run this deployment inside each process that calls it, instead of in replicas of its own: a call is a function call (arguments and results still pass through the wire codec, so answers are the same), with no hop and no wake-up of another process. For cheap pre- and post-processing. Not for the ingress; numReplicas, autoscaling, maxOngoingRequests, health checks and env do not apply (each caller's process runs it, as often as its callers call); a change of userConfig or colocate replaces the application's replicas. Default false.",
 } as const;
 
 const optionalDeploymentShape = {
@@ -260,8 +299,10 @@ const optionalDeploymentShape = {
   healthCheckPeriodS: field.healthCheckPeriodS().optional().describe(about.healthCheckPeriodS),
   healthCheckTimeoutS: field.healthCheckTimeoutS().optional().describe(about.healthCheckTimeoutS),
   gracefulShutdownTimeoutS: field.gracefulShutdownTimeoutS().optional().describe(about.gracefulShutdownTimeoutS),
+  outlierDetection: field.outlierDetection().optional().describe(about.outlierDetection),
   env: field.env().optional().describe(about.env),
   routePrefix: field.routePrefix().optional().describe(about.routePrefix),
+  colocate: field.colocate().optional().describe(about.colocate),
 };
 
 /** A check every complete deployment passes: "auto" needs bounds to scale within. */
@@ -302,8 +343,10 @@ const deploymentConfigShape = {
     .gracefulShutdownTimeoutS()
     .default(DEFAULTS.gracefulShutdownTimeoutS)
     .describe(about.gracefulShutdownTimeoutS),
+  outlierDetection: optionalDeploymentShape.outlierDetection,
   env: field.env().default(() => ({})).describe(about.env),
   routePrefix: optionalDeploymentShape.routePrefix,
+  colocate: optionalDeploymentShape.colocate,
 };
 
 /** A fully resolved deployment, as `build` writes it; parsing fills the (non-ingress) defaults. */
@@ -440,6 +483,7 @@ export const LIMITS_DEFAULTS = Object.freeze({
   restartBackoffMaxS: 300,
   restartResetAfterS: 600,
   maxConstructorRetries: 10,
+  maxReplicaMemoryBytes: 8 * 1024 ** 3,
 });
 
 export const limitsConfigSchema = strict("limits", {
@@ -467,6 +511,9 @@ export const limitsConfigSchema = strict("limits", {
   maxConstructorRetries: wholeNumber(1, 1000)
     .default(LIMITS_DEFAULTS.maxConstructorRetries)
     .describe("Starts in a row that may fail (constructor throws, or the replica exits before it is ready) before the deployment stops trying until its next change. Default 10."),
+  maxReplicaMemoryBytes: wholeNumber(16 * 1024 ** 2)
+    .default(LIMITS_DEFAULTS.maxReplicaMemoryBytes)
+    .describe("Resident memory one replica may hold; past it the replica is replaced (drained, restarted under the crash-loop backoff) with the reason in status, before the kernel's OOM killer ends it without one. Default 8589934592 (8 GiB)."),
 }).describe("Bounds that protect the host from a typo or a crashing model. Applied at once by a PUT.");
 
 /** Indexes of repeated values, each with the index of its first occurrence. */
@@ -583,6 +630,7 @@ export type DeploymentConfig = z.output<typeof deploymentConfigSchema>;
 export type DeploymentPatch = z.output<typeof deploymentPatchSchema>;
 export type BatchOptions = z.output<typeof batchOptionsSchema>;
 export type AutoscalingConfig = z.output<typeof autoscalingConfigSchema>;
+export type OutlierDetection = z.output<typeof outlierDetectionSchema>;
 export type ApplicationConfig = z.output<typeof applicationSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;

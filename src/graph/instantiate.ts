@@ -80,3 +80,18 @@ export async function instantiate(ir: GraphIR, name: string, invoker: Invoker, u
   };
   return { deployment: d, instance, resolve };
 }
+
+/**
+ * Runs the class's `warmUp()`, if it has one: once, after the constructor and
+ * `reconfigure()`, before the deployment takes its first call (served: before
+ * the replica reports ready). A throw is the deployment's failure to start.
+ */
+export async function warmUp(callable: Callable, name: string): Promise<void> {
+  const fn = callable.instance?.warmUp;
+  if (typeof fn !== "function") return;
+  try {
+    await (fn as () => unknown).call(callable.instance);
+  } catch (e) {
+    throw ServeError.fromUser(e, name);
+  }
+}

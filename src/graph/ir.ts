@@ -1,7 +1,7 @@
 import { ServeError } from "../error.ts";
 import type { DeploymentDef } from "../api/deployment.ts";
 import { ClassNode, FunctionNode, InputNodeBase, MethodNode, SelectNode, isNode, methodNames, type DAGNode, SELECT_KEY, SELECT_OF } from "../api/nodes.ts";
-import { findUnencodable } from "../runtime/channel/codec.ts";
+import { findUnencodable } from "../wire/codec.ts";
 import { graphHash } from "./hash.ts";
 import { CycleError, GraphRef, HandleRef, NodeRef, forEachNode, isRef, mapTemplate } from "./template.ts";
 

@@ -1,3 +1,4 @@
+import { longestFirst, underPrefix } from "../api/route-prefix.ts";
 import type { Router } from "../runtime/router.ts";
 
 export interface Variant {
@@ -49,12 +50,12 @@ export class RouteTable {
   #entries: RouteEntry[] = [];
 
   set(entries: RouteEntry[]): void {
-    this.#entries = [...entries].sort((a, b) => b.prefix.length - a.prefix.length);
+    this.#entries = longestFirst(entries, (e) => e.prefix);
   }
 
   match(path: string, headers: Headers): RouteHit | null {
     for (const e of this.#entries) {
-      if (e.prefix !== "/" && path !== e.prefix && !path.startsWith(e.prefix + "/")) continue;
+      if (!underPrefix(path, e.prefix)) continue;
       const live = e.variants.filter((v) => v.weight > 0);
       if (live.length === 0) return null;
       let v = live[0]!;

@@ -65,10 +65,7 @@ export class Server {
       ...opts.cluster,
     });
     // Nothing runs yet: the start-up config is applied like any other change.
-    this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, (t) => {
-      this.#rebuildRoutes();
-      this.#saveState(t.config);
-    });
+    this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, () => this.#rebuildRoutes());
   }
 
   /** Starts the proxy and the applications of `opts.config`; resolves once the proxy listens. */
@@ -137,11 +134,21 @@ export class Server {
     const settled = (async () => {
       await removed;
       this.#rebuildRoutes();
-      await this.settleAll(incoming.applications.map((a) => a.name));
+      await this.#settleThenSave(incoming.applications.map((a) => a.name));
     })();
     if (wait) await settled;
     else settled.catch(() => {});
     return { needsRestart };
+  }
+
+  /**
+   * Persists the config once the applications it changed serve: a change
+   * whose replicas cannot start never reaches --state-dir, so a restart
+   * comes back with the last config that served.
+   */
+  async #settleThenSave(names: string[]): Promise<void> {
+    await this.settleAll(names);
+    this.#saveState(this.#config);
   }
 
   async settleAll(names: string[]): Promise<void> {
@@ -170,7 +177,9 @@ export class Server {
       const next = planFromNode(plan.node, appConfig, plan.modulePath, plan.exportName, plan.fileHash);
       return { config: { ...current.config, applications }, plans: new Map([...current.plans, [app, next]]) };
     });
-    if (wait) await this.settleAll([app]);
+    const settled = this.#settleThenSave([app]);
+    if (wait) await settled;
+    else settled.catch(() => {});
   }
 
   async patchRoute(route: RouteConfig): Promise<void> {
@@ -179,6 +188,7 @@ export class Server {
       if (!parsed.ok) throw new ServeError("invalid", parsed.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "), { issues: parsed.issues });
       return { config: parsed.value, plans: current.plans };
     });
+    this.#saveState(this.#config);
   }
 
   async deleteApp(name: string, wait = true): Promise<void> {
@@ -187,6 +197,7 @@ export class Server {
       const config = { ...current.config, applications: current.config.applications.filter((a) => a.name !== name), routes: current.config.routes.filter((r) => !(name in r.split)) };
       return { config, plans: new Map([...current.plans].filter(([n]) => n !== name)) };
     });
+    this.#saveState(this.#config);
     const done = removed.then(() => this.#rebuildRoutes());
     if (wait) await done;
   }
@@ -209,7 +220,7 @@ export class Server {
     this.routes.set(entries);
   }
 
-  /** Only accepted targets get here: a refused change never reaches the disk. */
+  /** Only accepted targets that serve get here: a refused change never reaches the disk. */
   #saveState(config: ServeConfig): void {
     const dir = this.opts.stateDir;
     if (!dir) return;

@@ -67,8 +67,9 @@ export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: 
     const { name: _n, ...fileOptions } = byName.get(d.name) ?? { name: d.name };
     const resolved = batchFloor(resolveDeployment(d.name, [d.def.options, fileOptions], { ingress }), d.def.target as Function, fileOptions.maxOngoingRequests ?? d.def.options.maxOngoingRequests);
     if (ingress) routePrefix ??= resolved.routePrefix;
-    deployments.push(resolved);
+    deployments.push(colocated(resolved, ingress, app));
   }
+  const here = colocatedOf(deployments);
   return {
     config: { name: app.name, importPath: app.importPath, routePrefix: routePrefix ?? "/", deployments },
     graph,
@@ -76,8 +77,35 @@ export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: 
     exportName,
     fileHash,
     node,
-    codeVersion: `${graph.ir.hash}.${fileHash}`,
+    // What runs inside the callers' processes is part of what they run: a change replaces them.
+    codeVersion: `${graph.ir.hash}.${fileHash}${here.length ? `.${Bun.hash(JSON.stringify(here)).toString(36)}` : ""}`,
   };
+}
+
+/** What a caller's process needs to run a colocated deployment itself. */
+export interface ColocatedDeployment {
+  name: string;
+  userConfig?: unknown;
+}
+
+/** The application's colocated deployments (empty when none), for the replica spec. */
+export function colocatedOf(deployments: readonly DeploymentConfig[]): ColocatedDeployment[] {
+  return deployments.filter((d) => d.colocate).map((d) => (d.userConfig === undefined ? { name: d.name } : { name: d.name, userConfig: d.userConfig }));
+}
+
+/**
+ * A colocated deployment runs in its callers' processes (the controller
+ * starts no replica of it); the ingress is called by the proxy and cannot be one.
+ */
+function colocated(d: DeploymentConfig, ingress: boolean, app: ApplicationConfig): DeploymentConfig {
+  if (!d.colocate) return d;
+  if (ingress) {
+    throw new ServeError("invalid", `application ${app.name}: ${d.name} is the ingress, which the HTTP proxy calls, so it cannot be colocated; remove colocate from ${d.name} (set it on the deployments the ingress calls)`, {
+      deployment: d.name,
+      issues: [{ path: ["deployments", d.name, "colocate"], message: "the ingress cannot be colocated" }],
+    });
+  }
+  return d;
 }
 
 /**

@@ -4,7 +4,7 @@ import { LazyAbort, currentRequestContext, signalToken, type CancelToken } from 
 import type { BinaryChannel } from "./channel/connection.ts";
 import type { LinkOptions } from "./channel/transport.ts";
 import type { RoutingTable } from "./channel/messages.ts";
-import type { KeptRef } from "./channel/codec.ts";
+import type { KeptRef } from "../wire/codec.ts";
 import { ReplicaClient, type ChunkSink } from "./replica-client.ts";
 import { currentModelId } from "../api/multiplex.ts";
 import { Router } from "./router.ts";
@@ -75,7 +75,7 @@ export class RemoteInvoker implements Invoker {
     }
   }
 
-  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken; modelId?: string; traceparent?: string } {
+  #options(opts: CallOptions): { requestId: string; cancel?: CancelToken; modelId?: string; traceparent?: string; retries?: number } {
     const ctx = currentRequestContext();
     const modelId = opts.multiplexedModelId ?? currentModelId();
     return {
@@ -83,6 +83,7 @@ export class RemoteInvoker implements Invoker {
       cancel: opts.cancel ?? ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
       ...(modelId && { modelId }),
       ...(ctx?.traceparent && { traceparent: ctx.traceparent }),
+      ...(opts.maxRetries && { retries: opts.maxRetries }),
     };
   }
 
@@ -92,7 +93,7 @@ export class RemoteInvoker implements Invoker {
     const cancel = LazyAbort.child(o.cancel);
     const timer = setTimeout(() => cancel.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     return this.router(deployment)
-      .call({ method, args, requestId: o.requestId, cancel, keep, modelId: o.modelId, traceparent: o.traceparent })
+      .call({ ...o, method, args, cancel, keep })
       .finally(() => clearTimeout(timer));
   }
 

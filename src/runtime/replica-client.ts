@@ -2,12 +2,21 @@ import { ServeError } from "../error.ts";
 import type { BinaryChannel, Connection } from "./channel/connection.ts";
 import { dialLink, type LinkOptions } from "./channel/transport.ts";
 import type { DataMessage, ReplicaInfo } from "./channel/messages.ts";
+import type { OutlierState } from "./outlier.ts";
 
-/** What a replica answered: a value, or "busy" (try another replica). */
 /** Optional fields of a call message: the multiplexed model id, the trace context and queue wait. */
 export type CallExtra = Pick<Extract<DataMessage, { t: "call" }>, "x" | "tp" | "q">;
 
+/** What a replica answered: a value, or "busy" (try another replica). */
 export type Reply = { busy: true } | { busy: false; value: unknown };
+
+/** Calls that failed because their replica's connection closed: "unsent" never left this process; "inflight" may have run. */
+const lost = new WeakMap<ServeError, "unsent" | "inflight">();
+
+/** Whether `e` is a call lost with its replica, and whether the replica could have run it. */
+export function lostCall(e: unknown): "unsent" | "inflight" | undefined {
+  return e instanceof ServeError ? lost.get(e) : undefined;
+}
 
 /** Receives a streamed call's chunks in order. */
 export interface ChunkSink {
@@ -27,8 +36,13 @@ interface Pending {
  * calls, matches answers to them, and fails everything in flight at once
  * (503) when the replica goes away.
  */
-export class ReplicaClient {
+export class ReplicaClient implements OutlierState {
   inflight = 0;
+  /** Outlier detection, as this caller sees this replica (outlier.ts). */
+  failures = 0;
+  ejected = false;
+  ejections = 0;
+  returnedAt = 0;
   /** Until when this replica said it is full; routers skip it meanwhile. */
   busyUntil = 0;
   dead = false;
@@ -73,7 +87,7 @@ export class ReplicaClient {
   send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean, extra?: CallExtra): { id: number; reply: Promise<Reply> } {
     const id = this.#nextId++;
     const reply = new Promise<Reply>((resolve, reject) => {
-      if (this.dead) return reject(this.#deadError());
+      if (this.dead) return reject(this.#deadError("unsent"));
       this.#pending.set(id, { resolve, reject, sink });
       this.#with((c) => {
         try {
@@ -153,16 +167,19 @@ export class ReplicaClient {
     }
   }
 
-  #deadError(): ServeError {
-    return new ServeError("unavailable", `replica ${this.info.id} of ${this.deployment} went away while handling the request; retry it`, {
+  #deadError(how?: "unsent" | "inflight"): ServeError {
+    const e = new ServeError("unavailable", `replica ${this.info.id} of ${this.deployment} went away while handling the request; retry it`, {
       deployment: this.deployment,
     });
+    if (how) lost.set(e, how);
+    return e;
   }
 
   #onClose(cause?: ServeError): void {
     if (this.dead) return;
     this.dead = true;
-    const err = cause ?? this.#deadError();
+    // Calls are written as soon as the connection is open: before that, none has left this process.
+    const err = cause ?? this.#deadError(this.#open ? "inflight" : "unsent");
     for (const p of this.#pending.values()) {
       p.sink?.fail(err);
       p.reject(err);

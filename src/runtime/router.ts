@@ -1,7 +1,9 @@
 import { ServeError } from "../error.ts";
 import type { CancelToken } from "../api/request-context.ts";
 import type { DeploymentRoute } from "./channel/messages.ts";
-import type { CallExtra, ChunkSink, ReplicaClient } from "./replica-client.ts";
+import { OUTLIER_DEFAULTS } from "../config/schema.ts";
+import { countsAgainstReplica, OutlierDetector } from "./outlier.ts";
+import { lostCall, type CallExtra, type ChunkSink, type ReplicaClient } from "./replica-client.ts";
 
 interface Waiter {
   wake(): void;
@@ -21,6 +23,12 @@ export interface RouteCall {
   onSent?: (client: ReplicaClient, id: number) => void;
   /** The caller's W3C traceparent (tracing on only); the time spent queued here travels with it. */
   traceparent?: string;
+  /**
+   * Times a call whose replica died while running it is sent again to another
+   * replica (the caller said it is idempotent: `handle.options({ maxRetries })`).
+   * A call that never left this process is always sent again.
+   */
+  retries?: number;
 }
 
 /** How long a replica that answered "busy" is skipped, in ms. */
@@ -40,13 +48,17 @@ export class Router {
   /** Waiters woken and not yet back in call(): their slot is spoken for. */
   #handoffs = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  readonly #outliers: OutlierDetector;
 
-  constructor(readonly deployment: string) {}
+  constructor(readonly deployment: string) {
+    this.#outliers = new OutlierDetector(deployment, () => this.#wakeAll());
+  }
 
   update(route: DeploymentRoute, replicas: ReplicaClient[]): void {
     this.replicas = replicas;
     this.maxOngoing = route.maxOngoingRequests;
     this.maxQueued = route.maxQueuedRequests;
+    this.#outliers.policy = route.outlierDetection ?? OUTLIER_DEFAULTS;
     this.#wakeAll();
   }
 
@@ -57,7 +69,8 @@ export class Router {
   }
 
   #pick(now: number, modelId?: string): ReplicaClient | undefined {
-    const rs = this.replicas;
+    // Ejected replicas are left out, unless no other is left to take calls.
+    const rs = this.#outliers.ejectedNow > 0 && this.replicas.some((r) => !r.ejected && !r.dead) ? this.replicas.filter((r) => !r.ejected) : this.replicas;
     const n = rs.length;
     if (n === 0) return undefined;
     const ok = (r: ReplicaClient) => !r.dead && r.inflight < this.maxOngoing && r.busyUntil <= now;
@@ -75,6 +88,7 @@ export class Router {
 
   async call(c: RouteCall): Promise<unknown> {
     let woken = false;
+    let retries = c.retries ?? 0;
     const queuedAt = c.traceparent ? performance.now() : 0;
     for (;;) {
       if (c.cancel?.aborted) throw abortError(c.cancel.reason, this.deployment);
@@ -95,11 +109,25 @@ export class Router {
       let res;
       try {
         res = await (c.cancel ? raceAbort(reply, c.cancel, () => r.cancel(id), this.deployment) : reply);
+      } catch (e) {
+        if (countsAgainstReplica(e, this.deployment, c.cancel?.aborted === true)) this.#outliers.failed(r, this.replicas);
+        const lost = lostCall(e);
+        // Sent again elsewhere: a call that never left (while another replica is left to take it), or
+        // one the caller called idempotent, whose replica died before any chunk of it came back.
+        if ((lost === "unsent" && this.replicas.length > 0) || (lost === "inflight" && retries > 0 && !c.sink)) {
+          if (lost === "inflight") retries--;
+          woken = true;
+          continue;
+        }
+        throw e;
       } finally {
         r.inflight--;
         this.#wakeOne();
       }
-      if (!res.busy) return res.value;
+      if (!res.busy) {
+        this.#outliers.succeeded(r);
+        return res.value;
+      }
       r.busyUntil = Date.now() + BUSY_BACKOFF_MS;
       woken = true; // a retry keeps its place ahead of the queue
     }

@@ -1,6 +1,6 @@
 import type { Socket } from "bun";
 import { ServeError } from "../../error.ts";
-import { decode, encode, type BinaryReader, type BinaryWriter } from "./codec.ts";
+import { decode, encode, type BinaryReader, type BinaryWriter } from "../../wire/codec.ts";
 import { FrameDecoder, frame } from "./frame.ts";
 import type { DataMessage } from "./messages.ts";
 

@@ -1,5 +1,6 @@
 import type { SerializedServeError } from "../../error.ts";
 import type { MetricsSnapshot } from "../metrics/snapshot.ts";
+import type { OutlierDetection } from "../../config/schema.ts";
 
 /**
  * Every message on a data socket (caller ⇄ replica), one discriminated union.
@@ -55,6 +56,8 @@ export interface DeploymentRoute {
   replicas: ReplicaInfo[];
   maxOngoingRequests: number;
   maxQueuedRequests: number;
+  /** The deployment's outlierDetection, when set (absent: the defaults). */
+  outlierDetection?: OutlierDetection;
 }
 
 /** The versioned snapshot of one application's replica sets. */
@@ -100,4 +103,6 @@ export interface ReplicaSpec {
   userConfig?: unknown;
   maxOngoingRequests: number;
   sharedMemory: { enabled: boolean; thresholdBytes: number; arenaBytes: number; dir: string };
+  /** Deployments of the application this replica runs in its own process when it calls them (colocate: true). */
+  colocated?: { name: string; userConfig?: unknown }[];
 }

@@ -14,7 +14,7 @@
  */
 import { closeSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { BinaryReader, BinaryWriter } from "./codec.ts";
+import type { BinaryReader, BinaryWriter } from "../../wire/codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
 import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
 import { processAlive } from "../process-alive.ts";

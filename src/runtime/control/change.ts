@@ -32,7 +32,7 @@ export interface ChangeResult {
  * rolling restart / server restart), and carried out in one order:
  * userConfig in place first (all or nothing: a refusal changes nothing),
  * then the new targets. Only an accepted target becomes current and is
- * handed to `onAccepted` (persisted, routes rebuilt).
+ * handed to `onAccepted` (routes rebuilt; the server persists it once it serves).
  */
 export class ChangePath {
   #current: Target;

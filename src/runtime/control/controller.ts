@@ -3,7 +3,7 @@ import { LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig, type SharedM
 import { deepEqual } from "../../config/diff.ts";
 import type { ControlFromReplica, RoutingTable } from "../channel/messages.ts";
 import { processSharedMemory } from "../channel/shm-channel.ts";
-import type { PlannedApp } from "../plan-app.ts";
+import { colocatedOf, type PlannedApp } from "../plan-app.ts";
 import type { MetricsStore } from "../metrics/store.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import type { RunDir } from "../run-dir.ts";
@@ -106,7 +106,8 @@ export class Controller {
     app.routePrefix = planned.config.routePrefix;
     app.note = ""; // a new target supersedes what the last refused change said
     const wanted = new Set<string>();
-    for (const cfg of planned.config.deployments) {
+    for (const written of planned.config.deployments) {
+      const cfg = ownReplicas(written);
       wanted.add(cfg.name);
       const version = versionOf(planned, cfg);
       const d = app.deployments.get(cfg.name);
@@ -237,6 +238,7 @@ export class Controller {
       userConfig: d.config.userConfig,
       maxOngoingRequests: d.config.maxOngoingRequests,
       sharedMemory: this.opts.sharedMemory,
+      colocated: colocatedOf(p.config.deployments),
     };
     const proc = this.opts.engine.start(spec, d.config.env ?? {}, {
       message: (msg) => this.#onMessage(app, d, view, msg),
@@ -277,9 +279,16 @@ export class Controller {
       case "load":
         r.ongoing = msg.ongoing;
         return;
-      case "metrics":
+      case "metrics": {
         r.ongoing = msg.snapshot.ongoing;
-        return this.opts.metrics?.ingest(app.name, d.name, r.id, msg.snapshot);
+        this.opts.metrics?.ingest(app.name, d.name, r.id, msg.snapshot);
+        const limit = this.#limits.maxReplicaMemoryBytes;
+        if (msg.snapshot.rssBytes > limit && r.state !== "STOPPING") {
+          const why = `replica ${r.id} held ${mib(msg.snapshot.rssBytes)} of resident memory, over limits.maxReplicaMemoryBytes (${mib(limit)}); it was replaced. Find the leak, or raise the limit`;
+          this.#replace(app, d, r, why, false, { message: why });
+        }
+        return;
+      }
       case "log":
         return this.opts.replicaLog?.(msg.line);
       case "drained":
@@ -292,9 +301,9 @@ export class Controller {
    * id starts again at once, while it drains — or is killed, when it no
    * longer answers at all.
    */
-  #replace(app: AppRuntime, d: DeploymentState, r: ReplicaView, why: string, hung = false): void {
+  #replace(app: AppRuntime, d: DeploymentState, r: ReplicaView, why: string, hung = false, failure?: { message: string }): void {
     if (r.state === "STOPPING" || !d.replicas.has(r.key)) return;
-    d.replaced(r.key);
+    d.replaced(r.key, Date.now(), failure);
     this.#emit(app, d, r, "replica-replaced", why);
     this.#publishRoutes(app);
     this.#live.get(r)?.control.stop(!hung, d.config.gracefulShutdownTimeoutS);
@@ -313,6 +322,7 @@ export class Controller {
         }),
         maxOngoingRequests: d.config.maxOngoingRequests,
         maxQueuedRequests: d.config.maxQueuedRequests,
+        ...(d.config.outlierDetection && { outlierDetection: d.config.outlierDetection }),
       };
     }
     return { version: app.tableVersion, deployments };
@@ -443,6 +453,15 @@ export class Controller {
     clearInterval(this.#tick);
     for (const app of this.apps.values()) app.invoker.close();
   }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
+}
+
+/** A colocated deployment runs in its callers' processes: it has no replicas of its own to start or scale. */
+function ownReplicas(cfg: DeploymentConfig): DeploymentConfig {
+  return cfg.colocate ? { ...cfg, numReplicas: 0, autoscalingConfig: undefined } : cfg;
 }
 
 /** Replicas of a deployment are replaced (rolling) when this changes: the code, the graph, the env. */

@@ -205,7 +205,7 @@ export class DeploymentState {
     r.readyAt = now;
     if (r.version === this.version) {
       this.startFailures = 0;
-      if (!this.#slots.length && this.#crashLooping().length === 0) this.lastFailure = null;
+      if (!this.#slots.length && this.#crashLooping(now).length === 0) this.lastFailure = null;
     }
   }
 
@@ -238,23 +238,39 @@ export class DeploymentState {
     this.lastFailure = { message: `${what}${prior}`, stack: this.lastFailure?.stack };
   }
 
-  /** A replica that is unhealthy or stuck is replaced: its id goes to the waiting list at once (no backoff). */
-  replaced(key: number): void {
+  /**
+   * A replica that is unhealthy or stuck is replaced: its id goes to the
+   * waiting list at once (no backoff). One replaced for its own fault
+   * (`failure`: over its memory limit) counts as a failure in a row, under
+   * the same backoff as an exit.
+   */
+  replaced(key: number, now: number, failure?: Failure): void {
     const r = this.replicas.get(key);
     if (!r || r.state === "STOPPING") return;
     this.to(key, "STOPPING");
     this.restartsTotal++;
-    this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+    if (!failure) return void this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+    const failures = failuresAfterExit(r.failures, r.readyAt ? (now - r.readyAt) / 1000 : null, this.limits());
+    this.#slots.push({ id: r.id, restarts: r.restarts, failures, notBefore: now + restartDelayS(failures, this.limits()) * 1000 });
+    this.lastFailure = failure;
   }
 
-  /** Ids that failed at least twice in a row: restarting under backoff. */
-  #crashLooping(): Slot[] {
-    return this.#slots.filter((s) => s.failures >= 2);
+  /**
+   * Failures in a row of each id that crash-loops: waiting in backoff after
+   * two or more, or started again after them and not yet healthy for
+   * restartResetAfterS. Without the second kind, status would flip between
+   * UNHEALTHY and UPDATING each time the replica comes back for a moment.
+   */
+  #crashLooping(now: number): number[] {
+    const resetMs = this.limits().restartResetAfterS * 1000;
+    const waiting = this.#slots.filter((s) => s.failures >= 2).map((s) => s.failures);
+    const back = [...this.replicas.values()].filter((r) => r.failures >= 2 && r.state !== "STOPPING" && !(r.readyAt && now - r.readyAt >= resetMs));
+    return [...waiting, ...back.map((r) => r.failures)];
   }
 
   /** UNHEALTHY while it crash-loops or cannot start; HEALTHY with exactly its target of current-code replicas running. */
-  status(): "UPDATING" | "HEALTHY" | "UNHEALTHY" {
-    if (this.gaveUp || this.startFailures >= UNHEALTHY_AFTER_START_FAILURES || this.#crashLooping().length) return "UNHEALTHY";
+  status(now: number): "UPDATING" | "HEALTHY" | "UNHEALTHY" {
+    if (this.gaveUp || this.startFailures >= UNHEALTHY_AFTER_START_FAILURES || this.#crashLooping(now).length) return "UNHEALTHY";
     const target = this.target();
     const live = [...this.replicas.values()].filter((r) => r.state !== "STOPPING");
     const ready = live.filter((r) => r.state === "RUNNING" && r.version === this.version).length;
@@ -269,9 +285,8 @@ export class DeploymentState {
       return `gave up after ${this.startFailures} failed starts in a row (limits.maxConstructorRetries): ${f.message}. Fix the code or config and deploy again, or PATCH the deployment to retry`;
     }
     const waitS = this.backoffS(now);
-    if (this.status() !== "UNHEALTHY") return waitS > 0 ? `${f.message}; restarting in ${waitS.toFixed(1)} s` : "";
-    const loops = this.#crashLooping();
-    const worst = loops.reduce((a, s) => Math.max(a, s.failures), this.startFailures);
+    if (this.status(now) !== "UNHEALTHY") return waitS > 0 ? `${f.message}; restarting in ${waitS.toFixed(1)} s` : "";
+    const worst = Math.max(this.startFailures, ...this.#crashLooping(now));
     return `${f.message}; ${worst} failures in a row${waitS > 0 ? `, next restart in ${waitS.toFixed(1)} s` : ""}`;
   }
 }

@@ -61,11 +61,11 @@ export interface StatusJSON {
 export function appStatus(app: AppView, now: number): { status: AppStatus; message: string } {
   if (app.deleting) return { status: "DELETING", message: app.note };
   const deps = [...app.deployments.values()];
-  const statuses = deps.map((d) => d.status());
+  const statuses = deps.map((d) => d.status(now));
   if (statuses.every((s) => s === "HEALTHY")) return { status: "RUNNING", message: app.note };
   const failing = deps.find((d) => d.gaveUp || d.startFailures >= UNHEALTHY_AFTER_START_FAILURES);
   if (failing && !app.everRunning) return { status: "DEPLOY_FAILED", message: `deployment ${failing.name} failed to start: ${failing.message(now)}` };
-  const sick = deps.find((d) => d.status() === "UNHEALTHY");
+  const sick = deps.find((d) => d.status(now) === "UNHEALTHY");
   if (sick) return { status: "UNHEALTHY", message: `deployment ${sick.name}: ${sick.message(now)}` };
   return { status: "DEPLOYING", message: app.note };
 }
@@ -77,7 +77,7 @@ export function statusJSON(apps: Iterable<AppView & { status: AppStatus; message
     const deployments: Record<string, DeploymentStatusJSON> = {};
     for (const d of app.deployments.values()) {
       deployments[d.name] = {
-        status: d.status(),
+        status: d.status(now),
         message: d.message(now),
         targetReplicas: d.target(),
         replicas: [...d.replicas.values()].map((r) => ({ id: r.id, pid: pid(r), state: r.state, restarts: r.restarts })),

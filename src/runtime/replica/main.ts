@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
 import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
-import { instantiate, type Callable } from "../../graph/instantiate.ts";
+import { instantiate, warmUp, type Callable } from "../../graph/instantiate.ts";
 import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
+import { ColocatingInvoker } from "../colocating-invoker.ts";
 import { ReplicaServer } from "./server.ts";
 import { replicaStats } from "../metrics/replica-stats.ts";
 import { observeBatches } from "../../api/batch.ts";
@@ -122,7 +123,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
       );
     }
     setAdmissionLimit(spec.maxOngoingRequests); // before reconfigure() runs in instantiate
-    callable = await instantiate(graph.ir, spec.deployment, invoker, spec.userConfig);
+    // Colocated deployments this replica calls run in this process; other calls go out.
+    const calls = spec.colocated?.length ? new ColocatingInvoker(graph.ir, spec.colocated, invoker) : invoker;
+    callable = await instantiate(graph.ir, spec.deployment, calls, spec.userConfig);
   } catch (e) {
     fail(e, spec.deployment);
   }
@@ -197,6 +200,8 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
     }
   }
 
+  // Before "ready": the server publishes this replica's socket only then, so no call arrives while it warms up.
+  await warmUp(callable, spec.deployment).catch((e) => fail(e, spec.deployment));
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();

@@ -7,7 +7,7 @@ import { HTTP_METHOD, type DataMessage, type WireRequest, type WireResponse } fr
 import { STREAM_WINDOW } from "../remote-invoker.ts";
 import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
-import { KeptRef, roundTrip } from "../channel/codec.ts";
+import { KeptRef, roundTrip } from "../../wire/codec.ts";
 import { exhaustive } from "../replica-client.ts";
 import { loadedModelIds, modelIdFromHead, withModelId } from "../../api/multiplex.ts";
 import { httpFailure, replicaStats } from "../metrics/replica-stats.ts";
