@@ -68,7 +68,7 @@ describe("serve-bin build --target swarm", () => {
         interval: s.healthcheck.interval,
         timeout: s.healthcheck.timeout,
       }).toEqual({
-        command: ["replica", "--config", "/etc/serve-bin/serve.yaml", "--app", "default", "--deployment", d.name, "--listen", "tcp://0.0.0.0:7000", "--controller", "tcp://controller:7070"],
+        command: ["replica", "--app", "default", "--deployment", d.name, "--listen", "tcp://0.0.0.0:7000", "--controller", "tcp://controller:7070", "--health-port", "8000", "--drain-timeout-s", String(d.gracefulShutdownTimeoutS)],
         replicas: d.numReplicas,
         labels: { "serve-bin.role": "replica", "serve-bin.app": "default", "serve-bin.deployment": d.name },
         grace: `${d.gracefulShutdownTimeoutS + 2}s`,
@@ -81,6 +81,11 @@ describe("serve-bin build --target swarm", () => {
 
   it("runs the controller on a manager with the engine's socket and a state volume, and publishes the proxy's and admin ports in host mode", () => {
     const c = stack.services.controller;
+    expect(c.command).toEqual([
+      "controller", "--config", "/etc/serve-bin/serve.yaml", "--app-dir", "/app", "--engine", "swarm", "--state-dir", "/var/lib/serve-bin", "--listen", "tcp://0.0.0.0:7070",
+      "--port", "8000", "--admin-host", "0.0.0.0", "--admin-port", "8265", "--admin-token-file", "/run/secrets/serve-bin-admin-token",
+    ]);
+    expect(stack.services.proxy.command).toEqual(["proxy", "--config", "/etc/serve-bin/serve.yaml", "--controller", "tcp://controller:7070", "--host", "0.0.0.0", "--port", "8000", "--dns-fallback"]);
     expect(c.deploy.placement).toEqual({ constraints: ["node.role == manager"] });
     expect(c.deploy.replicas).toBe(1);
     expect(c.volumes).toEqual(["/var/run/docker.sock:/var/run/docker.sock", "serve-bin-state:/var/lib/serve-bin"]);

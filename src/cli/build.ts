@@ -69,7 +69,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
   if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` });
-  if (cluster) return writeCluster(config, values.image!, values.output!);
+  if (cluster) return writeCluster(config, values.image!, values.output!, values["app-root"]);
   const yaml = toYAML(config);
   if (values.output) {
     writeFileSync(values.output, yaml);
@@ -116,11 +116,11 @@ function inCluster(config: ServeConfig): ServeConfig {
 }
 
 /** Writes DIR/serve.yaml (the config, as the controller and replicas read it in their containers) and DIR/stack.yml. */
-function writeCluster(config: ServeConfig, image: string, dir: string): number {
+function writeCluster(config: ServeConfig, image: string, dir: string, appRoot = "/app"): number {
   const cluster = inCluster(config);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "serve.yaml"), toYAML(cluster));
-  const stack = swarmStack(cluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml" });
+  const stack = swarmStack(cluster as unknown as ResolvedServeConfig, { image, configFile: "./serve.yaml", appRoot });
   const head = [
     "# Written by `serve-bin build --target swarm`. Deploy with:",
     "#   openssl rand -hex 32 | docker secret create serve-bin-cluster-token -",

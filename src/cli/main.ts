@@ -22,6 +22,9 @@ usage:
   serve-bin graph <graph.ts[:export]> [--format mermaid|dot]
   serve-bin schema
   serve-bin healthcheck [--port 8000]
+  serve-bin controller --config F [--listen tcp://0.0.0.0:7070] [--engine static|swarm]   (cluster roles, one per container)
+  serve-bin proxy --controller tcp://HOST:7070 [--port 8000]
+  serve-bin replica --app A --deployment N --controller tcp://HOST:7070 [--listen tcp://0.0.0.0:7000]
 
 Common flags: --admin-token-file F (or SERVE_BIN_ADMIN_TOKEN; --admin-token T shows in ps), --state-dir, --app-dir.
 TCP links between processes need SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE.
@@ -32,10 +35,22 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "replica": {
+      if (rest[0]?.startsWith("--")) {
+        const { replicaRole } = await import("./roles/replica.ts");
+        return replicaRole(rest);
+      }
       const { runReplica, receiveSpec } = await import("../runtime/replica/main.ts");
       const { readEnv } = await import("../config/env.ts");
       await runReplica(await receiveSpec(), { token: readEnv().clusterToken });
       return -1; // keeps running
+    }
+    case "controller": {
+      const { controllerRole } = await import("./roles/controller.ts");
+      return controllerRole(rest);
+    }
+    case "proxy": {
+      const { proxyRole } = await import("./roles/proxy.ts");
+      return proxyRole(rest);
     }
     case "run":
     case "start": {

@@ -6,7 +6,7 @@ import { readEnv } from "../config/env.ts";
 import { parseConfig, type ServeConfig } from "../config/schema.ts";
 import type { ControllerEvent } from "../runtime/control/status.ts";
 import { startAdmin } from "../http/admin.ts";
-import { Server } from "../http/server.ts";
+import { Server, type ServerOptions } from "../http/server.ts";
 import { configureServerLog, serverDetail, serverLog, writeReplicaLine } from "./server-log.ts";
 import { adminToken, parse, portOf, tokenFlags, UsageError } from "./args.ts";
 import { loadTarget } from "./load-target.ts";
@@ -73,8 +73,13 @@ function readState(dir: string | undefined): Saved | null {
   return JSON.parse(readFileSync(file, "utf8")) as Saved;
 }
 
+/** What the cluster controller role adds to `run`: its engine, its `/-/ready`, and a look at the server once it exists. */
+export interface RunExtras extends Pick<ServerOptions, "cluster" | "wrapProxy"> {
+  started?(server: Server, stop: () => Promise<void>): void;
+}
+
 /** `serve-bin run` and `serve-bin start`: the server in the foreground. */
-export async function runCommand(argv: string[], mode: "run" | "start"): Promise<number> {
+export async function runCommand(argv: string[], mode: "run" | "start", extras: RunExtras = {}): Promise<number> {
   const { values, positionals } = parse(argv, flags, mode === "run" ? USAGE : START_USAGE);
   const env = readEnv();
   let config: ServeConfig;
@@ -122,7 +127,8 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
     process.env.SERVE_BIN_OTLP_ENDPOINT = config.tracing.otlpEndpoint;
     process.env.SERVE_BIN_TRACE_SAMPLE_RATIO = String(config.tracing.sampleRatio);
   }
-  const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress, replicaLog: writeReplicaLine });
+  const { started, ...cluster } = extras;
+  const server = await Server.start({ config, baseDir, appDir, stateDir: values["state-dir"], onEvent: progress, replicaLog: writeReplicaLine, ...cluster });
   let stopping: Promise<void> | null = null;
   let stopped!: () => void;
   const done = new Promise<void>((r) => (stopped = r));
@@ -145,6 +151,7 @@ export async function runCommand(argv: string[], mode: "run" | "start"): Promise
     metrics: server.metrics,
     graph: (app) => server.controller.apps.get(app)?.planned.graph,
   });
+  started?.(server, stop);
   process.once("SIGINT", () => void stop());
   process.once("SIGTERM", () => void stop());
   serverLog("info", `listening on ${server.url} (admin API on ${admin.url})`, {}, true);

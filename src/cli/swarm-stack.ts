@@ -12,14 +12,15 @@
  *     `tasks.<service>` names each task and callers route to task addresses.
  * Every link between them is TCP with the cluster token, a Swarm secret.
  *
- * The role flags this file assumes (README "Run on a cluster"):
- *   serve-bin controller --config F --state-dir D --listen tcp://0.0.0.0:7070 --admin-host 0.0.0.0 --admin-port 8265
- *   serve-bin proxy      --config F --controller tcp://controller:7070 --host 0.0.0.0 --port 8000
- *   serve-bin replica    --config F --app A --deployment N --listen tcp://0.0.0.0:7000 --controller tcp://controller:7070
+ * The role flags (src/cli/roles/*, README "Run on a cluster"):
+ *   serve-bin controller --config F --engine swarm --state-dir D --listen tcp://0.0.0.0:7070 --port 8000 --admin-host 0.0.0.0 --admin-port 8265 --admin-token-file S
+ *   serve-bin proxy      --config F --controller tcp://controller:7070 --host 0.0.0.0 --port P --dns-fallback
+ *   serve-bin replica    --app A --deployment N --listen tcp://0.0.0.0:7000 --controller tcp://controller:7070 --health-port 8000 --drain-timeout-s G
  * Each role serves `/-/healthz` (alive) and `/-/ready` (constructed,
- * configured, has a routing snapshot, not draining) on port 8000, so the
- * image's HEALTHCHECK (`serve-bin healthcheck --port 8000`) fits every role,
- * and drains on SIGTERM within its stop_grace_period.
+ * configured, has a routing snapshot, not draining) on its HTTP port (8000;
+ * the proxy's is proxy.port), which the healthcheck probes, and drains on
+ * SIGTERM within its stop_grace_period. A replica's spec (graph, userConfig)
+ * comes from the controller, so it needs no config file of its own.
  */
 import type { DeploymentConfig, ResolvedServeConfig } from "../config/schema.ts";
 
@@ -29,6 +30,8 @@ export interface SwarmOptions {
   image: string;
   /** Name of the Swarm config (a file in the build directory) that carries the serve-bin config. */
   configFile: string;
+  /** Where the graph's directory is in the image (`--app-root`, default /app): import paths must stay under it. */
+  appRoot?: string;
 }
 
 /** Where things are inside every container. */
@@ -67,9 +70,9 @@ function initialReplicas(d: DeploymentConfig): number {
   return d.numReplicas === "auto" ? (d.autoscalingConfig?.minReplicas ?? 1) : d.numReplicas;
 }
 
-function healthcheck(periodS: number, timeoutS: number): Obj {
+function healthcheck(periodS: number, timeoutS: number, port: number = SWARM_PATHS.healthPort): Obj {
   return {
-    test: ["CMD", "/usr/local/bin/serve-bin", "healthcheck", "--port", String(SWARM_PATHS.healthPort)],
+    test: ["CMD", "/usr/local/bin/serve-bin", "healthcheck", "--port", String(port)],
     interval: `${periodS}s`,
     timeout: `${timeoutS}s`,
     retries: 3,
@@ -108,9 +111,13 @@ export function swarmStack(config: ResolvedServeConfig, opts: SwarmOptions): Obj
   const edgeGrace = `${config.proxy.shutdownTimeoutS + KILL_MARGIN_S}s`;
   const services: Obj = {
     controller: service(opts, "controller", {}, {
-      command: ["controller", "--config", configPath, "--state-dir", state, "--listen", `tcp://0.0.0.0:${SWARM_PATHS.controlPort}`, "--admin-host", "0.0.0.0", "--admin-port", String(config.admin.port)],
-      environment: { SERVE_BIN_ADMIN_TOKEN_FILE: `/run/secrets/${adminTokenSecret}`, SERVE_BIN_ENGINE: "swarm" },
+      command: [
+        "controller", "--config", configPath, "--app-dir", opts.appRoot ?? "/app", "--engine", "swarm", "--state-dir", state, "--listen", `tcp://0.0.0.0:${SWARM_PATHS.controlPort}`,
+        "--port", String(SWARM_PATHS.healthPort), "--admin-host", "0.0.0.0", "--admin-port", String(config.admin.port), "--admin-token-file", `/run/secrets/${adminTokenSecret}`,
+      ],
       secrets: [tokenSecret, adminTokenSecret],
+      // The engine's socket is root's: the controller (only it) runs as root to reach it.
+      user: "0:0",
       // The engine's API (tasks, scaling) through the manager's socket; the applied config and userConfig survive a restart in the volume.
       volumes: ["/var/run/docker.sock:/var/run/docker.sock", `serve-bin-state:${state}`],
       ports: [{ target: config.admin.port, published: config.admin.port, protocol: "tcp", mode: "host" }],
@@ -119,9 +126,9 @@ export function swarmStack(config: ResolvedServeConfig, opts: SwarmOptions): Obj
       deploy: { replicas: 1, placement: { constraints: ["node.role == manager"] } },
     }),
     proxy: service(opts, "proxy", {}, {
-      command: ["proxy", "--config", configPath, "--controller", controlAddress, "--host", "0.0.0.0", "--port", String(config.proxy.port)],
+      command: ["proxy", "--config", configPath, "--controller", controlAddress, "--host", "0.0.0.0", "--port", String(config.proxy.port), "--dns-fallback"],
       ports: [{ target: config.proxy.port, published: config.proxy.port, protocol: "tcp", mode: "host" }],
-      healthcheck: healthcheck(10, 5),
+      healthcheck: healthcheck(10, 5, config.proxy.port),
       stop_grace_period: edgeGrace,
       // A port published in host mode is bound once per node: at most one proxy per node.
       deploy: { replicas: 1, placement: { max_replicas_per_node: 1 }, update_config: { order: "stop-first" } },
@@ -135,7 +142,10 @@ export function swarmStack(config: ResolvedServeConfig, opts: SwarmOptions): Obj
       for (let i = 2; taken.has(name); i++) name = `${serviceName(app.name, d.name)}-${i}`;
       taken.add(name);
       services[name] = service(opts, "replica", { "serve-bin.app": app.name, "serve-bin.deployment": d.name }, {
-        command: ["replica", "--config", configPath, "--app", app.name, "--deployment", d.name, "--listen", `tcp://0.0.0.0:${SWARM_PATHS.replicaPort}`, "--controller", controlAddress],
+        command: [
+          "replica", "--app", app.name, "--deployment", d.name, "--listen", `tcp://0.0.0.0:${SWARM_PATHS.replicaPort}`, "--controller", controlAddress,
+          "--health-port", String(SWARM_PATHS.healthPort), "--drain-timeout-s", String(d.gracefulShutdownTimeoutS),
+        ],
         environment: { ...d.env },
         healthcheck: healthcheck(d.healthCheckPeriodS, d.healthCheckTimeoutS),
         // The replica drains for gracefulShutdownTimeoutS after SIGTERM; the kill comes only after that.
@@ -144,7 +154,8 @@ export function swarmStack(config: ResolvedServeConfig, opts: SwarmOptions): Obj
           replicas: initialReplicas(d),
           // A rolling restart starts the new task before the old one drains, as the local runtime does.
           update_config: { order: "start-first", parallelism: 1 },
-          restart_policy: { condition: "any" },
+          // A replica exits 0 only when the controller drained it (scaling down): Swarm must not bring that one back.
+          restart_policy: { condition: "on-failure" },
         },
       });
     }

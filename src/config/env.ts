@@ -24,6 +24,8 @@ export interface ServeEnv {
   tracing?: { otlpEndpoint: string; sampleRatio: number };
   /** `SERVE_BIN_CLUSTER_TOKEN` or `SERVE_BIN_CLUSTER_TOKEN_FILE`: the secret TCP links between processes prove they know. */
   clusterToken?: ClusterToken;
+  /** `SERVE_BIN_STACK`: the Swarm stack a cluster role runs in (the stack file sets it from the service's labels). */
+  swarmStack?: string;
 }
 
 /**
@@ -61,5 +63,6 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
   }
   const clusterToken = readClusterToken(env);
   if (clusterToken) out.clusterToken = clusterToken;
+  if (env.SERVE_BIN_STACK) out.swarmStack = env.SERVE_BIN_STACK;
   return out;
 }

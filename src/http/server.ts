@@ -4,13 +4,13 @@ import { ServeError } from "../error.ts";
 import { SERVER_SECTIONS, diffConfigs, mergeDeploymentPatch, mergeRoutePatch } from "../config/diff.ts";
 import { parseConfig, type DeploymentPatch, type ResolvedApplicationConfig, type RouteConfig, type ServeConfig } from "../config/schema.ts";
 import { ChangePath, resolved } from "../runtime/control/change.ts";
-import { Controller } from "../runtime/control/controller.ts";
+import { Controller, type ControllerOptions } from "../runtime/control/controller.ts";
 import { LocalEngine } from "../runtime/control/local-engine.ts";
 import type { ControllerEvent, StatusJSON } from "../runtime/control/status.ts";
 import { planApp, planFromNode, type PlannedApp } from "../runtime/plan-app.ts";
 import { createRunDir, sweepDeadRuns, type RunDir } from "../runtime/run-dir.ts";
 import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
-import { createProxy } from "./proxy.ts";
+import { createProxy, type ProxyListener } from "./proxy.ts";
 import { RouteTable, type RouteEntry } from "./route-table.ts";
 import { RequestMetrics } from "./request-metrics.ts";
 import { MetricsStore } from "../runtime/metrics/store.ts";
@@ -27,6 +27,10 @@ export interface ServerOptions {
   replicaLog?: (line: string) => void;
   /** Plans made in advance for some applications (serve.run with a node in hand). */
   preplanned?: Map<string, PlannedApp>;
+  /** What runs replicas (local subprocesses by default) and who else hears of routing snapshots: the cluster roles set these. */
+  cluster?: Pick<ControllerOptions, "engine" | "onRoutes">;
+  /** Wraps the data-plane listener (a cluster role adds its `/-/ready`). */
+  wrapProxy?: (proxy: ProxyListener) => ProxyListener;
 }
 
 /** The config as applied: server sections and each application resolved with the code's options. */
@@ -58,6 +62,7 @@ export class Server {
       onEvent: opts.onEvent,
       metrics: this.metrics,
       replicaLog: opts.replicaLog ?? ((line) => process.stdout.write(`${line}\n`)),
+      ...opts.cluster,
     });
     // Nothing runs yet: the start-up config is applied like any other change.
     this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, () => this.#rebuildRoutes());
@@ -66,7 +71,8 @@ export class Server {
   /** Starts the proxy and the applications of `opts.config`; resolves once the proxy listens. */
   static async start(opts: ServerOptions): Promise<Server> {
     const s = new Server(opts);
-    const proxy = createProxy({ routes: s.routes, metrics: s.requests, healthy: () => s.healthy() }, opts.config.proxy);
+    const own = createProxy({ routes: s.routes, metrics: s.requests, healthy: () => s.healthy() }, opts.config.proxy);
+    const proxy = opts.wrapProxy ? opts.wrapProxy(own) : own;
     s.#http = Bun.serve({ hostname: opts.config.proxy.host, port: opts.config.proxy.port, ...proxy });
     return s;
   }

@@ -26,6 +26,8 @@ export interface ControllerOptions {
   metrics?: MetricsStore;
   /** Writes a replica's JSON log line. */
   replicaLog?: (line: string) => void;
+  /** Each new routing snapshot of an application, for processes the engine runs elsewhere (proxies on other hosts). */
+  onRoutes?: (app: string, table: RoutingTable) => void;
 }
 
 /** One application as the loop holds it. */
@@ -260,6 +262,8 @@ export class Controller {
       case "ready":
         if (r.state !== "STARTING") return;
         d.ready(r.key, Date.now());
+        // The address the replica bound (a TCP port it picked, a task's address) is what callers dial.
+        live.socket = msg.socket;
         live.lastHealthAt = Date.now();
         live.control.routes(this.#table(app));
         if (r.userConfigGen !== d.userConfigGen) void catchUp(this.#scope(app, d), r);
@@ -332,6 +336,7 @@ export class Controller {
     app.tableVersion++;
     const table = this.#table(app);
     app.invoker.update(table);
+    this.opts.onRoutes?.(app.name, table);
     for (const d of app.deployments.values()) for (const r of d.serving()) this.#live.get(r)?.control.routes(table);
   }
 

@@ -18,8 +18,26 @@ import { setProcessTracer, Tracer } from "../tracing/tracer.ts";
 /** How often a replica pushes its counters to the main process. */
 const METRICS_EVERY_MS = 1000;
 
+/**
+ * Where control messages go and how SIGTERM is taken: the IPC channel to the
+ * parent server by default; a replica run by a cluster engine (src/cli/roles)
+ * puts its control link in its place with `useControlPort`.
+ */
+export interface ControlPort {
+  send(msg: ControlFromReplica): void;
+  /** SIGTERM; by default the process exits at once (its server drains it first). */
+  sigterm?(): void;
+}
+
+let port: ControlPort = { send: (msg) => void process.send?.(msg) };
+
+/** Replaces the IPC control channel (call before `runReplica`); feed what arrives to `deliverControl`. */
+export function useControlPort(p: ControlPort): void {
+  port = p;
+}
+
 function send(msg: ControlFromReplica): void {
-  process.send?.(msg);
+  port.send(msg);
 }
 
 function fail(e: unknown, deployment: string): never {
@@ -45,10 +63,15 @@ export function receiveSpec(): Promise<ReplicaSpec> {
     process.on("message", (raw) => {
       const msg = raw as ControlToReplica;
       if (msg.t === "start") return resolve(msg.spec);
-      if (obey) obey(msg);
-      else early.push(msg);
+      deliverControl(msg);
     });
   });
+}
+
+/** A control message for this replica: obeyed now, or once `runReplica` is ready to. */
+export function deliverControl(msg: ControlToReplica): void {
+  if (obey) obey(msg);
+  else early.push(msg);
 }
 
 /** Refuses to run code that changed on disk after the deployment was planned: it would differ from its peers. */
@@ -82,7 +105,7 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
     setTimeout(() => process.exit(1), 50);
   });
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
-  process.on("SIGTERM", () => process.exit(0));
+  process.on("SIGTERM", () => (port.sigterm ? port.sigterm() : process.exit(0)));
 
   // The server is this process's parent: its pid names the arena, so the sweep after a crash finds it.
   // The arena is freed and unlinked when this process exits, whatever the reason.

@@ -1,0 +1,109 @@
+/**
+ * `serve-bin controller --config F --listen tcp://0.0.0.0:7070`: the one
+ * controller of a cluster. It is `serve-bin run` — the same state machine,
+ * change path and admin API — with a RemoteEngine in place of local
+ * subprocesses: replicas and proxies dial its control address; with
+ * `--engine swarm` it sets each deployment's Swarm service replica count
+ * through the manager's Docker socket. Its routing snapshots go to the
+ * proxies too. SIGTERM stops the controller alone: the links close, replicas
+ * and proxies keep serving, and the next controller adopts them.
+ */
+import { readEnv } from "../../config/env.ts";
+import { RemoteEngine, type Scaler } from "../../cluster/remote-engine.ts";
+import type { ProxySnapshot } from "../../cluster/control-link.ts";
+import { DockerApi } from "../../cluster/swarm/docker-api.ts";
+import { SwarmScaler } from "../../cluster/swarm/swarm-scaler.ts";
+import type { RoutingTable } from "../../runtime/channel/messages.ts";
+import type { Server } from "../../http/server.ts";
+import { parse, UsageError } from "../args.ts";
+import { runCommand } from "../run.ts";
+import { serverLog } from "../server-log.ts";
+import { withReadiness } from "./health.ts";
+import { tcpFlag } from "./flags.ts";
+
+const USAGE =
+  "serve-bin controller --config serve.yaml [--listen tcp://0.0.0.0:7070] [--engine static|swarm] [--docker-socket /var/run/docker.sock] [--state-dir DIR] [--app-dir DIR] [--host 0.0.0.0] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F]";
+
+const flags = {
+  config: { type: "string" },
+  listen: { type: "string" },
+  engine: { type: "string" },
+  "docker-socket": { type: "string" },
+  "state-dir": { type: "string" },
+  "app-dir": { type: "string" },
+  host: { type: "string" },
+  port: { type: "string" },
+  "admin-host": { type: "string" },
+  "admin-port": { type: "string" },
+  "admin-token-file": { type: "string" },
+} as const;
+
+/** How often the proxies' snapshot is compared with what they last got. */
+const SNAPSHOT_EVERY_MS = 250;
+
+function snapshotOf(server: Server, tables: Map<string, RoutingTable>): ProxySnapshot {
+  const apps = [...server.controller.apps.values()]
+    .filter((a) => !a.deleting && tables.has(a.name))
+    .map((a) => ({ name: a.name, routePrefix: a.planned.config.routePrefix, ingress: a.planned.graph.ingress, table: tables.get(a.name)! }));
+  return { apps, routes: server.changes.current.config.routes };
+}
+
+/** Runs the controller role until SIGTERM. */
+export async function controllerRole(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, flags, USAGE);
+  if (positionals.length) throw new UsageError(`controller takes flags only, got "${positionals.join(" ")}"\nusage: ${USAGE}`);
+  if (!values.config) throw new UsageError(`--config is required\nusage: ${USAGE}`);
+  const listen = tcpFlag(values.listen ?? "tcp://0.0.0.0:7070", "--listen", USAGE);
+  const kind = values.engine ?? "static";
+  if (kind !== "static" && kind !== "swarm") throw new UsageError(`--engine takes static (replicas started by hand) or swarm, not "${kind}"\nusage: ${USAGE}`);
+  const env = readEnv();
+  if (!env.clusterToken) throw new UsageError("the controller role links over TCP and needs the cluster token: set SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE");
+  const scaler: Scaler | undefined = kind === "swarm" ? new SwarmScaler(new DockerApi(values["docker-socket"]), env.swarmStack ?? "", (l) => serverLog("info", l)) : undefined;
+  const engine = new RemoteEngine(listen, { token: env.clusterToken }, scaler);
+  serverLog("info", `control links on ${engine.address} (${kind} engine)`, {}, true);
+
+  const tables = new Map<string, RoutingTable>();
+  let server: Server | null = null;
+  let stopping = false;
+  let sent = "";
+  const publish = () => {
+    if (!server) return;
+    const snapshot = snapshotOf(server, tables);
+    const sig = JSON.stringify(snapshot);
+    if (sig === sent) return;
+    sent = sig;
+    engine.publish(snapshot);
+  };
+  const timer = setInterval(publish, SNAPSHOT_EVERY_MS);
+
+  const run = ["--port", values.port ?? "8000", "--host", values.host ?? "0.0.0.0"];
+  for (const f of ["state-dir", "app-dir", "admin-host", "admin-port", "admin-token-file"] as const) if (values[f] !== undefined) run.push(`--${f}`, values[f]!);
+  const code = await runCommand([values.config, ...run], "run", {
+    cluster: {
+      engine,
+      onRoutes: (app, table) => {
+        tables.set(app, table);
+        queueMicrotask(publish);
+      },
+    },
+    wrapProxy: (listener) =>
+      withReadiness(listener, () => {
+        if (stopping) return "stopping";
+        if (!server) return "starting";
+        return server.healthy() ? null : "an application has no running ingress replica yet";
+      }),
+    started: (s) => {
+      server = s;
+      // Runs before run's own SIGTERM handler: the replicas must not drain with this process.
+      const leave = () => {
+        stopping = true;
+        clearInterval(timer);
+        engine.detach();
+      };
+      process.once("SIGTERM", leave);
+      process.once("SIGINT", leave);
+    },
+  });
+  clearInterval(timer);
+  return code;
+}
