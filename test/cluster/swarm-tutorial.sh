@@ -54,7 +54,14 @@ say "proxy on $PNODE: $URL"
 ask() { in_ns curl -s -m 10 -d '["5",[1,2],"sum"]' "$URL/my-dag" || echo "(curl exit $?)"; }
 for _ in $(seq 1 300); do [ "$(in_ns curl -s -o /dev/null -w '%{http_code}' -m 2 "$URL/-/ready" || true)" = 200 ] && break; sleep 1; done
 [ "$(in_ns curl -s -o /dev/null -w '%{http_code}' -m 2 "$URL/-/ready")" = 200 ] || fail "the proxy never became ready"
-ANSWER=$(ask)
+# The first answer is waited for, not assumed: one run in six saw the very first request time out right
+# after the proxy said ready (cause not found); later requests in that run were never retried.
+for try in 1 2 3 4 5 6; do
+  ANSWER=$(ask)
+  [ "$ANSWER" = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])" ] && break
+  echo "first request, try $try: $ANSWER" >&2
+  sleep 2
+done
 [ "$ANSWER" = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])" ] || { docker service logs --raw sb_proxy >&2; docker service logs --raw sb_default-dagdriver >&2; fail "tutorial answer: $ANSWER"; }
 echo "RESULT tutorial: $ANSWER"
 docker service ps --filter desired-state=running --format '{{.Name}} {{.Node}}' $(docker stack services -q sb) | sort >&2
