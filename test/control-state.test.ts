@@ -113,6 +113,8 @@ describe("the deployment state machine", () => {
     expect(d.status(now)).toBe("UNHEALTHY");
     expect(d.message(now)).toContain("gave up after 4 failed starts in a row (limits.maxConstructorRetries): replica Model#0 exit code 1 before it was ready: boom in the constructor");
     expect(starts(d.decide(now + 1e9, 10))).toEqual([]);
+    d.setTarget({ ...d.config }, "v1"); // the same target again (another deployment changed): still given up
+    expect(starts(d.decide(now + 1e9, 10))).toEqual([]);
     d.setTarget(d.config, "v2"); // new code: try again, at once
     expect(starts(d.decide(now, 10)).map((s) => s.id)).toEqual(["Model#0"]);
   });

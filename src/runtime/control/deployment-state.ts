@@ -1,3 +1,4 @@
+import { deepEqual } from "../../config/diff.ts";
 import type { DeploymentConfig, LimitsConfig } from "../../config/schema.ts";
 import type { AutoscaleState } from "../autoscale.ts";
 import { failuresAfterExit, restartDelayS } from "./backoff.ts";
@@ -87,8 +88,13 @@ export class DeploymentState {
     readonly limits: () => LimitsConfig,
   ) {}
 
-  /** A new target. New code (version) or any new config gives a deployment that gave up another try. */
+  /**
+   * A new target. New code (version) or a changed config gives a deployment
+   * that gave up another try; the same target again (another deployment's
+   * change re-applies the whole application) changes nothing.
+   */
   setTarget(config: DeploymentConfig, version: string): void {
+    if (version === this.version && deepEqual(config, this.config)) return;
     if (version !== this.version) {
       this.version = version;
       this.startFailures = 0;
