@@ -6,7 +6,7 @@
  * failing reconfigure().
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig } from "../src/config/schema.ts";
+import { DEFAULTS, LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig } from "../src/config/schema.ts";
 import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../src/runtime/channel/messages.ts";
 import { Controller } from "../src/runtime/control/controller.ts";
 import type { Engine, ExitInfo, ReplicaEvents, ReplicaProcess } from "../src/runtime/control/engine.ts";
@@ -85,17 +85,8 @@ class FakeEngine implements Engine {
   }
 }
 
-const cfg = (over: Partial<DeploymentConfig> = {}): DeploymentConfig => ({
-  name: "Model",
-  numReplicas: 1,
-  maxOngoingRequests: 5,
-  maxQueuedRequests: -1,
-  healthCheckPeriodS: 1000,
-  healthCheckTimeoutS: 30,
-  gracefulShutdownTimeoutS: 20,
-  env: {},
-  ...over,
-});
+// Health checks every 1000 s: the fake replicas answer them, but these tests are about other things.
+const cfg = (over: Partial<DeploymentConfig> = {}): DeploymentConfig => ({ ...DEFAULTS, name: "Model", healthCheckPeriodS: 1000, env: {}, ...over });
 
 /** A planned application of one deployment; only what the loop reads is real. */
 function plan(over: Partial<DeploymentConfig> = {}, code = "v1"): PlannedApp {

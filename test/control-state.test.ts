@@ -3,19 +3,10 @@
  * Time is a number the test moves.
  */
 import { describe, expect, it } from "vitest";
-import { LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig } from "../src/config/schema.ts";
+import { DEFAULTS, LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig } from "../src/config/schema.ts";
 import { DeploymentState, type Decision } from "../src/runtime/control/deployment-state.ts";
 
-const base: DeploymentConfig = {
-  name: "Model",
-  numReplicas: 1,
-  maxOngoingRequests: 5,
-  maxQueuedRequests: -1,
-  healthCheckPeriodS: 10,
-  healthCheckTimeoutS: 30,
-  gracefulShutdownTimeoutS: 20,
-  env: {},
-};
+const base: DeploymentConfig = { ...DEFAULTS, name: "Model", env: {} };
 
 function machine(numReplicas: number, limits: Partial<LimitsConfig> = {}) {
   const all = { ...LIMITS_DEFAULTS, ...limits };
