@@ -245,9 +245,12 @@ export class Controller {
       exit: (info) => {
         this.#live.delete(view);
         const asked = view.state === "STOPPING";
-        d.exited(view.key, Date.now(), describeExit(info));
+        const how = describeExit(info);
+        const at = Date.now();
+        d.exited(view.key, at, how);
+        const waitS = d.backoffS(at);
         if (asked) this.#emit(app, d, view, "replica-stopped");
-        else this.#emit(app, d, view, "replica-died", `${describeExit(info)}; restarting${d.backoffS(Date.now()) > 0 ? ` in ${d.backoffS(Date.now()).toFixed(1)} s` : ""}`);
+        else this.#emit(app, d, view, "replica-died", `${how}; restarting${waitS > 0 ? ` in ${waitS.toFixed(1)} s` : ""}`);
         this.reconcile();
       },
     });
@@ -415,10 +418,6 @@ export class Controller {
     const stuck = () => [...app.deployments.values()].some((d) => d.gaveUp || d.startFailures >= UNHEALTHY_AFTER_START_FAILURES);
     await this.waitFor(() => !this.apps.has(name) || app.status === "RUNNING" || app.status === "DEPLOY_FAILED" || (app.status === "UNHEALTHY" && stuck()));
     return app.status;
-  }
-
-  invoker(app: string): RemoteInvoker | undefined {
-    return this.apps.get(app)?.invoker;
   }
 
   #app(name: string): AppRuntime {
