@@ -5,11 +5,10 @@
  * calls; these are their shapes.
  */
 import type { Connection } from "../runtime/channel/connection.ts";
-import type { ControlFromReplica, ControlToReplica, DataMessage, RoutingTable } from "../runtime/channel/messages.ts";
+import type { ControlFromReplica, ControlToReplica, DataMessage, ProxySnapshot } from "../runtime/channel/messages.ts";
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
 import { dialLink, parseAddress, tcpAddress, type LinkOptions } from "../runtime/channel/transport.ts";
-import type { RouteConfig } from "../config/schema.ts";
 
 /** What a replica that already runs tells a controller it meets (a restarted one adopts it). */
 export interface RunningReplica {
@@ -18,19 +17,7 @@ export interface RunningReplica {
   address: string;
 }
 
-/** One application as a proxy needs it: where it is served, its ingress, its replicas. */
-export interface ProxyApp {
-  name: string;
-  routePrefix: string;
-  ingress: string;
-  table: RoutingTable;
-}
-
-/** What proxies route by: every application's snapshot and the split routes. */
-export interface ProxySnapshot {
-  apps: ProxyApp[];
-  routes: RouteConfig[];
-}
+export type { ProxyApp, ProxySnapshot } from "../runtime/channel/messages.ts";
 
 /** Messages on a control link. */
 export type LinkMessage =

@@ -1,6 +1,6 @@
 import type { SerializedServeError } from "../../error.ts";
 import type { MetricsSnapshot } from "../metrics/snapshot.ts";
-import type { OutlierDetection } from "../../config/schema.ts";
+import type { OutlierDetection, ProxyConfig, RouteConfig } from "../../config/schema.ts";
 
 /**
  * Every message on a data socket (caller ⇄ replica), one discriminated union.
@@ -66,6 +66,20 @@ export interface RoutingTable {
   deployments: Record<string, DeploymentRoute>;
 }
 
+/** One application as a data-plane listener needs it: where it is served, its ingress, its replicas. */
+export interface ProxyApp {
+  name: string;
+  routePrefix: string;
+  ingress: string;
+  table: RoutingTable;
+}
+
+/** What a data-plane listener routes by (a cluster proxy, or an ingress replica's own): every application and the split routes. */
+export interface ProxySnapshot {
+  apps: ProxyApp[];
+  routes: RouteConfig[];
+}
+
 /** Main → replica, over the IPC channel. */
 export type ControlToReplica =
   /** The first message a replica gets: what to run (kept off the command line, where `ps` shows it). */
@@ -74,7 +88,9 @@ export type ControlToReplica =
   | { t: "reconfigure"; seq: number; userConfig: unknown }
   | { t: "health"; seq: number }
   | { t: "limits"; maxOngoingRequests: number }
-  | { t: "drain"; timeoutS: number };
+  | { t: "drain"; timeoutS: number }
+  /** To an ingress replica that listens on the data-plane port: every application's routes (its first one opens the listener). */
+  | { t: "proxy-routes"; snapshot: ProxySnapshot };
 
 /** Replica → main, over the IPC channel. */
 export type ControlFromReplica =
@@ -86,7 +102,9 @@ export type ControlFromReplica =
   | { t: "metrics"; snapshot: MetricsSnapshot }
   /** A whole JSON log line (logging.format json) that the server writes to its stdout as is. */
   | { t: "log"; line: string }
-  | { t: "drained" };
+  | { t: "drained" }
+  /** An ingress replica's data-plane listener opened (true) or stopped taking connections (false). */
+  | { t: "listening"; open: boolean };
 
 /** How a replica is started: everything it needs, sent as its first control message. */
 export interface ReplicaSpec {
@@ -105,4 +123,14 @@ export interface ReplicaSpec {
   sharedMemory: { enabled: boolean; thresholdBytes: number; arenaBytes: number; dir: string };
   /** Deployments of the application this replica runs in its own process when it calls them (colocate: true). */
   colocated?: { name: string; userConfig?: unknown }[];
+  /** Set for an ingress replica that serves HTTP itself (proxy.location "ingress"): where to listen (SO_REUSEPORT) and the proxy's limits. */
+  listen?: DataPlaneListen;
+}
+
+/** Where an ingress replica's data-plane listener binds, and the proxy settings it enforces. */
+export interface DataPlaneListen {
+  host: string;
+  /** The concrete port the main process bound first (never 0: every listener must share one). */
+  port: number;
+  proxy: ProxyConfig;
 }
