@@ -1,4 +1,5 @@
 import type { HistogramData } from "./histogram.ts";
+import type { HttpCounts } from "./http-counts.ts";
 
 /**
  * What a replica reports about itself, cumulative since it started (so a
@@ -20,4 +21,6 @@ export interface MetricsSnapshot {
   queued: Record<string, number>;
   rssBytes: number;
   cpuSeconds: number;
+  /** An ingress replica that listens on the data-plane port: the HTTP requests its listener answered. */
+  http?: HttpCounts;
 }

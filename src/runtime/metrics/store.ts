@@ -1,5 +1,6 @@
 import { addHistogram, BATCH_BUCKETS, emptyHistogram, LATENCY_BUCKETS, type HistogramData } from "./histogram.ts";
 import type { MetricsSnapshot } from "./snapshot.ts";
+import { addHttpCounts, type HttpCounts } from "./http-counts.ts";
 import { family, histogramSamples, labels } from "./text-format.ts";
 
 /** A replica that sent nothing for this long is gone (stopped, dead, replaced): its gauges are no longer shown. */
@@ -13,7 +14,7 @@ interface ReplicaEntry {
   last: MetricsSnapshot;
   at: number;
   /** Counts of earlier processes under this id, so counters never go down across a restart. */
-  base: { requests: Record<string, number>; latency: HistogramData; batch: HistogramData; cpuSeconds: number };
+  base: { requests: Record<string, number>; latency: HistogramData; batch: HistogramData; cpuSeconds: number; http: HttpCounts };
 }
 
 /** One deployment's totals over all its replicas, past and present (counters), and its gauges now. */
@@ -54,7 +55,7 @@ export class MetricsStore {
     const key = JSON.stringify([app, deployment, replica]);
     const e = this.#entries.get(key);
     if (!e) {
-      const base = { requests: {}, latency: emptyHistogram(LATENCY_BUCKETS), batch: emptyHistogram(BATCH_BUCKETS), cpuSeconds: 0 };
+      const base = { requests: {}, latency: emptyHistogram(LATENCY_BUCKETS), batch: emptyHistogram(BATCH_BUCKETS), cpuSeconds: 0, http: {} };
       this.#entries.set(key, { app, deployment, replica, last: snapshot, at: this.now(), base });
       return;
     }
@@ -63,9 +64,15 @@ export class MetricsStore {
       addHistogram(e.base.latency, e.last.latency);
       addHistogram(e.base.batch, e.last.batch);
       e.base.cpuSeconds += e.last.cpuSeconds;
+      if (e.last.http) addHttpCounts(e.base.http, e.last.http);
     }
     e.last = snapshot;
     e.at = this.now();
+  }
+
+  /** The HTTP requests ingress replicas' listeners answered, one entry per replica id (its restarts included). */
+  httpCounts(): HttpCounts[] {
+    return [...this.#entries.values()].flatMap((e) => [e.base.http, ...(e.last.http ? [e.last.http] : [])]);
   }
 
   /** Drops everything known of an application (it was deleted). */
