@@ -5,12 +5,11 @@ import { pathOf } from "../api/dag-driver.ts";
 import { packHeaders, unpackHeaders } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
 import type { ReplicaClient } from "../runtime/replica-client.ts";
-import type { Router } from "../runtime/router.ts";
 import { proxyConfigSchema } from "../config/schema.ts";
 import { closing, readBody } from "./body-reader.ts";
 import { capRequests } from "./connection-cap.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
-import { RouteTable, type RouteHit, type Variant } from "./route-table.ts";
+import { RouteTable, type CallTarget, type RouteHit, type Variant } from "./route-table.ts";
 import type { RequestMetrics } from "./request-metrics.ts";
 
 export interface ProxyOptions {
@@ -121,7 +120,7 @@ function nextRequestId(): string {
 }
 
 /** Shadow copies in flight per shadow ingress. */
-const shadowInflight = new WeakMap<Router, number>();
+const shadowInflight = new WeakMap<CallTarget, number>();
 
 /**
  * Sends a copy of the request to the route's shadow application and discards
@@ -133,7 +132,7 @@ const shadowInflight = new WeakMap<Router, number>();
 function shadow(v: Variant, wire: WireRequest, requestId: string, timeoutS: number): void {
   const router = v.router;
   const inflight = shadowInflight.get(router) ?? 0;
-  if (inflight >= Math.max(1, router.replicas.length * router.maxOngoing)) return;
+  if (inflight >= Math.max(1, router.capacity)) return;
   shadowInflight.set(router, inflight + 1);
   const ctl = new LazyAbort();
   const timer = setTimeout(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")), timeoutS * 1000);
@@ -160,7 +159,7 @@ function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<
  * chunk by chunk. `onCancel` runs when the body's reader goes away (the client
  * disconnected mid-stream), so the caller can abort the call and stop the producer.
  */
-function forward(router: Router, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void): Promise<Response> {
+function forward(router: CallTarget, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     let stream: ReadableStreamDefaultController<Uint8Array> | null = null;
     let started = false;

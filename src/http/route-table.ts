@@ -1,10 +1,13 @@
 import { longestFirst, underPrefix } from "../api/route-prefix.ts";
 import type { Router } from "../runtime/router.ts";
 
+/** Where a route's requests go: a Router to an application's ingress replicas, or the ingress running in this very process. */
+export type CallTarget = Pick<Router, "call" | "capacity">;
+
 export interface Variant {
   app: string;
   weight: number;
-  router: Router;
+  router: CallTarget;
 }
 
 /** One route prefix: one application, or a weighted split between several. */
@@ -18,7 +21,7 @@ export interface RouteEntry {
 export interface RouteHit {
   prefix: string;
   app: string;
-  router: Router;
+  router: CallTarget;
   /** Headers the response gets (x-serve-variant on a split). */
   headers: [string, string][];
   shadow?: Variant;

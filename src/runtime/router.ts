@@ -179,6 +179,11 @@ export class Router {
   get queued(): number {
     return this.#queue.length;
   }
+
+  /** Calls its replicas take at once. */
+  get capacity(): number {
+    return this.replicas.length * this.maxOngoing;
+  }
 }
 
 /**

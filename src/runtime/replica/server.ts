@@ -60,6 +60,8 @@ export class ReplicaServer {
   draining = false;
   #gate: Promise<void> | null = null;
   #idle: (() => void)[] = [];
+  /** Told when an admitted call ends (a slot frees): the in-process ingress waits for one this way. */
+  #freed: (() => void)[] = [];
   readonly #active = new Map<Connection, Map<number, Active>>();
   /** Results of forwarded calls, by token, until fetched and released (or their TTL passes). */
   readonly #kept = new Map<string, Kept>();
@@ -214,6 +216,7 @@ export class ReplicaServer {
       this.admitted--;
       if (entered) this.running--;
       if (this.running === 0) for (const f of this.#idle.splice(0)) f();
+      if (this.#freed.length) for (const f of this.#freed.splice(0)) f();
     }
   }
 
@@ -284,6 +287,11 @@ export class ReplicaServer {
       }
     })();
     await this.#stream(conn, id, bytes, a, lazyContext("", a.abort));
+  }
+
+  /** Resolves when the next admitted call ends. */
+  whenFree(): Promise<void> {
+    return new Promise((r) => this.#freed.push(r));
   }
 
   /** Runs `fn` when no call is running; calls arriving meanwhile wait for it. */
