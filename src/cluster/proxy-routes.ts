@@ -1,16 +1,29 @@
 /**
- * A proxy's routes on another host than the controller: the controller's
- * snapshot (every application's replicas, prefixes and split routes) turned
- * into the same RouteTable the single-host server routes by, with one
- * RemoteInvoker per application dialling replicas over TCP. Without the
- * controller the last snapshot stays (and DNS may refresh its replicas, see
- * swarm/dns-routes.ts).
+ * A data-plane listener's routes away from the controller — a cluster proxy
+ * on another host, or an ingress replica listening on the data-plane port
+ * itself: the controller's snapshot (every application's replicas, prefixes
+ * and split routes) turned into the same RouteTable the main process routes
+ * by, with one RemoteInvoker per application dialling its replicas (TCP or
+ * unix sockets). Without the controller the last snapshot stays (and DNS may
+ * refresh its replicas, see swarm/dns-routes.ts).
  */
-import type { RoutingTable } from "../runtime/channel/messages.ts";
+import type { ProxySnapshot, RoutingTable } from "../runtime/channel/messages.ts";
+import type { BinaryChannel } from "../runtime/channel/connection.ts";
 import type { LinkOptions } from "../runtime/channel/transport.ts";
 import { RemoteInvoker } from "../runtime/remote-invoker.ts";
-import { RouteTable, type RouteEntry, type Variant } from "../http/route-table.ts";
-import type { ProxySnapshot } from "./control-link.ts";
+import type { Router } from "../runtime/router.ts";
+import { RouteTable, type CallTarget, type RouteEntry, type Variant } from "../http/route-table.ts";
+
+/**
+ * An application whose ingress runs in this very process (an ingress
+ * replica's own listener): its requests go to `target`, and `target.siblings`
+ * routes to its other ingress replicas (the one at `socket` left out).
+ */
+export interface LocalApp {
+  app: string;
+  socket: string;
+  target: CallTarget & { siblings: Router | null };
+}
 
 export class ProxyRoutes {
   readonly routes = new RouteTable();
@@ -18,7 +31,12 @@ export class ProxyRoutes {
   #version = 0;
   #last: ProxySnapshot | null = null;
 
-  constructor(readonly links: LinkOptions) {}
+  /** `binary`: shared memory for large bodies (a replica's arena); `local`: the application served in this process. */
+  constructor(
+    readonly links: LinkOptions,
+    readonly binary: BinaryChannel = {},
+    readonly local?: LocalApp,
+  ) {}
 
   /** The snapshot routed by now (null before the first). */
   get snapshot(): ProxySnapshot | null {
@@ -38,10 +56,15 @@ export class ProxyRoutes {
       inv.close();
       this.#invokers.delete(name);
     }
-    for (const a of snapshot.apps) this.#invoker(a.name).update(this.#renumber(a.table));
+    const local = this.local;
+    for (const a of snapshot.apps) {
+      const table = a.name === local?.app ? withoutReplica(a.table, a.ingress, local.socket) : a.table;
+      this.#invoker(a.name).update(this.#renumber(table));
+      if (a.name === local?.app) local.target.siblings = this.#invoker(a.name).router(a.ingress);
+    }
     const variant = (app: string, weight: number): Variant | undefined => {
       const a = snapshot.apps.find((x) => x.name === app);
-      return a && { app, weight, router: this.#invoker(app).router(a.ingress) };
+      return a && { app, weight, router: app === local?.app ? local.target : this.#invoker(app).router(a.ingress) };
     };
     const split = new Set(snapshot.routes.map((r) => r.routePrefix));
     const entries: RouteEntry[] = snapshot.apps.filter((a) => !split.has(a.routePrefix)).map((a) => ({ prefix: a.routePrefix, variants: [variant(a.name, 1)!] }));
@@ -65,11 +88,18 @@ export class ProxyRoutes {
 
   #invoker(app: string): RemoteInvoker {
     let inv = this.#invokers.get(app);
-    if (!inv) this.#invokers.set(app, (inv = new RemoteInvoker({}, this.links)));
+    if (!inv) this.#invokers.set(app, (inv = new RemoteInvoker(this.binary, this.links)));
     return inv;
   }
 
   close(): void {
     for (const inv of this.#invokers.values()) inv.close();
   }
+}
+
+/** The table with one replica of the ingress left out (the one in this process). */
+function withoutReplica(table: RoutingTable, ingress: string, socket: string): RoutingTable {
+  const route = table.deployments[ingress];
+  if (!route) return table;
+  return { ...table, deployments: { ...table.deployments, [ingress]: { ...route, replicas: route.replicas.filter((r) => r.socket !== socket) } } };
 }
