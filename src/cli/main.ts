@@ -41,7 +41,10 @@ async function main(argv: string[]): Promise<number> {
       }
       const { runReplica, receiveSpec } = await import("../runtime/replica/main.ts");
       const { readEnv } = await import("../config/env.ts");
-      await runReplica(await receiveSpec(), { token: readEnv().clusterToken });
+      const spec = await receiveSpec();
+      // Only an ingress replica told to listen loads the HTTP proxy.
+      const dataPlane = spec.listen ? (await import("./ingress-listener.ts")).ingressListener : undefined;
+      await runReplica(spec, { token: readEnv().clusterToken }, { dataPlane });
       return -1; // keeps running
     }
     case "controller": {

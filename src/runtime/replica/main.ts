@@ -3,12 +3,14 @@ import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
 import { instantiate, warmUp, type Callable } from "../../graph/instantiate.ts";
 import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
-import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../channel/messages.ts";
+import type { ControlFromReplica, ControlToReplica, DataPlaneListen, ProxySnapshot, ReplicaSpec } from "../channel/messages.ts";
+import type { HttpCounts } from "../metrics/http-counts.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
 import { RemoteInvoker } from "../remote-invoker.ts";
 import { ColocatingInvoker } from "../colocating-invoker.ts";
 import { ReplicaServer } from "./server.ts";
+import { LocalIngress } from "./local-ingress.ts";
 import { replicaStats } from "../metrics/replica-stats.ts";
 import { observeBatches } from "../../api/batch.ts";
 import { readEnv } from "../../config/env.ts";
@@ -46,6 +48,34 @@ function fail(e: unknown, deployment: string): never {
   // Give the IPC message time to leave before exiting.
   setTimeout(() => process.exit(1), 50);
   throw err;
+}
+
+/** What an ingress replica's data-plane listener is given (it is composed above the runtime: src/cli/ingress-listener.ts). */
+export interface DataPlaneContext {
+  spec: ReplicaSpec;
+  listen: DataPlaneListen;
+  /** This replica's ingress, called in process. */
+  local: LocalIngress;
+  /** This replica's data socket (left out of its own siblings). */
+  socket: string;
+  shm: SharedMemory;
+  links: LinkOptions;
+  send(msg: ControlFromReplica): void;
+}
+
+/** An ingress replica's data-plane listener, as the replica drives it. */
+export interface DataPlane {
+  /** A new routing snapshot; the first opens the listener. */
+  routes(snapshot: ProxySnapshot): void;
+  /** Stops taking connections at once; resolves once the requests it holds are answered (at most `timeoutS`). */
+  stop(timeoutS: number): Promise<void>;
+  /** The HTTP requests it answered, for the metrics snapshot. */
+  counts(): HttpCounts;
+}
+
+/** What the entry point adds to a replica: the data-plane listener, for proxy.location "ingress". */
+export interface ReplicaHooks {
+  dataPlane?: (ctx: DataPlaneContext) => DataPlane;
 }
 
 /** Control messages that arrived before the replica was ready to obey them. */
@@ -92,7 +122,7 @@ function checkFileUnchanged(spec: ReplicaSpec): void {
  * calls on its socket, and obeys the control channel. It exits when that
  * channel closes, so a killed server leaves no replica behind.
  */
-export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Promise<void> {
+export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hooks: ReplicaHooks = {}): Promise<void> {
   const env = readEnv();
   const who = { app: spec.app, deployment: spec.deployment, replica: spec.replicaId };
   if (env.logging) installReplicaConsole(env.logging, who, (line) => send({ t: "log", line }));
@@ -140,6 +170,10 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
   }
   server = new ReplicaServer(callable, spec.maxOngoingRequests, { socket: listener.address, fetch: (ref) => invoker.fetchKept(ref) });
 
+  const local = new LocalIngress(server);
+  let plane: DataPlane | null = null;
+  const metrics = () => ({ ...replicaStats.snapshot(server.admitted, invoker.queued()), ...(plane && { http: plane.counts() }) });
+
   /** The userConfig this replica last applied without error. */
   let applied: unknown = spec.userConfig;
   obey = (msg) => void onControl(msg);
@@ -150,6 +184,10 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
         return;
       case "routes":
         return invoker.update(msg.table);
+      case "proxy-routes":
+        if (!spec.listen || !hooks.dataPlane) return;
+        plane ??= hooks.dataPlane({ spec, listen: spec.listen, local, socket: listener.address, shm, links, send });
+        return plane.routes(msg.snapshot);
       case "limits":
         server.maxOngoing = msg.maxOngoingRequests;
         setAdmissionLimit(msg.maxOngoingRequests);
@@ -191,12 +229,17 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
         }
         return;
       }
-      case "drain":
+      case "drain": {
+        // The listener stops taking connections first; what it holds is answered (by siblings once this one drains).
+        const closed = plane?.stop(msg.timeoutS);
         await server.drain(msg.timeoutS);
+        await closed;
+        send({ t: "metrics", snapshot: metrics() }); // the last counts, or the listener's final second is lost
         send({ t: "drained" });
         invoker.close();
         setTimeout(() => process.exit(0), 20);
         return;
+      }
     }
   }
 
@@ -204,6 +247,6 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}): Pr
   await warmUp(callable, spec.deployment).catch((e) => fail(e, spec.deployment));
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
-  setInterval(() => send({ t: "metrics", snapshot: replicaStats.snapshot(server.admitted, invoker.queued()) }), METRICS_EVERY_MS).unref();
+  setInterval(() => send({ t: "metrics", snapshot: metrics() }), METRICS_EVERY_MS).unref();
   send({ t: "ready", socket: listener.address });
 }

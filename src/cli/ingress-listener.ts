@@ -1,0 +1,61 @@
+/**
+ * The data-plane listener an ingress replica runs itself (proxy.location
+ * "ingress"): the same createProxy as the main process's, bound to the same
+ * port with SO_REUSEPORT, so the kernel spreads connections over every
+ * ingress replica and no request passes through the main process. Requests
+ * for this replica's own application run in process (LocalIngress); those
+ * for another application go to its ingress replicas over their sockets,
+ * routed by the controller's snapshots (ProxyRoutes).
+ */
+import { ProxyRoutes } from "../cluster/proxy-routes.ts";
+import { createProxy } from "../http/proxy.ts";
+import { RequestMetrics } from "../http/request-metrics.ts";
+import type { DataPlane, DataPlaneContext } from "../runtime/replica/main.ts";
+
+/** Starts nothing until the first snapshot: `routes()` opens the listener. */
+export function ingressListener(ctx: DataPlaneContext): DataPlane {
+  const routes = new ProxyRoutes(ctx.links, ctx.shm, { app: ctx.spec.app, socket: ctx.socket, target: ctx.local });
+  const metrics = new RequestMetrics();
+  const proxy = createProxy({ routes: routes.routes, metrics, healthy: () => routes.serving() }, ctx.listen.proxy);
+  let http: ReturnType<typeof Bun.serve> | null = null;
+  let closing = false;
+  // Once it stops listening, a request on a connection still open is answered and the connection closed,
+  // so the client's next request opens a connection to a listener that stays.
+  const lastOnConnection = async (req: Request): Promise<Response> => {
+    const res = await proxy.fetch(req);
+    try {
+      res.headers.set("connection", "close");
+    } catch {}
+    return res;
+  };
+  return {
+    routes(snapshot) {
+      routes.apply(snapshot);
+      if (http || closing) return;
+      try {
+        http = Bun.serve({
+          ...proxy,
+          hostname: ctx.listen.host,
+          port: ctx.listen.port,
+          reusePort: true,
+          fetch: (req) => (closing ? lastOnConnection(req) : proxy.fetch(req)),
+        });
+      } catch (e) {
+        // The main process keeps listening; this replica still serves calls on its socket.
+        console.error(`cannot listen on the data-plane port ${ctx.listen.host}:${ctx.listen.port}: ${(e as Error).message}`);
+        return;
+      }
+      ctx.send({ t: "listening", open: true });
+    },
+    async stop(timeoutS) {
+      if (closing) return;
+      closing = true;
+      if (!http) return;
+      const stopped = http.stop(false);
+      ctx.send({ t: "listening", open: false });
+      await Promise.race([stopped, Bun.sleep(timeoutS * 1000)]);
+      routes.close();
+    },
+    counts: () => metrics.counts(),
+  };
+}
