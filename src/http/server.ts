@@ -7,6 +7,7 @@ import { ChangePath, resolved } from "../runtime/control/change.ts";
 import { Controller, type ControllerOptions } from "../runtime/control/controller.ts";
 import { LocalEngine } from "../runtime/control/local-engine.ts";
 import type { ControllerEvent, StatusJSON } from "../runtime/control/status.ts";
+import type { ProxySnapshot, RoutingTable } from "../runtime/channel/messages.ts";
 import { planApp, planFromNode, type PlannedApp } from "../runtime/plan-app.ts";
 import { createRunDir, sweepDeadRuns, type RunDir } from "../runtime/run-dir.ts";
 import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
@@ -14,6 +15,7 @@ import { createProxy, type ProxyListener } from "./proxy.ts";
 import { RouteTable, type RouteEntry } from "./route-table.ts";
 import { RequestMetrics } from "./request-metrics.ts";
 import { MetricsStore } from "../runtime/metrics/store.ts";
+import { MainListener } from "./main-listener.ts";
 
 export interface ServerOptions {
   config: ServeConfig;
@@ -43,26 +45,42 @@ export type AppliedConfig = Omit<ServeConfig, "applications"> & { applications: 
  */
 export class Server {
   readonly routes = new RouteTable();
-  readonly requests = new RequestMetrics();
+  /** What this process's listener counted, and (merged when read) what the ingress replicas' listeners reported. */
+  readonly requests = new RequestMetrics(() => this.metrics.httpCounts());
   readonly controller: Controller;
   readonly changes: ChangePath;
   /** The replicas' counters, for /metrics and the dashboard; the proxy's own queues are added when read. */
   readonly metrics = new MetricsStore(() => [...this.controller.apps.values()].map((a) => ({ app: a.name, queued: a.invoker.queued() })));
   readonly runDir: RunDir;
-  #http: ReturnType<typeof Bun.serve> | null = null;
+  #listener: MainListener | null = null;
   #stopping: Promise<void> | null = null;
+  /** Each application's last routing snapshot, for the ingress replicas' listeners. */
+  readonly #tables = new Map<string, RoutingTable>();
+  #snapshotSig = "";
+  #snapshotQueued = false;
 
   private constructor(readonly opts: ServerOptions) {
     sweepDeadRuns();
     this.runDir = createRunDir();
+    const proxy = opts.config.proxy;
+    // Cluster roles keep their separate proxies: replicas there do not listen.
+    const ingressListens = !opts.cluster && proxy.location === "ingress";
     this.controller = new Controller({
-      engine: new LocalEngine(),
+      engine: opts.cluster?.engine ?? new LocalEngine(),
       runDir: this.runDir,
       sharedMemory: { ...opts.config.sharedMemory, dir: "/dev/shm" },
       onEvent: opts.onEvent,
       metrics: this.metrics,
       replicaLog: opts.replicaLog ?? ((line) => process.stdout.write(`${line}\n`)),
-      ...opts.cluster,
+      onRoutes: (app, table) => {
+        this.#tables.set(app, table);
+        if (ingressListens) this.#pushSnapshot();
+        opts.cluster?.onRoutes?.(app, table);
+      },
+      ...(ingressListens && {
+        ingressListen: () => (this.#listener ? { host: proxy.host, port: this.#listener.port, proxy } : undefined),
+        onListeners: (n: number) => this.#listener?.ingressListeners(n),
+      }),
     });
     // Nothing runs yet: the start-up config is applied like any other change.
     this.changes = new ChangePath(this.controller, { ...opts.config, applications: [], routes: [] }, () => this.#rebuildRoutes());
@@ -73,12 +91,17 @@ export class Server {
     const s = new Server(opts);
     const own = createProxy({ routes: s.routes, metrics: s.requests, healthy: () => s.healthy() }, opts.config.proxy);
     const proxy = opts.wrapProxy ? opts.wrapProxy(own) : own;
-    s.#http = Bun.serve({ hostname: opts.config.proxy.host, port: opts.config.proxy.port, ...proxy });
+    s.#listener = new MainListener(opts.config.proxy.host, opts.config.proxy.port, proxy, !opts.cluster && opts.config.proxy.location === "ingress");
     return s;
   }
 
   get port(): number {
-    return this.#http!.port!;
+    return this.#listener!.port;
+  }
+
+  /** Whether the main process takes data-plane connections now (proxy.location "ingress": only while no ingress replica listens). */
+  get listening(): boolean {
+    return this.#listener?.open ?? false;
   }
 
   get url(): string {
@@ -218,6 +241,30 @@ export class Server {
       entries.push({ prefix: r.routePrefix, variants, stickyHeader: r.stickyHeader, shadow: r.shadow ? variant(r.shadow, 1) : undefined });
     }
     this.routes.set(entries);
+    if (this.controller.opts.ingressListen) this.#pushSnapshot();
+  }
+
+  /** What the ingress replicas' listeners route by: every application's replicas and the split routes. */
+  proxySnapshot(): ProxySnapshot {
+    const apps = [...this.controller.apps.values()]
+      .filter((a) => !a.deleting && this.#tables.has(a.name))
+      .map((a) => ({ name: a.name, routePrefix: a.planned.config.routePrefix, ingress: a.planned.graph.ingress, table: this.#tables.get(a.name)! }));
+    return { apps, routes: this.#config.routes };
+  }
+
+  /** Sends the snapshot to the ingress listeners when it changed (once per turn of the event loop at most). */
+  #pushSnapshot(): void {
+    if (this.#snapshotQueued) return;
+    this.#snapshotQueued = true;
+    queueMicrotask(() => {
+      this.#snapshotQueued = false;
+      for (const name of this.#tables.keys()) if (!this.controller.apps.has(name)) this.#tables.delete(name);
+      const snapshot = this.proxySnapshot();
+      const sig = JSON.stringify(snapshot);
+      if (sig === this.#snapshotSig) return;
+      this.#snapshotSig = sig;
+      this.controller.pushProxySnapshot(snapshot);
+    });
   }
 
   /** Only accepted targets that serve get here: a refused change never reaches the disk. */
@@ -244,7 +291,7 @@ export class Server {
       // One deadline for the whole shutdown, so SIGTERM ends inside shutdownTimeoutS (and Docker's grace).
       const deadline = performance.now() + this.#config.proxy.shutdownTimeoutS * 1000;
       const left = () => Math.max(0, deadline - performance.now());
-      await Promise.race([this.#http?.stop(false), Bun.sleep(left())]);
+      await Promise.race([this.#listener?.stop(), Bun.sleep(left())]);
       await this.controller.shutdown(left() / 1000);
       closeProcessSharedMemory();
       this.runDir.remove();

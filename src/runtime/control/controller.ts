@@ -1,7 +1,7 @@
 import { ServeError } from "../../error.ts";
 import { LIMITS_DEFAULTS, type DeploymentConfig, type LimitsConfig, type SharedMemoryConfig } from "../../config/schema.ts";
 import { deepEqual } from "../../config/diff.ts";
-import type { ControlFromReplica, RoutingTable } from "../channel/messages.ts";
+import type { ControlFromReplica, DataPlaneListen, ProxySnapshot, RoutingTable } from "../channel/messages.ts";
 import { processSharedMemory } from "../channel/shm-channel.ts";
 import { colocatedOf, type PlannedApp } from "../plan-app.ts";
 import type { MetricsStore } from "../metrics/store.ts";
@@ -28,6 +28,10 @@ export interface ControllerOptions {
   replicaLog?: (line: string) => void;
   /** Each new routing snapshot of an application, for processes the engine runs elsewhere (proxies on other hosts). */
   onRoutes?: (app: string, table: RoutingTable) => void;
+  /** proxy.location "ingress": where ingress replicas listen on the data-plane port themselves (undefined: they do not). */
+  ingressListen?: () => DataPlaneListen | undefined;
+  /** The number of ingress replicas whose data-plane listener is open, each time it changes. */
+  onListeners?: (n: number) => void;
 }
 
 /** One application as the loop holds it. */
@@ -47,6 +51,9 @@ interface Live {
   socket: string;
   lastHealthAt: number;
   healthPending: boolean;
+  /** An ingress replica told to listen on the data-plane port, and whether its listener is open now. */
+  listens: boolean;
+  listening: boolean;
 }
 
 /**
@@ -62,6 +69,9 @@ export class Controller {
   readonly #live = new Map<ReplicaView, Live>();
   readonly #waiters = new Set<() => void>();
   #socketN = 0;
+  /** The routes ingress listeners route by (pushProxySnapshot), sent to each one that starts. */
+  #proxySnapshot: ProxySnapshot | null = null;
+  #listeners = 0;
   #scheduled = false;
   #stopped = false;
   readonly #tick: ReturnType<typeof setInterval>;
@@ -239,11 +249,14 @@ export class Controller {
       maxOngoingRequests: d.config.maxOngoingRequests,
       sharedMemory: this.opts.sharedMemory,
       colocated: colocatedOf(p.config.deployments),
+      listen: d.name === p.graph.ingress ? this.opts.ingressListen?.() : undefined,
     };
     const proc = this.opts.engine.start(spec, d.config.env ?? {}, {
       message: (msg) => this.#onMessage(app, d, view, msg),
       exit: (info) => {
+        const wasListening = this.#live.get(view)?.listening;
         this.#live.delete(view);
+        if (wasListening) this.#countListeners();
         const asked = view.state === "STOPPING";
         const how = describeExit(info);
         const at = Date.now();
@@ -254,7 +267,7 @@ export class Controller {
         this.reconcile();
       },
     });
-    this.#live.set(view, { control: new ReplicaControl(proc, decision.id), socket, lastHealthAt: now, healthPending: false });
+    this.#live.set(view, { control: new ReplicaControl(proc, decision.id), socket, lastHealthAt: now, healthPending: false, listens: spec.listen !== undefined, listening: false });
     this.#emit(app, d, view, "replica-starting");
   }
 
@@ -269,6 +282,7 @@ export class Controller {
         live.socket = msg.socket;
         live.lastHealthAt = Date.now();
         live.control.routes(this.#table(app));
+        if (live.listens && this.#proxySnapshot) live.control.proxyRoutes(this.#proxySnapshot);
         if (r.userConfigGen !== d.userConfigGen) void catchUp(this.#scope(app, d), r);
         this.#emit(app, d, r, "replica-running");
         this.reconcile();
@@ -296,7 +310,29 @@ export class Controller {
         return this.opts.replicaLog?.(msg.line);
       case "drained":
         return;
+      case "listening":
+        live.listening = msg.open;
+        return this.#countListeners();
     }
+  }
+
+  #countListeners(): void {
+    let n = 0;
+    for (const l of this.#live.values()) if (l.listening) n++;
+    if (n === this.#listeners) return;
+    this.#listeners = n;
+    this.opts.onListeners?.(n);
+  }
+
+  /** Ingress replicas whose data-plane listener is open now. */
+  get listeners(): number {
+    return this.#listeners;
+  }
+
+  /** New routes for the ingress replicas' listeners: sent to every one that listens (or will, once it is ready). */
+  pushProxySnapshot(snapshot: ProxySnapshot): void {
+    this.#proxySnapshot = snapshot;
+    for (const [r, live] of this.#live) if (live.listens && r.state !== "STARTING") live.control.proxyRoutes(snapshot);
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { SerializedServeError } from "../../error.ts";
-import type { ControlToReplica, RoutingTable } from "../channel/messages.ts";
+import type { ControlToReplica, ProxySnapshot, RoutingTable } from "../channel/messages.ts";
 import type { ReplicaProcess } from "./engine.ts";
 
 type Request = Extract<ControlToReplica, { seq: number }>;
@@ -50,6 +50,10 @@ export class ReplicaControl {
 
   routes(table: RoutingTable): void {
     this.proc.send({ t: "routes", table });
+  }
+
+  proxyRoutes(snapshot: ProxySnapshot): void {
+    this.proc.send({ t: "proxy-routes", snapshot });
   }
 
   limits(maxOngoingRequests: number): void {

@@ -185,7 +185,7 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
       case "routes":
         return invoker.update(msg.table);
       case "proxy-routes":
-        if (!spec.listen || !hooks.dataPlane) return;
+        if (!spec.listen || !hooks.dataPlane || (!plane && server.draining)) return;
         plane ??= hooks.dataPlane({ spec, listen: spec.listen, local, socket: listener.address, shm, links, send });
         return plane.routes(msg.snapshot);
       case "limits":

@@ -1,0 +1,67 @@
+import type { ProxyListener } from "./proxy.ts";
+
+type BunServer = ReturnType<typeof Bun.serve>;
+
+/**
+ * The main process's own data-plane listener. With proxy.location "main"
+ * it is the only one. With "ingress" it shares the port (SO_REUSEPORT) with
+ * the ingress replicas' listeners: it serves until the first of them opens,
+ * then stops taking connections, and opens again whenever none is left (all
+ * ingress replicas dead or stopped), so the port never refuses connections.
+ *
+ * Linux drops the connections still queued in a closing SO_REUSEPORT
+ * listener's accept backlog unless net.ipv4.tcp_migrate_req is 1: a client
+ * that opens a connection per request can see a reset at the moment of a
+ * hand-over; keep-alive clients do not (measured, see the README).
+ */
+export class MainListener {
+  readonly port: number;
+  #http: BunServer | null;
+  #stopped = false;
+
+  constructor(
+    readonly host: string,
+    port: number,
+    readonly proxy: ProxyListener,
+    /** Whether ingress replicas share the port. */
+    readonly shared: boolean,
+  ) {
+    if (shared) {
+      // Bound once without SO_REUSEPORT first: a port another program holds is refused here, as it would be
+      // without sharing, and port 0 becomes the concrete port every listener binds.
+      const probe = Bun.serve({ hostname: host, port, fetch: () => new Response(null, { status: 503 }) });
+      port = probe.port!;
+      void probe.stop(true);
+    }
+    this.#http = this.#open(port);
+    this.port = this.#http.port!;
+  }
+
+  #open(port: number): BunServer {
+    return Bun.serve({ hostname: this.host, port, reusePort: this.shared, ...this.proxy });
+  }
+
+  /** Whether this process takes connections now. */
+  get open(): boolean {
+    return this.#http !== null;
+  }
+
+  /** The number of ingress replicas listening changed: step aside for them, or take over when none is left. */
+  ingressListeners(n: number): void {
+    if (this.#stopped || !this.shared) return;
+    if (n > 0 && this.#http) {
+      void this.#http.stop(false);
+      this.#http = null;
+    } else if (n === 0 && !this.#http) {
+      this.#http = this.#open(this.port);
+    }
+  }
+
+  /** Stops taking connections for good; resolves when the requests it holds are answered. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    const http = this.#http;
+    this.#http = null;
+    await http?.stop(false);
+  }
+}
