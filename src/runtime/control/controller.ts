@@ -267,7 +267,10 @@ export class Controller {
         this.reconcile();
       },
     });
-    this.#live.set(view, { control: new ReplicaControl(proc, decision.id), socket, lastHealthAt: now, healthPending: false, listens: spec.listen !== undefined, listening: false });
+    const live: Live = { control: new ReplicaControl(proc, decision.id), socket, lastHealthAt: now, healthPending: false, listens: spec.listen !== undefined, listening: false };
+    this.#live.set(view, live);
+    // Sent at start: the replica opens its listener after warmUp(), before "ready".
+    if (live.listens && this.#proxySnapshot) live.control.proxyRoutes(this.#proxySnapshot);
     this.#emit(app, d, view, "replica-starting");
   }
 
@@ -282,7 +285,6 @@ export class Controller {
         live.socket = msg.socket;
         live.lastHealthAt = Date.now();
         live.control.routes(this.#table(app));
-        if (live.listens && this.#proxySnapshot) live.control.proxyRoutes(this.#proxySnapshot);
         if (r.userConfigGen !== d.userConfigGen) void catchUp(this.#scope(app, d), r);
         this.#emit(app, d, r, "replica-running");
         this.reconcile();
@@ -332,7 +334,7 @@ export class Controller {
   /** New routes for the ingress replicas' listeners: sent to every one that listens (or will, once it is ready). */
   pushProxySnapshot(snapshot: ProxySnapshot): void {
     this.#proxySnapshot = snapshot;
-    for (const [r, live] of this.#live) if (live.listens && r.state !== "STARTING") live.control.proxyRoutes(snapshot);
+    for (const live of this.#live.values()) if (live.listens) live.control.proxyRoutes(snapshot);
   }
 
   /**

@@ -172,6 +172,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
 
   const local = new LocalIngress(server);
   let plane: DataPlane | null = null;
+  let warm = false;
+  /** The routes that came before warmUp() finished (the controller sends them at start). */
+  let coldRoutes: ProxySnapshot | null = null;
   const metrics = () => ({ ...replicaStats.snapshot(server.admitted, invoker.queued()), ...(plane && { http: plane.counts() }) });
 
   /** The userConfig this replica last applied without error. */
@@ -186,6 +189,10 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
         return invoker.update(msg.table);
       case "proxy-routes":
         if (!spec.listen || !hooks.dataPlane || (!plane && server.draining)) return;
+        if (!warm) {
+          coldRoutes = msg.snapshot; // the listener opens once warmUp() has run
+          return;
+        }
         plane ??= hooks.dataPlane({ spec, listen: spec.listen, local, socket: listener.address, shm, links, send });
         return plane.routes(msg.snapshot);
       case "limits":
@@ -245,6 +252,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
 
   // Before "ready": the server publishes this replica's socket only then, so no call arrives while it warms up.
   await warmUp(callable, spec.deployment).catch((e) => fail(e, spec.deployment));
+  warm = true;
+  // An ingress replica listens before it says "ready": once its application runs, the main process has stepped aside.
+  if (coldRoutes) void onControl({ t: "proxy-routes", snapshot: coldRoutes });
   setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: metrics() }), METRICS_EVERY_MS).unref();
