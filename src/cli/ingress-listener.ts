@@ -7,6 +7,7 @@
  * for another application go to its ingress replicas over their sockets,
  * routed by the controller's snapshots (ProxyRoutes).
  */
+import { ServeError } from "../error.ts";
 import { ProxyRoutes } from "../cluster/proxy-routes.ts";
 import { createProxy } from "../http/proxy.ts";
 import { RequestMetrics } from "../http/request-metrics.ts";
@@ -16,9 +17,11 @@ import type { DataPlane, DataPlaneContext } from "../runtime/replica/main.ts";
 export function ingressListener(ctx: DataPlaneContext): DataPlane {
   const routes = new ProxyRoutes(ctx.links, ctx.shm, { app: ctx.spec.app, socket: ctx.socket, target: ctx.local });
   const metrics = new RequestMetrics();
-  const proxy = createProxy({ routes: routes.routes, metrics, healthy: () => routes.serving() }, ctx.listen.proxy);
+  const active = new Set<{ abort(reason: unknown): void }>();
+  const proxy = createProxy({ routes: routes.routes, metrics, healthy: () => routes.serving(), active }, ctx.listen.proxy);
   let http: ReturnType<typeof Bun.serve> | null = null;
   let closing = false;
+  let stopped: Promise<void> | null = null;
   // Once it stops listening, a request on a connection still open is answered and the connection closed,
   // so the client's next request opens a connection to a listener that stays.
   const lastOnConnection = async (req: Request): Promise<Response> => {
@@ -47,14 +50,22 @@ export function ingressListener(ctx: DataPlaneContext): DataPlane {
       }
       ctx.send({ t: "listening", open: true });
     },
-    async stop(timeoutS) {
-      if (closing) return;
+    stop(timeoutS) {
       closing = true;
-      if (!http) return;
-      const stopped = http.stop(false);
-      ctx.send({ t: "listening", open: false });
-      await Promise.race([stopped, Bun.sleep(timeoutS * 1000)]);
-      routes.close();
+      stopped ??= (async () => {
+        if (!http) return;
+        const answered = http.stop(false);
+        ctx.send({ t: "listening", open: false });
+        const inTime = await Promise.race([answered.then(() => true), Bun.sleep(timeoutS * 1000).then(() => false)]);
+        if (!inTime) {
+          // Answered 503 rather than cut off when the process exits.
+          const why = new ServeError("unavailable", `this ingress replica is shutting down and the request did not finish within its drain time (${timeoutS} s); retry it`);
+          for (const a of active) a.abort(why);
+          await Promise.race([answered, Bun.sleep(500)]);
+        }
+        routes.close();
+      })();
+      return stopped;
     },
     counts: () => metrics.counts(),
   };

@@ -30,6 +30,8 @@ export interface ProxyTarget {
   metrics: RequestMetrics;
   /** 200 when every application has a serving ingress replica. */
   healthy(): boolean;
+  /** Where each request in flight is held while it runs (an ingress listener aborts them when its drain time is up). */
+  active?: Set<{ abort(reason: unknown): void }>;
 }
 
 /** What `Bun.serve` takes from the proxy: its handler and the limits it enforces itself. */
@@ -78,6 +80,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
     );
     const onClientGone = () => ctl.abort(new ServeError("cancelled", "the client went away"));
     req.signal.addEventListener("abort", onClientGone, { once: true });
+    target.active?.add(ctl);
     try {
       let body: Uint8Array | null = null;
       if (req.method !== "GET" && req.method !== "HEAD") {
@@ -98,6 +101,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
     } finally {
       clearTimeout(timer);
       req.signal.removeEventListener("abort", onClientGone);
+      target.active?.delete(ctl);
     }
   };
   const fetch = (req: Request) => {

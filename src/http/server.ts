@@ -292,6 +292,8 @@ export class Server {
       const deadline = performance.now() + this.#config.proxy.shutdownTimeoutS * 1000;
       const left = () => Math.max(0, deadline - performance.now());
       await Promise.race([this.#listener?.stop(), Bun.sleep(left())]);
+      // Ingress listeners answer what they hold first (a little before the deadline, so a late request's 503 is written).
+      await this.controller.closeListeners(Math.max(0, left() - 250) / 1000);
       await this.controller.shutdown(left() / 1000);
       closeProcessSharedMemory();
       this.runDir.remove();

@@ -331,6 +331,16 @@ export class Controller {
     return this.#listeners;
   }
 
+  /**
+   * Every ingress replica stops listening on the data-plane port; resolves
+   * once the requests they held are answered (those past `timeoutS` get 503).
+   * Shutdown runs this before it drains replicas, so no stage a request still
+   * needs leaves under it.
+   */
+  async closeListeners(timeoutS: number): Promise<void> {
+    await Promise.all([...this.#live.values()].filter((l) => l.listens).map((l) => l.control.closeListener(timeoutS)));
+  }
+
   /** New routes for the ingress replicas' listeners: sent to every one that listens (or will, once it is ready). */
   pushProxySnapshot(snapshot: ProxySnapshot): void {
     this.#proxySnapshot = snapshot;

@@ -52,6 +52,11 @@ export class ReplicaControl {
     this.proc.send({ t: "routes", table });
   }
 
+  /** An ingress replica stops listening on the data-plane port; resolves once the requests it held are answered. */
+  closeListener(timeoutS: number): Promise<SerializedServeError | undefined> {
+    return this.request((seq) => ({ t: "close-listener", seq, timeoutS }), timeoutS * 1000 + 2000);
+  }
+
   proxyRoutes(snapshot: ProxySnapshot): void {
     this.proc.send({ t: "proxy-routes", snapshot });
   }

@@ -236,6 +236,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
         }
         return;
       }
+      case "close-listener":
+        await plane?.stop(msg.timeoutS);
+        return send({ t: "done", seq: msg.seq });
       case "drain": {
         // The listener stops taking connections first; what it holds is answered (by siblings once this one drains).
         const closed = plane?.stop(msg.timeoutS);
