@@ -39,7 +39,7 @@ export const ADMIN_MAX_BODY_BYTES = 16 << 20;
 const adminDefaults = proxyConfigSchema.parse({});
 
 /** What the admin API drives: the server's public methods, nothing else. */
-export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests">;
+export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests" | "freshListenerCounts">;
 
 const ENDPOINTS = [
   "GET /api/applications",
@@ -150,11 +150,12 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
     return c.json({ message: "shutting down: requests in flight drain, then the server exits" }, 202);
   });
 
-  app.get("/metrics", (c) =>
-    c.body(`${metrics(server.status())}${[...server.requests.lines(), ...shmLines()].join("\n")}\n${opts.metrics?.render() ?? ""}`, 200, {
+  app.get("/metrics", async (c) => {
+    await server.freshListenerCounts();
+    return c.body(`${metrics(server.status())}${[...server.requests.lines(), ...shmLines()].join("\n")}\n${opts.metrics?.render() ?? ""}`, 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
-    }),
-  );
+    });
+  });
 
   mountDashboardApi(app, dashboardSource(server, opts));
   return app;

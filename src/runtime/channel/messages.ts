@@ -89,6 +89,8 @@ export type ControlToReplica =
   | { t: "health"; seq: number }
   | { t: "limits"; maxOngoingRequests: number }
   | { t: "drain"; timeoutS: number }
+  /** Send a metrics snapshot now, then `done` (the admin API's /metrics asks listening ingress replicas). */
+  | { t: "metrics-now"; seq: number }
   /** Stop taking data-plane connections and answer `done` once the requests held are answered (at most `timeoutS`, then 503). */
   | { t: "close-listener"; seq: number; timeoutS: number }
   /** To an ingress replica that listens on the data-plane port: every application's routes (its first one opens the listener). */

@@ -341,6 +341,11 @@ export class Controller {
     await Promise.all([...this.#live.values()].filter((l) => l.listens).map((l) => l.control.closeListener(timeoutS)));
   }
 
+  /** Every listening ingress replica sends its metrics snapshot now; resolves once they are in (or after `timeoutMs`). */
+  async freshListenerMetrics(timeoutMs: number): Promise<void> {
+    await Promise.all([...this.#live.values()].filter((l) => l.listening).map((l) => l.control.request((seq) => ({ t: "metrics-now", seq }), timeoutMs)));
+  }
+
   /** New routes for the ingress replicas' listeners: sent to every one that listens (or will, once it is ready). */
   pushProxySnapshot(snapshot: ProxySnapshot): void {
     this.#proxySnapshot = snapshot;

@@ -236,6 +236,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
         }
         return;
       }
+      case "metrics-now":
+        send({ t: "metrics", snapshot: metrics() });
+        return send({ t: "done", seq: msg.seq });
       case "close-listener":
         await plane?.stop(msg.timeoutS);
         return send({ t: "done", seq: msg.seq });
