@@ -1,5 +1,5 @@
 /**
- * proxy.location "ingress" (the default): each ingress replica listens on the
+ * proxy.location "ingress": each ingress replica listens on the
  * data-plane port itself (SO_REUSEPORT), so a request reaches its graph
  * without a hop through the main process. Which process took a request is
  * read from its x-request-id: a listener mints the id with its own pid.
@@ -184,11 +184,11 @@ describe("ingress replicas listen on the data-plane port (proxy.location ingress
   });
 });
 
-describe('proxy.location "main"', () => {
+describe('proxy.location "main" (the default)', () => {
   it("relays every request through the main process, as before", async () => {
     await using dir = tempDir("sb-ingress-main-");
     const config = join(dir.path, "serve.yaml");
-    writeFileSync(config, `proxy: { location: main }\napplications:\n  - name: a\n    routePrefix: /a\n    importPath: ${join(ROOT, "test/fixtures/ingress-apps.ts")}:a\n`);
+    writeFileSync(config, `applications:\n  - name: a\n    routePrefix: /a\n    importPath: ${join(ROOT, "test/fixtures/ingress-apps.ts")}:a\n`);
     const server = await startServer(config, { args: ["--app-dir", ROOT] });
     try {
       const pids = await ingressPids(server);

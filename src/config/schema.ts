@@ -447,9 +447,9 @@ export const proxyConfigSchema = strict("proxy", {
     .describe("Requests the data plane (and, separately, the admin API) holds open at once; past it, 503 at once and the connection is closed. Keep it below the open-file limit (ulimit -n). Default 4096."),
   location: z
     .enum(["ingress", "main"], { error: 'expected "ingress" (each ingress replica listens on the port itself) or "main" (the main process relays every request)' })
-    .default("ingress")
+    .default("main")
     .describe(
-      'Where the data plane listens: "ingress" (each application\'s ingress replicas listen on proxy.port together, with SO_REUSEPORT, so a request reaches its graph without a hop through the main process; the main process listens only while no ingress replica does) or "main" (the main process takes every request and relays it). maxConnections applies per listener. Default "ingress".',
+      'Where the data plane listens: "main" (the main process takes every request and relays it to an ingress replica) or "ingress" (each application\'s ingress replicas listen on proxy.port together, with SO_REUSEPORT, so a request reaches its graph without a hop through the main process; the main process listens only while no ingress replica does). With "ingress" a request held by an ingress replica that dies (kill -9, out of memory) loses its connection instead of getting a 503, and maxConnections applies per listener. Default "main".',
     ),
 }).describe("The HTTP data plane. A change needs a server restart.");
 
