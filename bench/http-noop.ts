@@ -1,6 +1,8 @@
 /**
  * http-noop: HTTP → proxy → DAGDriver → one no-op deployment, against a bare
  * Bun.serve answering the same JSON POST; wrk at 64 connections for both.
+ * Measured twice in the same rounds: the main process relaying (proxy.location
+ * "main", the default) and the DAGDriver listening itself ("ingress").
  */
 import { join } from "node:path";
 import { compareHttp, medians } from "./lib/http-compare.ts";
@@ -17,15 +19,17 @@ export const httpNoop: Scenario = {
       target: join(FIXTURES, "noop.ts"),
       path: "/",
       baselineScript: join(LIB, "bare-server.ts"),
+      others: { ingress: { serve: join(FIXTURES, "noop-ingress.yaml") } },
       body: BODY,
       expected: JSON.stringify(BODY),
     });
     const s = medians(c.serveBin);
     const b = medians(c.baseline);
+    const i = medians(c.others.ingress!);
     const share = s.rps / b.rps;
     return {
       generator: c.generator,
-      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; the load generator shares the same 2 cores. Figures are medians over rounds.`,
+      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; "ingress" is the same graph served with proxy.location "ingress" (bench/fixtures/noop-ingress.yaml: the DAGDriver replica takes the connections, the main process is off the data path); the load generator shares the same 2 cores. Figures are medians over rounds.`,
       rows: [
         row({
           id: "http-noop.throughput",
@@ -48,9 +52,21 @@ export const httpNoop: Scenario = {
           digits: 2,
         }),
         row({ id: "http-noop.median", figure: "median latency at 64 connections", unit: "ms", value: s.median, baseline: { label: "bare Bun.serve median", value: b.median }, digits: 2 }),
+        row({
+          id: "http-noop.ingress-throughput",
+          figure: 'throughput at 64 connections, proxy.location "ingress"',
+          unit: "req/s",
+          value: i.rps,
+          baseline: { label: "bare Bun.serve, same JSON POST", value: b.rps },
+          target: "≥ 25% of a bare Bun.serve",
+          met: i.rps / b.rps >= 0.25,
+          digits: 0,
+        }),
+        row({ id: "http-noop.ingress-vs-main", figure: 'throughput, proxy.location "ingress" against "main"', unit: "req/s", value: i.rps, baseline: { label: 'proxy.location "main" (the default)', value: s.rps }, digits: 0 }),
+        row({ id: "http-noop.ingress-p99", figure: 'p99 latency at 64 connections, proxy.location "ingress"', unit: "ms", value: i.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, target: "≤ 10 ms", met: i.p99 <= 10, digits: 2 }),
       ],
-      series: { serveBin: s, baseline: b, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99) } },
-      notes: s.errors || b.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}`] : [],
+      series: { serveBin: s, baseline: b, ingress: i, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99), ingressRps: c.others.ingress!.map((r) => Math.round(r.rps)) } },
+      notes: s.errors || b.errors || i.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}, ingress ${i.errors}`] : [],
     };
   },
 };
