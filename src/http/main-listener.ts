@@ -41,11 +41,6 @@ export class MainListener {
     return Bun.serve({ hostname: this.host, port, reusePort: this.shared, ...this.proxy });
   }
 
-  /** Whether this process takes connections now. */
-  get open(): boolean {
-    return this.#http !== null;
-  }
-
   /** The number of ingress replicas listening changed: step aside for them, or take over when none is left. */
   ingressListeners(n: number): void {
     if (this.#stopped || !this.shared) return;

@@ -99,11 +99,6 @@ export class Server {
     return this.#listener!.port;
   }
 
-  /** Whether the main process takes data-plane connections now (proxy.location "ingress": only while no ingress replica listens). */
-  get listening(): boolean {
-    return this.#listener?.open ?? false;
-  }
-
   get url(): string {
     const host = this.opts.config.proxy.host === "0.0.0.0" ? "127.0.0.1" : this.opts.config.proxy.host;
     return `http://${host}:${this.port}`;
