@@ -44,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
       await runReplica(await receiveSpec(), { token: readEnv().clusterToken });
       return -1; // keeps running
     }
+    case "plan": {
+      // The server's planning process: imports one graph module off the serving event loop.
+      const { runPlanner } = await import("../runtime/planner/main.ts");
+      await runPlanner();
+      return -1; // killed by the server once it answered
+    }
     case "controller": {
       const { controllerRole } = await import("./roles/controller.ts");
       return controllerRole(rest);
