@@ -37,8 +37,9 @@ async function planOnce(request: Omit<PlanRequest, "t">, timeoutS: number): Prom
   const { modulePath } = request;
   let settle!: (r: PlanReply | { t: "timeout" }) => void;
   const answered = new Promise<PlanReply | { t: "timeout" }>((r) => (settle = r));
-  // The module's own output goes where the server's does, as it did when the server imported it.
-  const child = Bun.spawn(selfCommand("plan"), {
+  // The module path on the command line is for `ps` only (the request comes over IPC); the
+  // module's own output goes where the server's does, as when the server imported it.
+  const child = Bun.spawn(selfCommand("plan", modulePath), {
     stdin: "ignore",
     stdout: "inherit",
     stderr: "inherit",
