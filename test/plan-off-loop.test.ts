@@ -6,9 +6,9 @@
  * refused with what went wrong, and no planning process is left behind.
  */
 import { describe, expect, it } from "vitest";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { gone, postJSON, runCli, startServer, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
+import { childPids, gone, leftovers, postJSON, reap, runCli, startServer, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
 
 /** Seconds of synchronous work at the top of the slow module. */
 const BUSY_S = 5;
@@ -28,7 +28,10 @@ export const slow = deployment(function slow(x: unknown) { return { slow: x }; }
 export default slow.bind(new InputNode());
 `;
 
-const HANG = `import { deployment } from "serve-bin";
+/** Notes its pid in hang.pid, then spins for ever. */
+const HANG = `import { writeFileSync } from "node:fs";
+import { deployment } from "serve-bin";
+writeFileSync(import.meta.dir + "/hang.pid", String(process.pid));
 while (true) {}
 export default deployment(function never() { return 1; }).bind();
 `;
@@ -58,6 +61,10 @@ const app = (name: string, file: string, routePrefix: string) => ({ name, import
 async function put(server: RunningServer, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${server.adminUrl}/api/applications`, { method: "PUT", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function appNames(server: RunningServer): Promise<string[]> {
+  return Object.keys(((await (await fetch(`${server.adminUrl}/api/applications`)).json()) as { applications: object }).applications);
 }
 
 /** Live `serve-bin plan` processes of modules whose path starts with `dir` (their command line names the module). */
@@ -151,10 +158,36 @@ describe("a graph module that never finishes importing", () => {
       expect(seen.size).toBe(1);
       expect([...seen].every(gone)).toBe(true);
       expect(planners(dir.path)).toEqual([]);
-      expect(Object.keys(((await (await fetch(`${server.adminUrl}/api/applications`)).json()) as { applications: object }).applications)).toEqual(["default"]);
+      expect(await appNames(server)).toEqual(["default"]);
       expect(await (await postJSON(server.url, 1)).json()).toEqual({ echo: 1 });
     } finally {
       await stopCleanly(server);
+    }
+  });
+
+  it("ends with its server: SIGTERM while planning stops cleanly; a server killed with SIGKILL leaves no planning process", async () => {
+    await using dir = tempDir("sb-plan-orphan-");
+    writeFileSync(join(dir.path, "hang.ts"), HANG);
+    const hang = join(dir.path, "hang.ts");
+    for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+      const server = await startQuick(dir.path);
+      const children = childPids(server.proc.pid);
+      try {
+        // Not awaited: the PUT waits on a module that never finishes (limits.planTimeoutS is a minute).
+        void put(server, { applications: [{ ...quickApp, name: "default" }, app("hang", "hang.ts", "/hang")] }).catch(() => {});
+        // The module's top-level code runs (so the process no longer hears its IPC channel close).
+        const marker = join(dir.path, "hang.pid");
+        const planner = await waitFor(() => (existsSync(marker) ? Number(readFileSync(marker, "utf8")) : null), "the module to start spinning");
+        rmSync(marker);
+        expect(planners(hang)).toEqual([planner]);
+        if (signal === "SIGTERM") await stopCleanly(server);
+        else await server.stop("SIGKILL");
+        await waitFor(() => gone(planner), `the planning process to end after the server's ${signal}`);
+        expect(planners(hang)).toEqual([]);
+      } finally {
+        reap(server.proc.pid, children);
+        for (const f of leftovers(server.proc.pid)) rmSync(f, { recursive: true, force: true });
+      }
     }
   });
 
@@ -198,7 +231,7 @@ describe("graph modules that fail at top level", () => {
       expect(await refused(app("throws", "throws.ts", "/t"))).toBe(`cannot import ${join(dir.path, "throws.ts")}: boom at top level`);
       expect(await refused(app("syntax", "syntax.ts", "/s"))).toMatch(new RegExp(`^cannot import ${join(dir.path, "syntax.ts")}: .+`));
       expect(await refused(app("noexport", "quick2.ts:nope", "/n"))).toBe(`${join(dir.path, "quick2.ts")} has no export "nope"; it exports: default, echo. Write graph.ts:<export>`);
-      expect(Object.keys(((await (await fetch(`${server.adminUrl}/api/applications`)).json()) as { applications: object }).applications)).toEqual(["default"]);
+      expect(await appNames(server)).toEqual(["default"]);
       expect(planners(dir.path)).toEqual([]);
     } finally {
       await stopCleanly(server);

@@ -12,6 +12,23 @@ function failure(e: unknown, modulePath: string): PlanFailure {
   return { code: "build", message: `cannot plan ${modulePath}: ${err.message}`, causeName: err.name, causeStack: err.stack };
 }
 
+/** Seconds past the server's own deadline before the process ends itself: the server's kill (and clear error) comes first. */
+const SELF_KILL_GRACE_S = 5;
+
+/**
+ * Ends this process from a worker thread (which runs while the module's
+ * top-level code holds the main thread) when the server is gone or the
+ * deadline has passed: a server killed with SIGKILL cannot reap its planner,
+ * so the planner does not outlive it.
+ */
+function startWatchdog(timeoutS: number): void {
+  const code = `const server = ${process.ppid};
+const end = () => process.kill(process.pid, "SIGKILL");
+setInterval(() => { try { process.kill(server, 0); } catch { end(); } }, 250);
+setTimeout(end, ${(timeoutS + SELF_KILL_GRACE_S) * 1000});`;
+  new Worker(URL.createObjectURL(new Blob([code], { type: "application/javascript" })));
+}
+
 /**
  * The `serve-bin plan` process: takes one request over IPC, imports the
  * graph module, answers with its graph as data, then waits to be killed
@@ -21,6 +38,7 @@ export async function runPlanner(): Promise<void> {
   // The server went away: nothing is waiting for the answer.
   process.on("disconnect", () => process.exit(0));
   const request = await new Promise<PlanRequest>((resolve) => process.once("message", (m) => resolve(m as PlanRequest)));
+  startWatchdog(request.timeoutS);
   let reply: PlanReply;
   try {
     reply = { t: "planned", graph: graphPlanOf(await loadGraph(request.modulePath, request.exportName, request.fileHash)) };

@@ -8,6 +8,8 @@ export interface PlanRequest {
   exportName: string;
   /** The file's content hash, checked by the replicas later. */
   fileHash: string;
+  /** limits.planTimeoutS: the server kills the process then; the process ends itself a little later if the server cannot. */
+  timeoutS: number;
 }
 
 /** Why planning failed, as data (a ServeError's fields, with the user's stack). */

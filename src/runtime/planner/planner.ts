@@ -26,13 +26,13 @@ function killAllOnExit(): void {
  * running), after `timeoutS`, or when it fails; it is always reaped before
  * this resolves. Calls run one at a time.
  */
-export function planInSubprocess(request: Omit<PlanRequest, "t">, timeoutS: number): Promise<GraphPlan> {
+export function planInSubprocess(request: Omit<PlanRequest, "t" | "timeoutS">, timeoutS: number): Promise<GraphPlan> {
   const run = queue.then(() => planOnce(request, timeoutS));
   queue = run.catch(() => {});
   return run;
 }
 
-async function planOnce(request: Omit<PlanRequest, "t">, timeoutS: number): Promise<GraphPlan> {
+async function planOnce(request: Omit<PlanRequest, "t" | "timeoutS">, timeoutS: number): Promise<GraphPlan> {
   killAllOnExit();
   const { modulePath } = request;
   let settle!: (r: PlanReply | { t: "timeout" }) => void;
@@ -49,7 +49,7 @@ async function planOnce(request: Omit<PlanRequest, "t">, timeoutS: number): Prom
   live.add(child);
   const timer = setTimeout(() => settle({ t: "timeout" }), timeoutS * 1000);
   try {
-    child.send({ t: "plan", ...request } satisfies PlanRequest);
+    child.send({ t: "plan", ...request, timeoutS } satisfies PlanRequest);
     const exited = child.exited.then((code) => ({ code, signal: child.signalCode }));
     const first = await Promise.race([answered, exited]);
     if ("t" in first) {
