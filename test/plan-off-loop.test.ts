@@ -128,6 +128,10 @@ describe("a graph module with slow top-level code", () => {
       const answer = await postJSON(`${server.url}/slow`, 7);
       expect(await answer.json()).toEqual({ slow: 7 });
       expect(planners(dir.path)).toEqual([]);
+      // The same PUT again: the file is unchanged, so it is not imported again (no new mark).
+      const lines = readFileSync(join(dir.path, "marks.txt"), "utf8");
+      expect((await put(server, { applications: [{ ...quickApp, name: "default" }, app("slow", "slow.ts", "/slow")] })).status).toBe(200);
+      expect(readFileSync(join(dir.path, "marks.txt"), "utf8")).toBe(lines);
     } finally {
       await stopCleanly(server);
     }

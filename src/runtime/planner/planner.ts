@@ -9,6 +9,13 @@ const live = new Set<Subprocess>();
 let hooked = false;
 /** One planning process at a time: a burst of PUTs cannot fork a process per request. */
 let queue: Promise<unknown> = Promise.resolve();
+/**
+ * Graphs already planned, by module, export and file hash: a PUT that keeps a
+ * file as it was does not start a process for it again (as the module cache
+ * made the same file import only once before). Bounded, oldest first out.
+ */
+const planned = new Map<string, GraphPlan>();
+const PLANNED_KEPT = 64;
 
 function killAllOnExit(): void {
   if (hooked) return;
@@ -24,12 +31,20 @@ function killAllOnExit(): void {
  * if it throws, hangs or exits) runs there, never on this event loop. The
  * process is killed once it answers (a module may leave timers or servers
  * running), after `timeoutS`, or when it fails; it is always reaped before
- * this resolves. Calls run one at a time.
+ * this resolves. Calls run one at a time; a file planned before (same
+ * content hash) is answered from memory.
  */
 export function planInSubprocess(request: Omit<PlanRequest, "t" | "timeoutS">, timeoutS: number): Promise<GraphPlan> {
+  const key = JSON.stringify([request.modulePath, request.exportName, request.fileHash]);
+  const known = planned.get(key);
+  if (known) return Promise.resolve(known);
   const run = queue.then(() => planOnce(request, timeoutS));
   queue = run.catch(() => {});
-  return run;
+  return run.then((graph) => {
+    planned.set(key, graph);
+    if (planned.size > PLANNED_KEPT) planned.delete(planned.keys().next().value!);
+    return graph;
+  });
 }
 
 async function planOnce(request: Omit<PlanRequest, "t" | "timeoutS">, timeoutS: number): Promise<GraphPlan> {
