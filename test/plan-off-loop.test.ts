@@ -259,3 +259,11 @@ describe("the compiled binary", () => {
     }
   });
 });
+
+describe("serve-bin plan by hand", () => {
+  it("exits 2 saying it is the server's planning process, instead of waiting for ever for a request", async () => {
+    const r = await runCli(["plan", "graph.ts"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("serve-bin graph <graph.ts[:export]>");
+  });
+});

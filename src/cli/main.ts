@@ -46,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "plan": {
       // The server's planning process: imports one graph module off the serving event loop.
+      if (!process.send) throw new UsageError("plan is the server's planning process and takes its request over IPC; to see a graph, run serve-bin graph <graph.ts[:export]>");
       const { runPlanner } = await import("../runtime/planner/main.ts");
       await runPlanner();
       return -1; // killed by the server once it answered
