@@ -22,8 +22,9 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, prefix: string, out
 }
 
 /**
- * Replicas as subprocesses of this one: the only code that calls `Bun.spawn`
- * and `kill`. The spec (with userConfig) goes over the IPC channel as the
+ * Replicas as subprocesses of this one: the only code that spawns and kills
+ * replicas (the planner, `../planner/planner.ts`, runs its own short-lived
+ * process). The spec (with userConfig) goes over the IPC channel as the
  * first message, so `ps` shows no secrets.
  */
 export class LocalEngine implements Engine {
