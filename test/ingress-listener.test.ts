@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { ROOT, startServer, stopCleanly, tempDir, waitFor, type RunningServer } from "./harness.ts";
 import { startLoad, why } from "./load.ts";
 
@@ -35,6 +35,17 @@ async function get(url: string, opts: { fresh?: boolean; headers?: Record<string
   } catch (e) {
     return { status: 0, listener: 0, body: {}, variant: null, error: String(e) };
   }
+}
+
+/** Sockets listening on `port` now, any address (each listener sharing it with SO_REUSEPORT is one). */
+function listenersOn(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return readFileSync("/proc/net/tcp", "utf8")
+    .split("\n")
+    .filter((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[1]?.endsWith(`:${hex}`) && f[3] === "0A"; // 0A: LISTEN
+    }).length;
 }
 
 /** The pids of each application's ingress replicas now. */
@@ -80,6 +91,8 @@ describe("ingress replicas listen on the data-plane port (proxy.location ingress
     await waitFor(() => handover.filter((x) => x.listener !== main && x.status === 200).length >= 50, "50 answers from ingress listeners");
     stop = true;
     await Promise.all(loops);
+    // The main process closes its listener a moment after the first ingress listener opens: three listeners left.
+    await waitFor(() => listenersOn(Number(new URL(server.url).port)) === 3, "the main process to stop listening");
   });
   afterAll(async () => {
     if (server) await stopCleanly(server);

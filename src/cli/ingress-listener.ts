@@ -10,6 +10,7 @@
 import { ServeError } from "../error.ts";
 import { ProxyRoutes } from "../cluster/proxy-routes.ts";
 import { createProxy } from "../http/proxy.ts";
+import { CLOSE_GRACE_MS, closingFetch } from "../http/closing-fetch.ts";
 import { RequestMetrics } from "../http/request-metrics.ts";
 import type { DataPlane, DataPlaneContext } from "../runtime/replica/main.ts";
 
@@ -22,15 +23,6 @@ export function ingressListener(ctx: DataPlaneContext): DataPlane {
   let http: ReturnType<typeof Bun.serve> | null = null;
   let closing = false;
   let stopped: Promise<void> | null = null;
-  // Once it stops listening, a request on a connection still open is answered and the connection closed,
-  // so the client's next request opens a connection to a listener that stays.
-  const lastOnConnection = async (req: Request): Promise<Response> => {
-    const res = await proxy.fetch(req);
-    try {
-      res.headers.set("connection", "close");
-    } catch {}
-    return res;
-  };
   return {
     routes(snapshot) {
       routes.apply(snapshot);
@@ -41,7 +33,8 @@ export function ingressListener(ctx: DataPlaneContext): DataPlane {
           hostname: ctx.listen.host,
           port: ctx.listen.port,
           reusePort: true,
-          fetch: (req) => (closing ? lastOnConnection(req) : proxy.fetch(req)),
+          // While it closes, every answer closes its connection: the client's next request opens one to a listener that stays.
+          fetch: closingFetch(proxy.fetch, () => closing),
         });
       } catch (e) {
         // The main process keeps listening; this replica still serves calls on its socket.
@@ -54,8 +47,9 @@ export function ingressListener(ctx: DataPlaneContext): DataPlane {
       closing = true;
       stopped ??= (async () => {
         if (!http) return;
-        const answered = http.stop(false);
         ctx.send({ t: "listening", open: false });
+        await Bun.sleep(Math.min(CLOSE_GRACE_MS, (timeoutS * 1000) / 2));
+        const answered = http.stop(false);
         const inTime = await Promise.race([answered.then(() => true), Bun.sleep(timeoutS * 1000).then(() => false)]);
         if (!inTime) {
           // Answered 503 rather than cut off when the process exits.

@@ -1,4 +1,5 @@
 import type { ProxyListener } from "./proxy.ts";
+import { CLOSE_GRACE_MS, closingFetch } from "./closing-fetch.ts";
 
 type BunServer = ReturnType<typeof Bun.serve>;
 
@@ -38,14 +39,28 @@ export class MainListener {
   }
 
   #open(port: number): BunServer {
-    return Bun.serve({ hostname: this.host, port, reusePort: this.shared, ...this.proxy });
+    if (!this.shared) return Bun.serve({ hostname: this.host, port, ...this.proxy });
+    const http: BunServer = Bun.serve({ hostname: this.host, port, reusePort: true, ...this.proxy, fetch: closingFetch(this.proxy.fetch, (): boolean => this.#closing.has(http)) });
+    return http;
+  }
+
+  /** Listeners in their last moments (CLOSE_GRACE_MS), answering with `Connection: close`. */
+  readonly #closing = new Set<BunServer>();
+
+  /** Steps aside: marks answers `Connection: close` for a moment, then stops taking connections. */
+  #stepAside(http: BunServer): void {
+    this.#closing.add(http);
+    setTimeout(() => {
+      this.#closing.delete(http);
+      void http.stop(false);
+    }, CLOSE_GRACE_MS);
   }
 
   /** The number of ingress replicas listening changed: step aside for them, or take over when none is left. */
   ingressListeners(n: number): void {
     if (this.#stopped || !this.shared) return;
     if (n > 0 && this.#http) {
-      void this.#http.stop(false);
+      this.#stepAside(this.#http);
       this.#http = null;
     } else if (n === 0 && !this.#http) {
       this.#http = this.#open(this.port);
