@@ -47,13 +47,24 @@ export class MainListener {
   /** Listeners in their last moments (CLOSE_GRACE_MS), answering with `Connection: close`. */
   readonly #closing = new Set<BunServer>();
 
+  /** Step-asides under way: each resolves once that listener is closed and its requests answered. */
+  readonly #steppingAside = new Set<Promise<void>>();
+
   /** Steps aside: marks answers `Connection: close` for a moment, then stops taking connections. */
   #stepAside(http: BunServer): void {
     this.#closing.add(http);
-    setTimeout(() => {
-      this.#closing.delete(http);
-      void http.stop(false);
-    }, CLOSE_GRACE_MS);
+    const done: Promise<void> = Bun.sleep(CLOSE_GRACE_MS)
+      .then(() => {
+        this.#closing.delete(http);
+        return http.stop(false);
+      })
+      .finally(() => this.#steppingAside.delete(done));
+    this.#steppingAside.add(done);
+  }
+
+  /** Resolves once no hand-over to the ingress listeners is under way (the server reports ready only then). */
+  async settled(): Promise<void> {
+    await Promise.all(this.#steppingAside);
   }
 
   /** The number of ingress replicas listening changed: step aside for them, or take over when none is left. */

@@ -171,6 +171,8 @@ export class Server {
 
   async settleAll(names: string[]): Promise<void> {
     const results = await Promise.all(names.filter((n) => this.controller.apps.has(n)).map(async (n) => [n, await this.controller.settle(n)] as const));
+    // Clients told "ready" reach the ingress listeners, not a main-process listener about to close under them.
+    await this.#listener?.settled();
     const failed = results.filter(([, s]) => s !== "RUNNING");
     if (failed.length) {
       const status = this.controller.status();
