@@ -34,6 +34,17 @@ function pair(o: Partial<SharedMemoryOptions> = {}) {
   return { a, b, send, receive };
 }
 
+/**
+ * Waits until every block these arenas sent is back: a received value is a view that
+ * holds its block until the collector finds it unreachable, so collect while waiting.
+ */
+async function allBack(...arenas: SharedMemory[]): Promise<void> {
+  await waitFor(() => {
+    Bun.gc(true);
+    return arenas.every((s) => s.inFlight === 0);
+  }, "every block to come back once its views are collected");
+}
+
 /** Deterministic noise (xorshift), fast enough for 64 MiB. */
 function noise(n: number, seed: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(n);
@@ -107,30 +118,32 @@ describe("shared memory between two arenas", () => {
     expect([back.n, back.s]).toEqual([5n, "text"]);
   });
 
-  it("gives the receiver its own copy, frees the block as it reads, and refuses a descriptor read twice", () => {
+  it("gives the receiver a view of the sender's block, held until the view is collected, and refuses a descriptor read twice", async () => {
     const { a, send, receive } = pair();
     const sent = noise(MiB, 1);
     const bytes = send(sent);
     expect(a.inFlight).toEqual(1);
-    const got = receive(bytes) as Uint8Array;
-    expect(a.inFlight).toEqual(0);
-    got.fill(0); // a copy: changing it changes nothing the sender holds
+    let got: Uint8Array | null = receive(bytes) as Uint8Array;
+    expect(a.inFlight).toEqual(1); // held by the view, not copied
+    expect(got.buffer.byteLength).toEqual(MiB); // its buffer is exactly the value: nothing else of the arena shows
+    got.fill(0); // the receiver's own block: changing it changes nothing the sender holds
     expect(hash(sent)).toEqual(hash(noise(MiB, 1)));
-    expect(got.buffer.byteLength).toEqual(MiB);
     expect(() => receive(bytes)).toThrow(/already read or reclaimed/);
+    got = null;
+    await allBack(a);
   });
 
-  it("reuses freed room: a 90 MiB arena carries 40 values of 16 MiB one after another", () => {
+  it("reuses freed room: a 90 MiB arena carries 40 values of 16 MiB one after another", async () => {
     const { a, send, receive } = pair({ arenaBytes: 90 * MiB });
     const before = shmStats();
     const v = new Float32Array(noise(16 * MiB, 3).buffer);
     for (let i = 0; i < 40; i++) expect(hash(receive(send(v)) as Float32Array)).toEqual(hash(v));
     expect(shmStats().fallbacks - before.fallbacks).toEqual(0);
     expect(shmStats().transfers - before.transfers).toEqual(40);
-    expect(a.inFlight).toEqual(0);
+    await allBack(a);
   });
 
-  it("sends a value inline when the arena is full, counts the fallback, and the answer is the same", () => {
+  it("sends a value inline when the arena is full, counts the fallback, and the answer is the same", async () => {
     const { a, send, receive } = pair({ arenaBytes: 2 * MiB });
     const before = shmStats();
     const x = noise(1_200_000, 4);
@@ -138,11 +151,11 @@ describe("shared memory between two arenas", () => {
     const first = send(x); // takes most of the arena
     const second = send(y); // no room left: inline
     expect([first.byteLength < 200, second.byteLength > 1_200_000]).toEqual([true, true]);
-    expect({ ...shmStats(), bytes: 0 }).toEqual({ transfers: before.transfers + 1, bytes: 0, fallbacks: before.fallbacks + 1 });
+    expect([shmStats().transfers, shmStats().fallbacks]).toEqual([before.transfers + 1, before.fallbacks + 1]);
     expect([hash(receive(second) as Uint8Array), hash(receive(first) as Uint8Array)]).toEqual([hash(y), hash(x)]);
     expect(hash(receive(send(y)) as Uint8Array)).toEqual(hash(y)); // room again once read
     expect(shmStats().fallbacks - before.fallbacks).toEqual(1);
-    expect(a.inFlight).toEqual(0);
+    await allBack(a);
   });
 
   it("keeps 200 transfers of mixed sizes in flight at once, freed in random order, without corrupting any", async () => {
@@ -161,7 +174,7 @@ describe("shared memory between two arenas", () => {
     const s = shmStats();
     expect(s.transfers - before.transfers + (s.fallbacks - before.fallbacks)).toEqual(200);
     expect(s.transfers - before.transfers).toBeGreaterThan(20);
-    expect(a.inFlight).toEqual(0);
+    await allBack(a);
     // Everything was freed, so the whole arena is one block again.
     expect(hash(receive(send(noise(60 * MiB, 1))) as Uint8Array)).toEqual(hash(noise(60 * MiB, 1)));
   });
@@ -182,12 +195,13 @@ describe("shared memory between two arenas", () => {
     expect(lines[0]).toMatch(/shared memory is off in process \d+: \/dev\/shm has \d+ bytes free, less than sharedMemory.arenaBytes .*--shm-size/);
   });
 
-  it("frees its arena's pages at close when nothing is left to read, though another process still maps it", () => {
+  it("frees its arena's pages at close when nothing is left to read, though another process still maps it", async () => {
     const { a, send, receive } = pair();
     const fd = openSync(a.arenaPath!, "r");
     try {
       for (let i = 0; i < 4; i++) receive(send(noise(8 * MiB, i)));
       expect(fstatSync(fd).blocks * 512).toBeGreaterThanOrEqual(8 * MiB);
+      await allBack(a);
       a.close();
       expect(fstatSync(fd).blocks * 512).toBeLessThan(MiB); // the header only
     } finally {
@@ -252,7 +266,8 @@ describe("shared memory on a Connection", () => {
     const reply = (await waitFor(() => p.replies[0], "the reply")) as Extract<DataMessage, { t: "ok" }>;
     expect([reply.v instanceof Float32Array, hash(reply.v as Float32Array)]).toEqual([true, hash(x)]);
     expect(shmStats().transfers - before.transfers).toEqual(3);
-    expect([a.inFlight, b.inFlight]).toEqual([0, 0]);
+    p.got.length = p.replies.length = 0;
+    await allBack(a, b);
     p.stop();
   });
 
@@ -392,10 +407,14 @@ describe("two real processes mapping each other's arena", () => {
     expect([...results].filter(([, r]) => r !== "ok")).toEqual([]);
     const s = shmStats();
     expect(s.transfers - before.transfers + (s.fallbacks - before.fallbacks)).toEqual(sizes.filter((n) => n >= T).length);
-    expect(me.inFlight).toEqual(0);
-    peer.proc.send({ t: "stats" });
-    await waitFor(() => peer.stats, "the peer's stats");
-    expect(peer.stats).toEqual({ inFlight: 0 });
+    // Each side holds views of the other's blocks until its collector has run.
+    await waitFor(async () => {
+      peer.stats = null;
+      peer.proc.send({ t: "stats" }); // the peer collects, then reports
+      await waitFor(() => peer.stats, "the peer's stats");
+      Bun.gc(true);
+      return me.inFlight === 0 && peer.stats!.inFlight === 0;
+    }, "both arenas to be empty once the views are collected");
   });
 
   it("in the server's process, removes the arena of a process killed with SIGKILL", async () => {

@@ -17,7 +17,11 @@ export interface BinaryWriter {
   thresholdBytes: number;
 }
 export interface BinaryReader {
-  /** returns a fresh copy of the bytes the descriptor names (the descriptor is a view valid only during the call) */
+  /**
+   * returns bytes the decoded value may keep for as long as it lives: a fresh copy, or a view of
+   * shared memory whose buffer spans exactly these bytes and stays valid while referenced (the
+   * descriptor itself is a view valid only during the call)
+   */
   get(descriptor: Uint8Array): Uint8Array;
 }
 export interface CodecOptions {
@@ -311,7 +315,10 @@ export function encode(value: unknown, opts?: { binary?: BinaryWriter }): Uint8A
   }
 }
 
-/** Decodes what `encode` made. Every binary value is a fresh copy, never a view of `bytes`. */
+/**
+ * Decodes what `encode` made. Binary values never alias `bytes`: inline ones are fresh
+ * copies, shared-memory ones what the `binary` reader gives (see BinaryReader).
+ */
 export function decode(bytes: Uint8Array, opts?: { binary?: BinaryReader }): unknown {
   const saved = reader;
   reader = opts?.binary;

@@ -1,0 +1,107 @@
+/**
+ * JavaScript buffers over shared-memory blocks, and their lifetimes. Each
+ * buffer spans exactly one block (`bun:ffi`'s toArrayBuffer over the mapped
+ * arena), so nothing reachable from it shows another block, and a
+ * FinalizationRegistry gives the block back once the garbage collector finds
+ * the buffer unreachable. Every typed array or DataView of a buffer keeps the
+ * buffer alive, so "the block is held while anything refers to its bytes"
+ * needs no help from user code.
+ *
+ * The one way to outlive the buffer with its memory is to move the memory to
+ * another buffer (`transfer`). `ArrayBuffer.prototype.transfer` and
+ * `transferToFixedLength` are therefore wrapped, for these buffers only, to
+ * hand out a copy; structuredClone and postMessage with a transfer list are
+ * not covered (README: copy with `.slice()` first).
+ *
+ * @example
+ *   const bytes = receiveView(view, granule, length, tag); // held until `bytes` (and its buffer) is collected
+ *   const buf = producedBuffer(arena, block, 1 << 20);      // a sharedArray's memory, unpinned when collected
+ */
+import { ptr, toArrayBuffer } from "bun:ffi";
+import type { ArenaView, Block, OwnArena } from "./shm-arena.ts";
+
+interface Held {
+  view: ArenaView;
+  granule: number;
+  length: number;
+  tag: number;
+}
+interface Produced {
+  arena: OwnArena;
+  block: Block;
+}
+
+/** Buffers whose memory is an arena's: `transfer` copies them instead of moving the memory. */
+const guarded = new WeakSet<ArrayBuffer>();
+const received = new FinalizationRegistry<Held>((h) => h.view.letGo(h.granule, h.length, h.tag));
+const produced = new FinalizationRegistry<Produced>((p) => p.arena.unpin(p.block));
+const own = new WeakMap<ArrayBuffer, Produced>();
+const bases = new WeakMap<Uint8Array, number>();
+
+/** A buffer over `length` bytes at `offset` of a mapping (the mapping stays alive as long as the caller keeps it). */
+function external(mapping: Uint8Array, offset: number, length: number): ArrayBuffer {
+  let base = bases.get(mapping);
+  if (base === undefined) bases.set(mapping, (base = ptr(mapping)));
+  guardTransfer();
+  const buffer = toArrayBuffer(base, offset, length) as ArrayBuffer;
+  guarded.add(buffer);
+  return buffer;
+}
+
+/**
+ * Holds the block at `granule` of another process's arena and returns its bytes without a
+ * copy. The registry's record refers to `view`, so the mapping outlives every such buffer.
+ */
+export function receiveView(view: ArenaView, granule: number, length: number, tag: number): Uint8Array {
+  const offset = view.hold(granule, length, tag);
+  let buffer: ArrayBuffer;
+  try {
+    buffer = external(view.bytes, offset, length);
+  } catch (e) {
+    view.letGo(granule, length, tag);
+    throw e;
+  }
+  received.register(buffer, { view, granule, length, tag });
+  return new Uint8Array(buffer);
+}
+
+/** A zeroed buffer over a pinned block of this process's arena; the block is unpinned when the buffer is collected. */
+export function producedBuffer(arena: OwnArena, block: Block, length: number): ArrayBuffer {
+  const buffer = external(arena.bytes, block.offset, length);
+  new Uint8Array(buffer).fill(0); // a reused block holds an earlier value's bytes
+  const p = { arena, block };
+  own.set(buffer, p);
+  produced.register(buffer, p);
+  return buffer;
+}
+
+/** The pinned block of `arena` that `buffer` (made by producedBuffer) lies in, if any. */
+export function producedBlock(arena: OwnArena, buffer: ArrayBufferLike): Block | undefined {
+  const p = own.get(buffer as ArrayBuffer);
+  return p?.arena === arena ? p.block : undefined;
+}
+
+let wrapped = false;
+
+function guardTransfer(): void {
+  if (wrapped) return;
+  wrapped = true;
+  const proto = ArrayBuffer.prototype as unknown as Record<string, unknown>;
+  for (const name of ["transfer", "transferToFixedLength"]) {
+    const original = proto[name] as ((this: ArrayBuffer, n?: number) => ArrayBuffer) | undefined;
+    if (typeof original !== "function") continue;
+    Object.defineProperty(proto, name, {
+      configurable: true,
+      writable: true,
+      value: function (this: ArrayBuffer, newLength?: number): ArrayBuffer {
+        if (!guarded.has(this)) return original.call(this, newLength);
+        const n = newLength === undefined ? this.byteLength : newLength;
+        const out = new ArrayBuffer(n);
+        new Uint8Array(out).set(new Uint8Array(this, 0, Math.min(n, this.byteLength)));
+        // Detach as transfer must; the buffer that takes the memory is dropped here, unreachable.
+        original.call(this);
+        return out;
+      },
+    });
+  }
+}
