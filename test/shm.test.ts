@@ -8,60 +8,11 @@ import type { DataMessage } from "../src/runtime/channel/messages.ts";
 import { ReplicaClient } from "../src/runtime/replica-client.ts";
 import { SharedMemory, shmStats, type SharedMemoryOptions } from "../src/runtime/channel/shm-channel.ts";
 import { BUN, ROOT, tempDir, waitFor } from "./harness.ts";
+import { allBack, bytesOf, hash, MiB, noise, opened, options, pair, T } from "./shm-helpers.ts";
 
-const T = 64 * 1024;
-const MiB = 1 << 20;
-const options = (o: Partial<SharedMemoryOptions> = {}): SharedMemoryOptions => ({ enabled: true, thresholdBytes: T, arenaBytes: 96 * MiB, dir: "/dev/shm", ...o });
-
-const opened: SharedMemory[] = [];
 afterEach(() => {
   for (const s of opened.splice(0)) s.close();
 });
-
-/** Two processes' worth of shared memory in this one: `a` sends, `b` receives. */
-function pair(o: Partial<SharedMemoryOptions> = {}) {
-  const a = SharedMemory.open(options(o), process.pid);
-  const b = SharedMemory.open(options(o), process.pid);
-  opened.push(a, b);
-  const la = a.link();
-  const lb = b.link();
-  const send = (value: unknown) => {
-    const bytes = encode(value, { binary: la.writer });
-    la.commit();
-    return bytes;
-  };
-  const receive = (bytes: Uint8Array) => decode(bytes, { binary: lb.reader });
-  return { a, b, send, receive };
-}
-
-/**
- * Waits until every block these arenas sent is back: a received value is a view that
- * holds its block until the collector finds it unreachable, so collect while waiting.
- */
-async function allBack(...arenas: SharedMemory[]): Promise<void> {
-  await waitFor(() => {
-    Bun.gc(true);
-    return arenas.every((s) => s.inFlight === 0);
-  }, "every block to come back once its views are collected");
-}
-
-/** Deterministic noise (xorshift), fast enough for 64 MiB. */
-function noise(n: number, seed: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  const words = new Uint32Array(out.buffer, 0, n >> 2);
-  let x = seed | 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
-  for (let i = words.length * 4; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
-
-const bytesOf = (v: ArrayBuffer | ArrayBufferView) => (v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-const hash = (v: ArrayBuffer | ArrayBufferView) => Bun.hash(bytesOf(v));
 
 type Ctor = { new (b: ArrayBuffer, off?: number, len?: number): ArrayBufferView; BYTES_PER_ELEMENT?: number; name: string };
 const F16 = (globalThis as { Float16Array?: Ctor }).Float16Array;
@@ -356,12 +307,12 @@ interface Peer extends AsyncDisposable {
   stats: { inFlight: number } | null;
 }
 
-/** Starts test/fixtures/shm-peer.ts; `onReply` runs as each reply arrives. */
-async function startPeer(o: SharedMemoryOptions, onReply: (r: Reply) => void = () => {}): Promise<Peer> {
+/** Starts test/fixtures/shm-peer.ts; `onReply` runs as each reply arrives; with `hold` it keeps every value it receives. */
+async function startPeer(o: SharedMemoryOptions, onReply: (r: Reply) => void = () => {}, hold = false): Promise<Peer> {
   const peer: Peer = {
     arena: "",
     stats: null,
-    proc: Bun.spawn([BUN, join(ROOT, "test/fixtures/shm-peer.ts"), JSON.stringify(o)], {
+    proc: Bun.spawn([BUN, join(ROOT, "test/fixtures/shm-peer.ts"), JSON.stringify(o), ...(hold ? ["hold"] : [])], {
       stdio: ["ignore", "inherit", "inherit"],
       serialization: "advanced",
       ipc(m: { t?: string; arena?: string; inFlight?: number }) {
@@ -415,6 +366,33 @@ describe("two real processes mapping each other's arena", () => {
       Bun.gc(true);
       return me.inFlight === 0 && peer.stats!.inFlight === 0;
     }, "both arenas to be empty once the views are collected");
+  });
+
+  it("takes back the blocks a receiver held as views when the receiver is killed, and its views of a dead sender stay readable", async () => {
+    const o = options({ arenaBytes: 32 * MiB });
+    const me = SharedMemory.open(o, process.pid);
+    opened.push(me);
+    const link = me.link();
+    const replies: Reply[] = [];
+    const peer = await startPeer(o, (r) => replies.push(r), true);
+    const sent = Array.from({ length: 6 }, (_, i) => noise(2 * MiB, 40 + i));
+    for (const [id, value] of sent.entries()) {
+      peer.proc.send({ id, bytes: encode({ value }, { binary: link.writer }) });
+      link.commit();
+    }
+    await waitFor(() => replies.length === 6, "6 replies");
+    expect(replies.map((r) => r.hash)).toEqual(sent.map((v) => hash(v).toString(16)));
+    // The peer keeps every value: its views hold 6 of my blocks, and collecting here changes nothing.
+    Bun.gc(true);
+    expect(me.inFlight).toEqual(6);
+    // I hold views of the 6 values it sent back, from its arena.
+    const back = replies.map((r) => (decode(r.bytes!, { binary: link.reader }) as { value: Uint8Array }).value);
+    peer.proc.kill("SIGKILL");
+    await peer.proc.exited;
+    await waitFor(() => me.inFlight === 0, "my blocks to come back from the dead holder");
+    // The dead sender's file goes (the server's sweep) but is not shrunk under my views: reading them does not fault.
+    expect(me.reapDeadOwners()).toEqual([peer.arena]);
+    expect(back.map(hash)).toEqual(sent.map(hash));
   });
 
   it("in the server's process, removes the arena of a process killed with SIGKILL", async () => {

@@ -296,10 +296,12 @@ export class OwnArena {
     return n;
   }
 
-  /** Nothing in the file is left for another process: every live block is a pinned one that was never read. */
+  /**
+   * Nothing in the file is in use, here or elsewhere: no block is live. A pinned block counts,
+   * since this process may still touch its sharedArray (shrinking the file under it would fault).
+   */
   #empty(): boolean {
-    for (const b of this.#live.values()) if (!b.pinned || Atomics.load(this.#words, stateAt(b.granule)) !== 0) return false;
-    return true;
+    return this.#live.size === 0;
   }
 
   /**

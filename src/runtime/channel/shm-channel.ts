@@ -13,8 +13,10 @@
  * frees it with a compare-and-swap, no message); a receiver that dies lets go
  * of everything (the sender takes back blocks of dead holders). So that a slow
  * collector cannot fill a sender's arena, a receiver holds at most half of it
- * and copies beyond that, and it asks for a collection after each quarter of
- * the arena it receives while holding a quarter. When the arena is full the
+ * and copies beyond that, and it asks for a collection after each eighth of
+ * the arena it receives while holding an eighth (a young-generation one, a
+ * full one once it holds a quarter), letting go at once of what the
+ * collection found unreachable. When the arena is full the
  * value goes inline through the socket, and `shmStats().fallbacks` counts it.
  *
  * @example
@@ -28,7 +30,7 @@ import { setSharedBufferSource } from "../../api/shared-array.ts";
 import type { BinaryReader, BinaryWriter } from "../../wire/codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
 import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
-import { producedBlock, producedBuffer, receiveView } from "./shm-views.ts";
+import { producedBlock, producedBuffer, receiveView, sweepViews } from "./shm-views.ts";
 import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
@@ -226,17 +228,20 @@ export class SharedMemory implements BinaryChannel {
     const view = this.#view(name);
     const [tag, granule, length] = [v.getUint32(0, true), v.getUint32(4, true), v.getFloat64(8, true)];
     if (!read) return view.take(granule, length, tag, false);
-    const quarter = view.dataBytes / 4;
-    if (view.held + length > 2 * quarter) {
+    const eighth = view.dataBytes / 8;
+    // Views die when the collector runs, which a heap that allocates little rarely asks for: ask once per
+    // eighth of the arena received while an eighth is held, and let go of what it found dead at once, so
+    // that the sender's blocks come back long before the limit. A young-generation pass costs ~0.1 ms; a
+    // full one runs only once views pile up past a quarter, or this one would not fit.
+    view.sinceCollect += length;
+    if (view.held >= eighth && view.sinceCollect >= eighth) {
+      view.sinceCollect = 0;
+      Bun.gc(view.held >= 2 * eighth || view.held + length > 4 * eighth);
+      sweepViews(view);
+    }
+    if (view.held + length > 4 * eighth) {
       stats.copies++;
       return view.take(granule, length, tag, true);
-    }
-    // Views die when the collector runs, which an idle heap rarely asks for: ask once per quarter of the
-    // arena received while a quarter is held, so that the sender's blocks come back long before the limit.
-    view.sinceCollect += length;
-    if (view.held >= quarter && view.sinceCollect >= quarter) {
-      view.sinceCollect = 0;
-      Bun.gc(true);
     }
     stats.views++;
     return receiveView(view, granule, length, tag);

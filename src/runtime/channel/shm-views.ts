@@ -3,7 +3,8 @@
  * buffer spans exactly one block (`bun:ffi`'s toArrayBuffer over the mapped
  * arena), so nothing reachable from it shows another block, and a
  * FinalizationRegistry gives the block back once the garbage collector finds
- * the buffer unreachable. Every typed array or DataView of a buffer keeps the
+ * the buffer unreachable (or sooner, `sweepViews`: a WeakRef is cleared by the
+ * collection itself, while finalizers run some time later). Every typed array or DataView of a buffer keeps the
  * buffer alive, so "the block is held while anything refers to its bytes"
  * needs no help from user code.
  *
@@ -25,6 +26,8 @@ interface Held {
   granule: number;
   length: number;
   tag: number;
+  buffer: WeakRef<ArrayBuffer>;
+  done: boolean;
 }
 interface Produced {
   arena: OwnArena;
@@ -33,7 +36,25 @@ interface Produced {
 
 /** Buffers whose memory is an arena's: `transfer` copies them instead of moving the memory. */
 const guarded = new WeakSet<ArrayBuffer>();
-const received = new FinalizationRegistry<Held>((h) => h.view.letGo(h.granule, h.length, h.tag));
+const received = new FinalizationRegistry<Held>(letGo);
+/** The blocks held as views, per arena mapping. */
+const holds = new WeakMap<ArenaView, Set<Held>>();
+
+function letGo(h: Held): void {
+  if (h.done) return;
+  h.done = true;
+  holds.get(h.view)?.delete(h);
+  h.view.letGo(h.granule, h.length, h.tag);
+}
+
+/**
+ * Lets go at once of every block of `view` whose buffer a collection has already found
+ * unreachable, without waiting for its finalizer (SharedMemory calls it right after
+ * asking for a collection, when it needs room).
+ */
+export function sweepViews(view: ArenaView): void {
+  for (const h of holds.get(view) ?? []) if (h.buffer.deref() === undefined) letGo(h);
+}
 const produced = new FinalizationRegistry<Produced>((p) => p.arena.unpin(p.block));
 const own = new WeakMap<ArrayBuffer, Produced>();
 const bases = new WeakMap<Uint8Array, number>();
@@ -61,7 +82,11 @@ export function receiveView(view: ArenaView, granule: number, length: number, ta
     view.letGo(granule, length, tag);
     throw e;
   }
-  received.register(buffer, { view, granule, length, tag });
+  const h: Held = { view, granule, length, tag, buffer: new WeakRef(buffer), done: false };
+  received.register(buffer, h);
+  let set = holds.get(view);
+  if (!set) holds.set(view, (set = new Set()));
+  set.add(h);
   return new Uint8Array(buffer);
 }
 
