@@ -13,10 +13,10 @@
  * frees it with a compare-and-swap, no message); a receiver that dies lets go
  * of everything (the sender takes back blocks of dead holders). So that a slow
  * collector cannot fill a sender's arena, a receiver holds at most half of it
- * and copies beyond that, and it asks for a collection after each eighth of
- * the arena it receives while holding an eighth (a young-generation one, a
- * full one once it holds a quarter), letting go at once of what the
- * collection found unreachable. When the arena is full the
+ * and copies beyond that; while it holds views it asks for a young-generation
+ * collection after every 16 MiB it receives (a full one once it holds a
+ * quarter), letting go at once of what the collection found unreachable.
+ * When the arena is full the
  * value goes inline through the socket, and `shmStats().fallbacks` counts it.
  *
  * @example
@@ -67,6 +67,8 @@ export function shmStats(): ShmStats {
   return { ...stats };
 }
 
+/** Bytes received as views between two requests for a young-generation collection, at most. */
+const COLLECT_EVERY = 16 << 20;
 /** How long an exiting process lets receivers take what it sent before it frees its arena. */
 const EXIT_WAIT_MS = 200;
 /** How often the server's process looks for arenas of replicas that died without cleaning up. */
@@ -229,12 +231,13 @@ export class SharedMemory implements BinaryChannel {
     const [tag, granule, length] = [v.getUint32(0, true), v.getUint32(4, true), v.getFloat64(8, true)];
     if (!read) return view.take(granule, length, tag, false);
     const eighth = view.dataBytes / 8;
-    // Views die when the collector runs, which a heap that allocates little rarely asks for: ask once per
-    // eighth of the arena received while an eighth is held, and let go of what it found dead at once, so
-    // that the sender's blocks come back long before the limit. A young-generation pass costs ~0.1 ms; a
-    // full one runs only once views pile up past a quarter, or this one would not fit.
+    // Views die when the collector runs, which a heap that allocates little rarely asks for. While views
+    // are held, ask for a young-generation pass (~0.1 ms) once per COLLECT_EVERY received (or per eighth of
+    // a smaller arena) and let go at once of what it found dead: the sender then reuses the same blocks,
+    // whose pages exist already (a first write to a /dev/shm page costs more than the copy itself). A full
+    // collection runs only once views pile up past a quarter of the arena, or this one would not fit.
     view.sinceCollect += length;
-    if (view.held >= eighth && view.sinceCollect >= eighth) {
+    if (view.held > 0 && view.sinceCollect >= Math.min(eighth, COLLECT_EVERY)) {
       view.sinceCollect = 0;
       Bun.gc(view.held >= 2 * eighth || view.held + length > 4 * eighth);
       sweepViews(view);
