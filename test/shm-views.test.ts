@@ -59,6 +59,14 @@ describe("a value received through shared memory", () => {
     await allBack(a);
   });
 
+  it("comes back on its own soon after it is dropped, with no collection asked for by anyone", async () => {
+    const { a, send, receive } = pair();
+    const sums = () => Array.from({ length: 3 }, (_, i) => hash(receive(send(noise(MiB, 400 + i))) as Uint8Array));
+    expect(sums()).toEqual(Array.from({ length: 3 }, (_, i) => hash(noise(MiB, 400 + i))));
+    expect(a.inFlight).toBeGreaterThan(0);
+    await waitFor(() => a.inFlight === 0, "the receiver's own sweep to give the blocks back");
+  });
+
   it("is copied once the receiver holds half the sender's arena, and the sender goes inline when its arena is full", async () => {
     const { a, send, receive } = pair({ arenaBytes: 8 * MiB });
     const before = shmStats();

@@ -37,14 +37,50 @@ interface Produced {
 /** Buffers whose memory is an arena's: `transfer` copies them instead of moving the memory. */
 const guarded = new WeakSet<ArrayBuffer>();
 const received = new FinalizationRegistry<Held>(letGo);
-/** The blocks held as views, per arena mapping. */
-const holds = new WeakMap<ArenaView, Set<Held>>();
+/** The blocks held as views, per arena mapping (only mappings with some). */
+const holds = new Map<ArenaView, Set<Held>>();
 
 function letGo(h: Held): void {
   if (h.done) return;
   h.done = true;
-  holds.get(h.view)?.delete(h);
+  const set = holds.get(h.view);
+  set?.delete(h);
+  if (set?.size === 0) holds.delete(h.view);
   h.view.letGo(h.granule, h.length, h.tag);
+}
+
+/** First delay of the deferred sweep, and its longest (it doubles while views stay held). */
+const SWEEP_MS = [2, 1000] as const;
+/** A sweep this late is a full collection, once per view received: a view may have aged out of the young generation. */
+const FULL_AFTER_MS = 100;
+let sweepTimer: ReturnType<typeof setTimeout> | null = null;
+let sweepDelay: number = SWEEP_MS[0];
+let fullDone = false;
+
+/**
+ * A value is usually dead soon after its call ends, long before the process next
+ * collects: shortly after a view is received, a young-generation collection (~0.05 ms)
+ * and a sweep give its block back, so that its sender can reuse it (and a sharedArray
+ * can be sent again without a copy). While views stay held the sweeps back off, to one
+ * a second at most, and one of them is a full collection (one per view received, so a
+ * process that keeps a view on purpose does not pay for full collections forever);
+ * none run while nothing is held.
+ */
+function sweepSoon(): void {
+  if (sweepTimer !== null) return;
+  sweepTimer = setTimeout(() => {
+    sweepTimer = null;
+    if (holds.size === 0) return;
+    const full = sweepDelay >= FULL_AFTER_MS && !fullDone;
+    fullDone ||= full;
+    Bun.gc(full);
+    const count = () => [...holds.values()].reduce((n, set) => n + set.size, 0);
+    const before = count();
+    for (const view of [...holds.keys()]) sweepViews(view);
+    // Something died: more may soon. Nothing did: what is held is kept on purpose, look less often.
+    sweepDelay = count() < before ? SWEEP_MS[0] : Math.min(sweepDelay * 2, SWEEP_MS[1]);
+    if (holds.size > 0) sweepSoon();
+  }, sweepDelay).unref();
 }
 
 /**
@@ -53,7 +89,7 @@ function letGo(h: Held): void {
  * asking for a collection, when it needs room).
  */
 export function sweepViews(view: ArenaView): void {
-  for (const h of holds.get(view) ?? []) if (h.buffer.deref() === undefined) letGo(h);
+  for (const h of [...(holds.get(view) ?? [])]) if (h.buffer.deref() === undefined) letGo(h);
 }
 const produced = new FinalizationRegistry<Produced>((p) => p.arena.unpin(p.block));
 const own = new WeakMap<ArrayBuffer, Produced>();
@@ -87,6 +123,9 @@ export function receiveView(view: ArenaView, granule: number, length: number, ta
   let set = holds.get(view);
   if (!set) holds.set(view, (set = new Set()));
   set.add(h);
+  if (sweepTimer === null) sweepDelay = SWEEP_MS[0];
+  fullDone = false;
+  sweepSoon();
   return new Uint8Array(buffer);
 }
 
