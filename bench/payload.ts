@@ -138,10 +138,10 @@ export const payload: Scenario = {
         row({ id: "payload.1MiB.off", figure: "1 MiB, shared memory off (bytes inline)", unit: "GB/s", value: off1, digits: 3 }),
         row({
           id: "payload.16MiB.made.shared",
-          figure: "16 MiB, shared memory on, each stage answers a new array made with sharedArray",
+          figure: "16 MiB, shared memory on, the driver's array and each stage's answer made with sharedArray",
           unit: "GB/s",
           value: shared16,
-          baseline: { label: "each stage answers a new array made on the heap (new Float32Array)", value: heap16 },
+          baseline: { label: "the same arrays made on the heap (new Float32Array)", value: heap16 },
           note: shmIn ? undefined : "pending shared memory",
           digits: 3,
         }),

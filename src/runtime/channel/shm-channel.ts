@@ -14,9 +14,9 @@
  * of everything (the sender takes back blocks of dead holders). So that a slow
  * collector cannot fill a sender's arena, a receiver holds at most half of it
  * and copies beyond that; while it holds views it asks for a young-generation
- * collection after every 16 MiB it receives (a full one once it holds a
- * quarter), letting go at once of what the collection found unreachable.
- * When the arena is full the
+ * collection after every 16 MiB it receives (a full one only at the limit),
+ * letting go at once of what the collection found unreachable, and it sweeps
+ * on its own 50 ms after a receipt (see shm-views.ts). When the arena is full the
  * value goes inline through the socket, and `shmStats().fallbacks` counts it.
  *
  * @example
@@ -232,14 +232,15 @@ export class SharedMemory implements BinaryChannel {
     if (!read) return view.take(granule, length, tag, false);
     const eighth = view.dataBytes / 8;
     // Views die when the collector runs, which a heap that allocates little rarely asks for. While views
-    // are held, ask for a young-generation pass (~0.1 ms) once per COLLECT_EVERY received (or per eighth of
+    // are held, ask for a young-generation pass (~0.2 ms) once per COLLECT_EVERY received (or per eighth of
     // a smaller arena) and let go at once of what it found dead: the sender then reuses the same blocks,
-    // whose pages exist already (a first write to a /dev/shm page costs more than the copy itself). A full
-    // collection runs only once views pile up past a quarter of the arena, or this one would not fit.
+    // whose pages exist already (a first write to a /dev/shm page costs more than the copy itself). A view
+    // that lived through an earlier collection is old and only a full one (10-40 ms in a replica here)
+    // finds it dead: that runs only when this value would not fit under the limit otherwise.
     view.sinceCollect += length;
     if (view.held > 0 && view.sinceCollect >= Math.min(eighth, COLLECT_EVERY)) {
       view.sinceCollect = 0;
-      Bun.gc(view.held >= 2 * eighth || view.held + length > 4 * eighth);
+      Bun.gc(view.held + length > 4 * eighth);
       sweepViews(view);
     }
     if (view.held + length > 4 * eighth) {

@@ -50,21 +50,23 @@ function letGo(h: Held): void {
 }
 
 /** First delay of the deferred sweep, and its longest (it doubles while views stay held). */
-const SWEEP_MS = [2, 1000] as const;
+const SWEEP_MS = [50, 1000] as const;
 /** A sweep this late is a full collection, once per view received: a view may have aged out of the young generation. */
-const FULL_AFTER_MS = 100;
+const FULL_AFTER_MS = 1000;
 let sweepTimer: ReturnType<typeof setTimeout> | null = null;
 let sweepDelay: number = SWEEP_MS[0];
 let fullDone = false;
 
 /**
  * A value is usually dead soon after its call ends, long before the process next
- * collects: shortly after a view is received, a young-generation collection (~0.05 ms)
+ * collects: 50 ms after a view is received, a young-generation collection (~0.2 ms)
  * and a sweep give its block back, so that its sender can reuse it (and a sharedArray
- * can be sent again without a copy). While views stay held the sweeps back off, to one
- * a second at most, and one of them is a full collection (one per view received, so a
- * process that keeps a view on purpose does not pay for full collections forever);
- * none run while nothing is held.
+ * can be sent again without a copy) even when no further value arrives. Not sooner: a
+ * view alive during a collection becomes old, and only a full collection (10-40 ms in
+ * a replica here) finds an old one dead. While views stay held the sweeps back off, to
+ * one a second at most, and the first one a second late is a full collection (once
+ * per view received, so a process that keeps a view on purpose does not pay for full
+ * collections forever); none run while nothing is held.
  */
 function sweepSoon(): void {
   if (sweepTimer !== null) return;
