@@ -51,30 +51,31 @@ function letGo(h: Held): void {
 
 /** First delay of the deferred sweep, and its longest (it doubles while views stay held). */
 const SWEEP_MS = [50, 1000] as const;
-/** A sweep this late is a full collection, once per view received: a view may have aged out of the young generation. */
+/** A sweep this late is a full collection (a view may have aged out of the young generation), one per FULL_EVERY_MS at most. */
 const FULL_AFTER_MS = 1000;
+const FULL_EVERY_MS = 10_000;
 let sweepTimer: ReturnType<typeof setTimeout> | null = null;
 let sweepDelay: number = SWEEP_MS[0];
-let fullDone = false;
+let lastFull = -Infinity;
 
 /**
  * A value is usually dead soon after its call ends, long before the process next
- * collects: 50 ms after a view is received, a young-generation collection (~0.2 ms)
+ * collects: 50 ms after views stop arriving, a young-generation collection (~0.2 ms)
  * and a sweep give its block back, so that its sender can reuse it (and a sharedArray
  * can be sent again without a copy) even when no further value arrives. Not sooner: a
  * view alive during a collection becomes old, and only a full collection (10-40 ms in
  * a replica here) finds an old one dead. While views stay held the sweeps back off, to
- * one a second at most, and the first one a second late is a full collection (once
- * per view received, so a process that keeps a view on purpose does not pay for full
- * collections forever); none run while nothing is held.
+ * one a second at most, and one a second late or later is a full collection, at most
+ * one per 10 s (a process that keeps a view on purpose must not pay for full
+ * collections all the time); none run while nothing is held.
  */
 function sweepSoon(): void {
   if (sweepTimer !== null) return;
   sweepTimer = setTimeout(() => {
     sweepTimer = null;
     if (holds.size === 0) return;
-    const full = sweepDelay >= FULL_AFTER_MS && !fullDone;
-    fullDone ||= full;
+    const full = sweepDelay >= FULL_AFTER_MS && performance.now() - lastFull >= FULL_EVERY_MS;
+    if (full) lastFull = performance.now();
     Bun.gc(full);
     const count = () => [...holds.values()].reduce((n, set) => n + set.size, 0);
     const before = count();
@@ -125,8 +126,13 @@ export function receiveView(view: ArenaView, granule: number, length: number, ta
   let set = holds.get(view);
   if (!set) holds.set(view, (set = new Set()));
   set.add(h);
+  // Debounced: while views keep arriving the collections at each 16 MiB received do the work, and a
+  // sweep in the middle of a call would only make its views old; the sweep runs once arrivals pause.
+  if (sweepTimer !== null && sweepDelay === SWEEP_MS[0]) {
+    clearTimeout(sweepTimer);
+    sweepTimer = null;
+  }
   if (sweepTimer === null) sweepDelay = SWEEP_MS[0];
-  fullDone = false;
   sweepSoon();
   return new Uint8Array(buffer);
 }
