@@ -97,6 +97,16 @@ describe("a value received through shared memory", () => {
     // The block is free and gets overwritten by later values: the moved buffer is not in it.
     for (let i = 0; i < 8; i++) receive(send(noise(MiB, 200 + i)));
     expect(hash(moved)).toEqual(hash(noise(MiB, 3)));
+    // The same for transferToFixedLength, which may also shorten it.
+    const shorten = () => {
+      const other = (receive(send(noise(MiB, 4))) as Uint8Array).buffer as ArrayBuffer;
+      const short = other.transferToFixedLength(1000);
+      return { detached: other.detached, short };
+    };
+    const { detached, short } = shorten();
+    await allBack(a);
+    for (let i = 0; i < 8; i++) receive(send(noise(MiB, 300 + i)));
+    expect([detached, hash(short)]).toEqual([true, hash(noise(MiB, 4).subarray(0, 1000))]);
   });
 });
 

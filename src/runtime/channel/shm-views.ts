@@ -4,9 +4,9 @@
  * arena), so nothing reachable from it shows another block, and a
  * FinalizationRegistry gives the block back once the garbage collector finds
  * the buffer unreachable (or sooner, `sweepViews`: a WeakRef is cleared by the
- * collection itself, while finalizers run some time later). Every typed array or DataView of a buffer keeps the
- * buffer alive, so "the block is held while anything refers to its bytes"
- * needs no help from user code.
+ * collection itself, while finalizers run some time later). Every typed array
+ * or DataView of a buffer keeps the buffer alive, so "the block is held while
+ * anything refers to its bytes" needs no help from user code.
  *
  * The one way to outlive the buffer with its memory is to move the memory to
  * another buffer (`transfer`). `ArrayBuffer.prototype.transfer` and
@@ -94,6 +94,7 @@ function sweepSoon(): void {
 export function sweepViews(view: ArenaView): void {
   for (const h of [...(holds.get(view) ?? [])]) if (h.buffer.deref() === undefined) letGo(h);
 }
+
 const produced = new FinalizationRegistry<Produced>((p) => p.arena.unpin(p.block));
 const own = new WeakMap<ArrayBuffer, Produced>();
 const bases = new WeakMap<Uint8Array, number>();
