@@ -262,22 +262,19 @@ export class OwnArena {
     const words = this.#words;
     let alive: Map<number, boolean> | undefined;
     for (const b of this.#live.values()) {
-      if (b.pinned) continue;
       const at = stateAt(b.granule);
-      const state = Atomics.load(words, at);
-      if (state === 0) {
-        this.#release(b);
-        continue;
-      }
+      let state = Atomics.load(words, at);
       if (state < 0 && peek === Infinity) {
         const holder = Atomics.load(words, at + 1);
         alive ??= new Map();
         let ok = alive.get(holder);
         if (ok === undefined) alive.set(holder, (ok = holder <= 0 || processAlive(holder)));
-        if (!ok && Atomics.compareExchange(words, at, state, 0) === state) {
-          this.#release(b);
-          continue;
-        }
+        if (!ok && Atomics.compareExchange(words, at, state, 0) === state) state = 0;
+      }
+      if (b.pinned) continue; // this process's sharedArray: reserved until unpinned, whatever its state
+      if (state === 0) {
+        this.#release(b);
+        continue;
       }
       if (--peek <= 0) return;
     }
