@@ -1,9 +1,9 @@
 /**
  * The engine for replicas that something else runs (SPEC §9): Docker Swarm
- * tasks, or processes started by hand ("static"). The controller's state
+ * tasks, Kubernetes pods, or processes started by hand ("static"). The controller's state
  * machine is unchanged: its `start` becomes a *claim* on a replica of that
  * deployment that dialled in; its `kill` releases the claim. A `Scaler` (the
- * Swarm service's replica count) is told how many replicas each deployment
+ * Swarm service's or Kubernetes Deployment's replica count) is told how many replicas each deployment
  * wants; without one, the claims wait for replicas started by hand.
  *
  * A replica that already runs when it meets this controller (the controller
@@ -146,6 +146,20 @@ export class RemoteEngine implements Engine {
       },
       exited,
     };
+  }
+
+  /**
+   * The engine says the replica serving at `address` is gone (Kubernetes took
+   * its endpoint out): its link is dropped now, not after SILENT_LINK_MS, so
+   * its routes go and its claim starts again. A replica told to drain is left
+   * to finish.
+   */
+  lost(address: string): void {
+    for (const r of [...this.#remotes]) {
+      if (!r.running || !r.claim || r.leaving || reachable(r.running.address, r.conn.socket.remoteAddress) !== address) continue;
+      r.conn.socket.terminate();
+      this.#onClose(r.conn);
+    }
   }
 
   /** Pushes proxies' routing snapshot (and to every proxy that connects later). */

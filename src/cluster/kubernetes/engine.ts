@@ -1,36 +1,34 @@
 /**
  * The Kubernetes engine (SPEC §9): what the controller does to a cluster that
  * `serve-bin build --target kubernetes` deployed. Kubernetes starts, restarts
- * and reschedules the pods; serve-bin never spawns one. Independent of the
- * local controller on purpose: the lead wires it in beside the local and
- * Swarm engines.
+ * and reschedules the pods; serve-bin never spawns one. The controller role
+ * puts it behind the `RemoteEngine` as its `Scaler`: replicas dial in over the
+ * authenticated link and are claimed as on Swarm; this engine sets the counts
+ * and reads what Kubernetes says about the pods.
  *
- * Interface:
- *   - `kubeName(app, deployment)` → the Kubernetes Deployment (and headless
- *     Service) name, the same function the manifests use;
- *   - `scale(app, deployment, n)` → void: the count is set by patching
- *     `deployments/NAME/scale` (src/cluster/kubernetes/client.ts). Calls for one
- *     deployment are serialised and the latest count wins (the shape of the
- *     Swarm engine's `Scaler`); `scaleNow` is the same as a promise;
- *   - `onReplicas(listener)` → a discovery feed: for each (app, deployment),
- *     the ready replicas' addresses (`tcp://ip:7000`) from EndpointSlices,
- *     called with the whole set on every change; one watch for all;
+ *   - `scale(app, deployment, n, how)` (the `Scaler`): the count is set by
+ *     patching `deployments/NAME/scale` (client.ts). The counts asked for in
+ *     one reconcile pass are coalesced into one PATCH; PATCHes for one
+ *     deployment are serialised and the latest count wins; `atLeast` never
+ *     lowers a count (only a stop the controller chose does, `exactly`). A
+ *     count an HPA owns is left alone. `scaleNow` is the same as a promise;
+ *   - `onReplicas(listener)` → the discovery feed: for each known (app,
+ *     deployment), the ready replicas' addresses (`tcp://ip:port`) from
+ *     EndpointSlices, with the whole set on every change; one watch for all.
+ *     `onLost(listener)` hears each address that left the ready set;
  *   - `checkPatch(app, deployment, patch)` → throws ServeError `conflict`
  *     (HTTP 409) naming the HPA when `--autoscaler hpa` gave this deployment
  *     one and the PATCH sets numReplicas or autoscalingConfig: exactly one
- *     owner per replica count. The admin PATCH calls it before the change;
+ *     owner per replica count;
  *   - `saveConfig(yaml)` → writes the applied config back into the ConfigMap,
  *     so `kubectl diff -k DIR` shows what PATCHes changed since the build;
- *   - `applyPatch(app, deployment, patch, yaml)` → the three above in the
- *     order an admin PATCH needs them (check, scale, save);
  *   - `stop()` ends the watch.
  * For the data plane's DNS fallback, a deployment's headless Service name
  * (`kubeName`) resolves to its ready pods' addresses. Only the holder of the
- * controller Lease (lease.ts, `ControllerLease.tryLead()`) should scale or
- * save the config.
+ * controller Lease (lease.ts) scales or saves the config.
  */
-import type { DeploymentPatch } from "../../config/schema.ts";
 import { ServeError } from "../../error.ts";
+import type { Scaler } from "../remote-engine.ts";
 import { KubeClient } from "./client.ts";
 import { EndpointSliceFeed, type FeedStats, type ReadyAddresses } from "./endpoint-feed.ts";
 import { KUBE_OBJECTS, REPLICA_SLICES_SELECTOR, kubeDeploymentName } from "./names.ts";
@@ -57,19 +55,27 @@ export interface KubernetesEngineOptions {
   log?: (line: string) => void;
 }
 
+type How = "atLeast" | "exactly";
+
 /**
  * @example
  * const engine = new KubernetesEngine({ client, deployments: [{ app: "default", deployment: "Model", hpa: false }] });
- * engine.onReplicas((sets) => console.log(sets)); engine.scale("default", "Model", 3);
+ * engine.onReplicas((sets) => console.log(sets)); engine.scale("default", "Model", 3, "exactly");
  */
-export class KubernetesEngine {
+export class KubernetesEngine implements Scaler {
   readonly #client: KubeClient;
   readonly #configMap: string;
   readonly #log: (line: string) => void;
   #byName = new Map<string, KubeDeployment>();
-  readonly #want = new Map<string, number>();
+  readonly #want = new Map<string, { replicas: number; how: How }>();
+  /** Deployments whose next PATCH is scheduled and not yet begun: later counts join it. */
+  readonly #queued = new Set<string>();
   readonly #driving = new Map<string, Promise<void>>();
   readonly #listeners: ((sets: ReplicaSet[]) => void)[] = [];
+  readonly #lostListeners: ((address: string) => void)[] = [];
+  #ready = new Set<string>();
+  /** Each Deployment's count as the API server last answered it. */
+  readonly #counts = new Map<string, number>();
   #feed: EndpointSliceFeed | null = null;
   /** The last scale error per Kubernetes Deployment, for status and logs. */
   readonly errors = new Map<string, string>();
@@ -86,21 +92,19 @@ export class KubernetesEngine {
     return kubeDeploymentName(app, deployment);
   }
 
-  /** Replaces the known deployments (after a deploy changed the applications). */
+  /** Replaces the known deployments (after a change of the applications). */
   setDeployments(deployments: KubeDeployment[]): void {
     this.#byName = new Map(deployments.map((d) => [this.kubeName(d.app, d.deployment), d]));
     if (this.#feed) this.#emit(this.#feed.current);
   }
 
-  #known(app: string, deployment: string): KubeDeployment {
-    const d = this.#byName.get(this.kubeName(app, deployment));
-    if (!d) throw new ServeError("not_found", `no deployment ${deployment} in application ${app} on this cluster; the manifests are built from the graph (serve-bin build --target kubernetes)`);
-    return d;
+  #hpaOwns(app: string, deployment: string): boolean {
+    return this.#byName.get(this.kubeName(app, deployment))?.hpa ?? false;
   }
 
   /** Refuses (409) a PATCH that would set a count an HPA owns. */
   checkPatch(app: string, deployment: string, patch: { numReplicas?: unknown; autoscalingConfig?: unknown }): void {
-    if (!this.#known(app, deployment).hpa) return;
+    if (!this.#hpaOwns(app, deployment)) return;
     const fields = (["numReplicas", "autoscalingConfig"] as const).filter((f) => patch[f] !== undefined);
     if (fields.length === 0) return;
     const hpa = this.kubeName(app, deployment);
@@ -111,27 +115,34 @@ export class KubernetesEngine {
     );
   }
 
-  /** Sets the replica count; returns at once (the latest count for a deployment wins). */
-  scale(app: string, deployment: string, replicas: number): void {
-    void this.scaleNow(app, deployment, replicas).catch(() => {});
+  /** Sets the replica count (the `Scaler`); returns at once. A count an HPA owns is not touched. */
+  scale(app: string, deployment: string, replicas: number, how: How = "exactly"): void {
+    if (this.#hpaOwns(app, deployment)) return;
+    void this.scaleNow(app, deployment, replicas, how).catch(() => {});
   }
 
   /** Sets the replica count; resolves when the API server took it (or the last attempt failed, see `errors`). */
-  scaleNow(app: string, deployment: string, replicas: number): Promise<void> {
-    const d = this.#known(app, deployment);
-    if (d.hpa) throw new ServeError("conflict", `${deployment}'s replica count belongs to the HorizontalPodAutoscaler ${this.kubeName(app, deployment)}`, { deployment });
+  scaleNow(app: string, deployment: string, replicas: number, how: How = "exactly"): Promise<void> {
+    if (this.#hpaOwns(app, deployment)) throw new ServeError("conflict", `${deployment}'s replica count belongs to the HorizontalPodAutoscaler ${this.kubeName(app, deployment)}`, { deployment });
     const name = this.kubeName(app, deployment);
-    this.#want.set(name, replicas);
-    // Serialised per Deployment: a count asked for while one is in flight is sent after it.
-    const next = (this.#driving.get(name) ?? Promise.resolve()).then(() => this.#send(name));
+    const before = this.#want.get(name);
+    // Within one pass a stop and a start (a replacement) net out; an exact count is not undone by a later "at least".
+    this.#want.set(name, { replicas, how: this.#queued.has(name) && before?.how === "exactly" ? "exactly" : how });
+    if (this.#queued.has(name)) return this.#driving.get(name)!;
+    this.#queued.add(name);
+    // Serialised per Deployment; the timer lets every claim of the reconcile pass join this one PATCH.
+    const next = (this.#driving.get(name) ?? Promise.resolve()).then(() => new Promise((r) => setTimeout(r, 0))).then(() => this.#send(name));
     this.#driving.set(name, next);
     return next;
   }
 
   async #send(name: string): Promise<void> {
-    const replicas = this.#want.get(name)!;
+    this.#queued.delete(name);
+    const { replicas, how } = this.#want.get(name)!;
     try {
-      await this.#client.scale(name, replicas);
+      const after = await this.#client.scale(name, replicas, how);
+      if (after.spec.replicas !== this.#counts.get(name)) this.#log(`serve-bin: ${name} runs ${after.spec.replicas} replicas`);
+      this.#counts.set(name, after.spec.replicas ?? 0);
       this.errors.delete(name);
     } catch (e) {
       this.errors.set(name, (e as Error).message);
@@ -145,31 +156,23 @@ export class KubernetesEngine {
     this.#feed ??= new EndpointSliceFeed(this.#client, REPLICA_SLICES_SELECTOR, (ready) => this.#emit(ready)).start();
   }
 
+  /** Hears each replica address that Kubernetes no longer lists as ready (its pod deleted, lost or failing its probe). */
+  onLost(listener: (address: string) => void): void {
+    this.#lostListeners.push(listener);
+  }
+
   #emit(ready: ReadyAddresses): void {
     const sets = [...this.#byName].map(([name, d]) => ({ app: d.app, deployment: d.deployment, addresses: ready.get(name) ?? [] }));
+    const now = new Set([...ready.values()].flat());
+    const gone = [...this.#ready].filter((a) => !now.has(a));
+    this.#ready = now;
     for (const l of this.#listeners) l(sets);
+    for (const a of gone) for (const l of this.#lostListeners) l(a);
   }
 
   /** The discovery watch's counters (lists, relists on 410, errors). */
   get discoveryStats(): FeedStats | null {
     return this.#feed?.stats ?? null;
-  }
-
-  /**
-   * What an admin PATCH of a deployment does to the cluster, once the change
-   * path has accepted it: refuse a count an HPA owns (409, before anything is
-   * written), set a fixed numReplicas on the Deployment's scale, then write
-   * the applied config to the ConfigMap. ("auto" leaves the count to
-   * serve-bin's autoscaler, which calls `scale` itself.)
-   */
-  async applyPatch(app: string, deployment: string, patch: DeploymentPatch, appliedConfigYaml: string): Promise<void> {
-    this.checkPatch(app, deployment, patch);
-    if (typeof patch.numReplicas === "number") {
-      await this.scaleNow(app, deployment, patch.numReplicas);
-      const error = this.errors.get(this.kubeName(app, deployment));
-      if (error) throw new ServeError("unavailable", `the Kubernetes API did not take ${deployment}'s replica count: ${error}`, { deployment });
-    }
-    await this.saveConfig(appliedConfigYaml);
   }
 
   /** Writes the applied config into the ConfigMap (read, replace `serve.yaml`, PUT; retried on 409). */

@@ -1,0 +1,174 @@
+/**
+ * `serve-bin controller --engine kubernetes`: what the controller role adds
+ * on Kubernetes, around the same RemoteEngine and change path as on Swarm.
+ *
+ *   - API credentials from the pod's ServiceAccount (or `--kube-api` and
+ *     `--kube-credentials` pointing elsewhere: `kubectl proxy`, a test's
+ *     stand-in);
+ *   - the controller Lease: this process acts only while it holds it; it
+ *     waits for it before serving, renews it, and leaves (without draining
+ *     a replica) when another controller took it;
+ *   - the KubernetesEngine as the RemoteEngine's Scaler (deployments/scale),
+ *     its EndpointSlice watch telling the RemoteEngine which replicas
+ *     Kubernetes took out (`lost`), and a log line per change of what it lists;
+ *   - one owner per count: under `--autoscaler hpa` a PATCH of numReplicas or
+ *     autoscalingConfig answers 409 naming the HPA;
+ *   - the applied config written back into the ConfigMap once a change
+ *     serves (read from --state-dir, where only such configs land).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { ServeEnv } from "../../config/env.ts";
+import type { ServeConfig } from "../../config/schema.ts";
+import { toYAML } from "../../config/yaml.ts";
+import { KubeClient } from "../../cluster/kubernetes/client.ts";
+import { KubernetesEngine, type KubeDeployment, type ReplicaSet } from "../../cluster/kubernetes/engine.ts";
+import { inClusterConfig } from "../../cluster/kubernetes/in-cluster.ts";
+import { ControllerLease } from "../../cluster/kubernetes/lease.ts";
+import { KUBE_OBJECTS } from "../../cluster/kubernetes/names.ts";
+import type { RemoteEngine } from "../../cluster/remote-engine.ts";
+import type { Server } from "../../http/server.ts";
+import { hpaOwns } from "../kubernetes-manifests.ts";
+import { UsageError } from "../args.ts";
+
+/** How long a Lease holder keeps it without renewing; renewed every third of it. */
+const LEASE_S = 15;
+
+export interface KubeFlags {
+  /** The API server's URL (default: from KUBERNETES_SERVICE_HOST/PORT). */
+  api?: string;
+  /** Where the ServiceAccount's token, namespace and ca.crt are (default: where Kubernetes mounts them). */
+  credentials?: string;
+  /** The --config file (a built serve.yaml keeps its own server sections when written back). */
+  configFile: string;
+  stateDir?: string;
+}
+
+/**
+ * The Kubernetes side of the controller role; `lead()` before the server
+ * starts, `attach()` once it runs, `tick()` with the role's snapshot timer.
+ */
+export class KubernetesControl {
+  readonly client: KubeClient;
+  readonly engine: KubernetesEngine;
+  readonly #lease: ControllerLease;
+  readonly #hpa: boolean;
+  #server: Server | null = null;
+  #deploymentsSig = "";
+  #listed = "";
+  /** The state file as last seen, and whether the ConfigMap has it. */
+  #savedState: string | null = null;
+  #saving = false;
+  #renew: ReturnType<typeof setInterval> | null = null;
+
+  constructor(
+    readonly flags: KubeFlags,
+    env: ServeEnv,
+    readonly log: (line: string) => void,
+  ) {
+    const autoscaler = env.kube?.autoscaler ?? "serve-bin";
+    if (autoscaler !== "serve-bin" && autoscaler !== "hpa") throw new UsageError(`SERVE_BIN_KUBE_AUTOSCALER is "${autoscaler}": set it to serve-bin or hpa, as the manifests were built (--autoscaler)`);
+    this.#hpa = autoscaler === "hpa";
+    if (!flags.stateDir) throw new UsageError("--engine kubernetes needs --state-dir: the applied config is written back to the ConfigMap from there once a change serves");
+    let options;
+    try {
+      options = inClusterConfig({ dir: flags.credentials, server: flags.api, env: { KUBERNETES_SERVICE_HOST: env.kube?.serviceHost, KUBERNETES_SERVICE_PORT: env.kube?.servicePort } });
+    } catch (e) {
+      throw new UsageError(`--engine kubernetes: ${(e as Error).message}`);
+    }
+    this.client = new KubeClient(options);
+    this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, log });
+    const identity = env.kube?.podName ?? `controller-${process.pid}`;
+    this.#lease = new ControllerLease({ client: this.client, name: env.kube?.lease ?? KUBE_OBJECTS.lease, identity, durationS: LEASE_S });
+  }
+
+  /**
+   * Waits until this process holds the controller Lease, then renews it;
+   * `lost` runs if another controller takes it (a renewal found it held).
+   */
+  async lead(lost: () => void): Promise<void> {
+    let waiting = false;
+    while (!(await this.#lease.tryLead())) {
+      if (!waiting) this.log(`serve-bin: another controller holds the Lease ${KUBE_OBJECTS.lease}; waiting for it`);
+      waiting = true;
+      await Bun.sleep((LEASE_S * 1000) / 3);
+    }
+    this.log(`serve-bin: holding the Lease; Kubernetes API at ${this.client.server}, namespace ${this.client.namespace}`);
+    this.#renew = setInterval(() => {
+      this.#lease.tryLead().then(
+        (held) => {
+          if (held) return;
+          this.log("serve-bin: another controller took the Lease; leaving the replicas to it");
+          lost();
+        },
+        (e) => this.log(`serve-bin: cannot renew the Lease: ${(e as Error).message}`),
+      );
+    }, (LEASE_S * 1000) / 3);
+  }
+
+  /** Wires the running server: the HPA's 409 on its PATCH, discovery into the RemoteEngine. */
+  attach(server: Server, remote: RemoteEngine): void {
+    this.#server = server;
+    this.#syncDeployments();
+    const patch = server.patchDeployment.bind(server);
+    // Refused before anything changes: one owner of each count.
+    server.patchDeployment = async (app, name, p, wait) => {
+      this.engine.checkPatch(app, name, p);
+      return patch(app, name, p, wait);
+    };
+    this.engine.onLost((address) => remote.lost(address));
+    this.engine.onReplicas((sets) => this.#logListed(sets));
+  }
+
+  #logListed(sets: ReplicaSet[]): void {
+    const line = sets.map((s) => `${s.app}/${s.deployment} ${s.addresses.length}`).join(", ");
+    if (line === this.#listed) return;
+    this.#listed = line;
+    this.log(`serve-bin: Kubernetes lists ready replicas: ${line}`);
+  }
+
+  #syncDeployments(): void {
+    const config = this.#server!.changes.current.config;
+    const deployments: KubeDeployment[] = this.#server!.appliedConfig().applications.flatMap((a) =>
+      a.deployments.map((d) => ({ app: a.name, deployment: d.name, hpa: this.#hpa && hpaOwns("hpa", d) })),
+    );
+    const sig = JSON.stringify(deployments) + config.applications.length;
+    if (sig === this.#deploymentsSig) return;
+    this.#deploymentsSig = sig;
+    this.engine.setDeployments(deployments);
+  }
+
+  /** Called every SNAPSHOT_EVERY_MS: the known deployments, and the ConfigMap behind the applied config. */
+  tick(): void {
+    if (!this.#server) return;
+    this.#syncDeployments();
+    const file = join(this.flags.stateDir!, "config.json");
+    if (this.#saving || !existsSync(file)) return;
+    const state = readFileSync(file, "utf8");
+    // The first config that served is the one the ConfigMap was built or last written with.
+    if (this.#savedState === null) this.#savedState = state;
+    if (state === this.#savedState) return;
+    this.#saving = true;
+    const yaml = this.#yamlOf((JSON.parse(state) as { config: ServeConfig }).config);
+    this.engine.saveConfig(yaml).then(
+      () => {
+        this.#savedState = state;
+        this.log(`serve-bin: wrote the applied config to the ConfigMap ${KUBE_OBJECTS.config}`);
+      },
+      (e) => this.log(`serve-bin: cannot write the ConfigMap (will try again): ${(e as Error).message}`),
+    ).finally(() => (this.#saving = false));
+  }
+
+  /** The built serve.yaml with the applications and routes as applied: server sections stay as built, so kubectl diff shows only what changed. */
+  #yamlOf(config: ServeConfig): string {
+    if (!/\.(ya?ml|json)$/.test(this.flags.configFile)) return toYAML(config);
+    const built = parseYaml(readFileSync(this.flags.configFile, "utf8")) as Partial<ServeConfig>;
+    return toYAML({ ...built, applications: config.applications, routes: config.routes } as ServeConfig);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#renew) clearInterval(this.#renew);
+    await this.engine.stop();
+  }
+}
