@@ -12,7 +12,10 @@
  *     its EndpointSlice watch telling the RemoteEngine which replicas
  *     Kubernetes took out (`lost`), and a log line per change of what it lists;
  *   - one owner per count: under `--autoscaler hpa` a PATCH of numReplicas or
- *     autoscalingConfig answers 409 naming the HPA;
+ *     autoscalingConfig answers 409 naming the HPA, and the controller's
+ *     target follows the count the HPA sets on the Deployment (read from its
+ *     `scale`), so the pods it adds are claimed and the ones it removes are
+ *     not started again;
  *   - the applied config written back into the ConfigMap once a change
  *     serves (read from --state-dir, where only such configs land).
  */
@@ -34,6 +37,8 @@ import { UsageError } from "../args.ts";
 
 /** How long a Lease holder keeps it without renewing; renewed every third of it. */
 const LEASE_S = 15;
+/** How often an HPA-owned Deployment's count is read, for the controller's target to follow it. */
+const FOLLOW_HPA_MS = 2000;
 
 export interface KubeFlags {
   /** The API server's URL (default: from KUBERNETES_SERVICE_HOST/PORT). */
@@ -61,6 +66,8 @@ export class KubernetesControl {
   #savedState: string | null = null;
   #saving = false;
   #renew: ReturnType<typeof setInterval> | null = null;
+  #follow: ReturnType<typeof setInterval> | null = null;
+  #patch: Server["patchDeployment"] | null = null;
 
   constructor(
     readonly flags: KubeFlags,
@@ -78,7 +85,7 @@ export class KubernetesControl {
       throw new UsageError(`--engine kubernetes: ${(e as Error).message}`);
     }
     this.client = new KubeClient(options);
-    this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, log });
+    this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, autoscaler, log });
     const identity = env.kube?.podName ?? `controller-${process.pid}`;
     this.#lease = new ControllerLease({ client: this.client, name: env.kube?.lease ?? KUBE_OBJECTS.lease, identity, durationS: LEASE_S });
   }
@@ -111,7 +118,8 @@ export class KubernetesControl {
   attach(server: Server, remote: RemoteEngine): void {
     this.#server = server;
     this.#syncDeployments();
-    const patch = server.patchDeployment.bind(server);
+    const patch = (this.#patch = server.patchDeployment.bind(server));
+    if (this.#hpa) this.#follow = setInterval(() => void this.#followHpa(), FOLLOW_HPA_MS);
     // Refused before anything changes: one owner of each count.
     server.patchDeployment = async (app, name, p, wait) => {
       this.engine.checkPatch(app, name, p);
@@ -120,6 +128,19 @@ export class KubernetesControl {
     this.engine.onLost((address) => remote.lost(address));
     this.engine.onReplicas((sets) => this.#logListed(sets));
   }
+
+  #followHpa = async (): Promise<void> => {
+    for (const app of this.#server!.appliedConfig().applications) {
+      for (const d of app.deployments) {
+        if (!hpaOwns("hpa", d)) continue;
+        const name = this.engine.kubeName(app.name, d.name);
+        const n = await this.client.getScale(name).then((s) => s.spec.replicas ?? 0, () => null);
+        if (n === null || n < 1 || n === d.numReplicas) continue;
+        this.log(`serve-bin: the HPA ${name} set ${n} replicas; ${app.name}/${d.name} follows`);
+        await this.#patch!(app.name, d.name, { numReplicas: n }, false).catch((e) => this.log(`serve-bin: cannot follow the HPA ${name}: ${(e as Error).message}`));
+      }
+    }
+  };
 
   #logListed(sets: ReplicaSet[]): void {
     const line = sets.map((s) => `${s.app}/${s.deployment} ${s.addresses.length}`).join(", ");
@@ -169,6 +190,7 @@ export class KubernetesControl {
 
   async stop(): Promise<void> {
     if (this.#renew) clearInterval(this.#renew);
+    if (this.#follow) clearInterval(this.#follow);
     await this.engine.stop();
   }
 }

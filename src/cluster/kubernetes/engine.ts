@@ -52,6 +52,8 @@ export interface KubernetesEngineOptions {
   deployments: KubeDeployment[];
   /** The ConfigMap with `serve.yaml`. Default `serve-bin-config`. */
   configMap?: string;
+  /** Who owns the count of a deployment not (yet) in `deployments`: under "hpa", its HPA. Default "serve-bin". */
+  autoscaler?: "serve-bin" | "hpa";
   log?: (line: string) => void;
 }
 
@@ -66,6 +68,7 @@ export class KubernetesEngine implements Scaler {
   readonly #client: KubeClient;
   readonly #configMap: string;
   readonly #log: (line: string) => void;
+  readonly #hpaDefault: boolean;
   #byName = new Map<string, KubeDeployment>();
   readonly #want = new Map<string, { replicas: number; how: How }>();
   /** Deployments whose next PATCH is scheduled and not yet begun: later counts join it. */
@@ -84,6 +87,7 @@ export class KubernetesEngine implements Scaler {
     this.#client = opts.client;
     this.#configMap = opts.configMap ?? KUBE_OBJECTS.config;
     this.#log = opts.log ?? ((l) => console.error(l));
+    this.#hpaDefault = opts.autoscaler === "hpa";
     this.setDeployments(opts.deployments);
   }
 
@@ -99,7 +103,8 @@ export class KubernetesEngine implements Scaler {
   }
 
   #hpaOwns(app: string, deployment: string): boolean {
-    return this.#byName.get(this.kubeName(app, deployment))?.hpa ?? false;
+    // Before the controller tells which deployments exist, under "hpa" nothing is scaled.
+    return this.#byName.get(this.kubeName(app, deployment))?.hpa ?? this.#hpaDefault;
   }
 
   /** Refuses (409) a PATCH that would set a count an HPA owns. */

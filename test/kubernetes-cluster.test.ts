@@ -1,0 +1,277 @@
+/**
+ * The multi-host behaviour through the Kubernetes code path: a real
+ * `serve-bin controller --engine kubernetes`, real replica and proxy role
+ * processes on 127.0.0.1 (each replica on its own ports, as pods on their
+ * own IPs), and the API server stand-in (test/kube-api-standin.ts) playing
+ * Kubernetes, with the test's kubelet (test/kube-kubelet.ts) starting and
+ * stopping replica processes when the controller patches `deployments/scale`
+ * and publishing their EndpointSlices from their readiness probes.
+ *
+ * No real API server (nor kind, k3s or minikube) can run on these machines:
+ * everything Kubernetes does here is the stand-in's and the test kubelet's
+ * doing, so this proves serve-bin's side of the contract (which calls, when,
+ * and what it does with the answers), not Kubernetes' side of it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { join } from "node:path";
+import { kubeDeploymentName, replicaSelector } from "../src/cluster/kubernetes/names.ts";
+import { BUN, CLI, EXAMPLES, postJSON, tempDir, waitFor, type TempDir } from "./harness.ts";
+import { KubeApiStandIn } from "./kube-api-standin.ts";
+import { TestKubelet } from "./kube-kubelet.ts";
+import { startRole, type Role } from "./role-process.ts";
+
+const SECRET = "kubernetes-cluster-test-secret-0123456789";
+const TUTORIAL = join(EXAMPLES, "tutorial/graph.ts");
+/** The tutorial's deployments and the counts its manifests would carry (the DAGDriver runs 2). */
+const DEPLOYMENTS: Record<string, number> = { preprocessor: 1, avgPreprocessor: 1, Model: 1, Model_1: 1, Combiner: 1, DAGDriver: 2 };
+const ANSWER = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])";
+const MODEL = kubeDeploymentName("default", "Model");
+const BY_KUBE_NAME = new Map(Object.keys(DEPLOYMENTS).map((d) => [kubeDeploymentName("default", d), d]));
+const SCALE_PATH = (name: string) => `/apis/apps/v1/namespaces/serving/deployments/${name}/scale`;
+const SLICES_LIST = "/apis/discovery.k8s.io/v1/namespaces/serving/endpointslices?labelSelector=app.kubernetes.io/part-of=serve-bin,app.kubernetes.io/component=replica";
+
+const roles: Role[] = [];
+const start = (name: string, args: string[], env: Record<string, string> = {}) => startRole(roles, SECRET, name, args, env);
+
+/** A ServiceAccount directory as Kubernetes mounts it, for the stand-in. */
+function serviceAccount(dir: string, api: KubeApiStandIn): string {
+  writeFileSync(join(dir, "token"), api.token);
+  writeFileSync(join(dir, "namespace"), api.namespace);
+  return dir;
+}
+
+/** A stand-in holding what `kubectl apply -k` of the manifests creates for the controller: its ConfigMap and an empty Lease. */
+function standIn(): KubeApiStandIn {
+  const api = new KubeApiStandIn();
+  api.putConfigMap("serve-bin-config", { "serve.yaml": "# as built\n" });
+  api.putLease("serve-bin-controller");
+  return api;
+}
+
+/** What the manifests set on the controller's container. */
+const KUBE_ENV = { SERVE_BIN_KUBE_CONFIGMAP: "serve-bin-config", SERVE_BIN_KUBE_LEASE: "serve-bin-controller", SERVE_BIN_KUBE_AUTOSCALER: "serve-bin" };
+
+const controllerArgs = (api: KubeApiStandIn, sa: string, state: string) => [
+  "controller", "--config", TUTORIAL, "--engine", "kubernetes", "--kube-api", api.url, "--kube-credentials", sa,
+  "--listen", "tcp://127.0.0.1:0", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--state-dir", state,
+];
+
+describe("serve-bin on Kubernetes (API server stand-in, real role processes)", () => {
+  let dir: TempDir;
+  let api: KubeApiStandIn;
+  let kubelet: TestKubelet;
+  let controller: Role;
+  let admin: string;
+  let proxyUrl: string;
+
+  const adminJSON = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${admin}${path}`, { method, headers: { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const model = async () => (await adminJSON("GET", "/api/applications")).body.applications.default?.deployments.Model as { status: string; replicas: { pid: number; state: string }[] } | undefined;
+  const ask = async () => {
+    const res = await postJSON(`${proxyUrl}/my-dag`, ["5", [1, 2], "sum"]);
+    return { status: res.status, body: await res.text() };
+  };
+  /** Scale PATCHes the stand-in got since the last look, as "NAME → N". */
+  const scalePatches = () =>
+    api.calls.splice(0).filter((c) => c.method === "PATCH" && c.url.endsWith("/scale")).map((c) => `${c.url.split("/").at(-2)} → ${c.body!.spec.replicas}`);
+  const modelPodsReady = (n: number) => kubelet.of(MODEL).length === n && kubelet.of(MODEL).every((p) => p.ready);
+
+  beforeAll(async () => {
+    dir = tempDir("sb-kube-");
+    api = standIn();
+    const sa = serviceAccount(dir.path, api);
+    controller = start("controller", controllerArgs(api, sa, join(dir.path, "state")), { HOSTNAME: "controller-a", ...KUBE_ENV });
+    const control = (await controller.line(/control links on (tcp:\/\/\S+)/, "its control address"))[1]!;
+    admin = (await controller.line(/admin API on (http:\/\/[^\s)]+)/, "its admin address"))[1]!;
+    kubelet = new TestKubelet(
+      api,
+      (kubeName, link, health) => [BUN, CLI, "replica", "--app", "default", "--deployment", BY_KUBE_NAME.get(kubeName)!, "--listen", `tcp://127.0.0.1:${link}`, "--controller", control, "--health-host", "127.0.0.1", "--health-port", String(health), "--drain-timeout-s", "5"],
+      { SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "" },
+    );
+    // `kubectl apply`: the Deployments with the counts the manifests carry; the kubelet starts their pods.
+    for (const [kubeName, d] of BY_KUBE_NAME) api.addDeployment(kubeName, replicaSelector(kubeName), DEPLOYMENTS[d]);
+    const proxy = start("proxy", ["proxy", "--controller", control, "--host", "127.0.0.1", "--port", "0"]);
+    proxyUrl = (await proxy.line(/proxy listening on (http:\/\/\S+)/, "its address"))[1]!;
+  }, 60_000);
+
+  afterAll(async () => {
+    if (process.env.SB_DEBUG) {
+      for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
+      for (const p of kubelet?.pods ?? []) console.log(`==== pod ${p.name}\n${p.out}`);
+    }
+    for (const r of roles.reverse()) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
+    await Promise.all(roles.map((r) => r.proc.exited));
+    await kubelet?.[Symbol.asyncDispose]();
+    await api?.[Symbol.asyncDispose]();
+    await dir?.[Symbol.asyncDispose]();
+  });
+
+  it("holds the Lease, finds the replicas Kubernetes runs, and serves the tutorial through the proxy without scaling anything", async () => {
+    await waitFor(async () => (await fetch(`${proxyUrl}/-/ready`)).status === 200, "the proxy to be ready", 60_000);
+    expect(await ask()).toEqual({ status: 200, body: ANSWER });
+    await controller.line(/Kubernetes lists ready replicas: .*default\/Model 1.*default\/DAGDriver 2/, "the EndpointSlices listed");
+    expect(api.leases.get("serve-bin-controller")!.spec.holderIdentity).toBe("controller-a");
+    const status = (await adminJSON("GET", "/api/applications")).body.applications.default;
+    expect(Object.fromEntries(Object.entries(status.deployments as Record<string, { replicas: unknown[] }>).map(([d, s]) => [d, s.replicas.length]))).toEqual(DEPLOYMENTS);
+    // Every replica a separate process the kubelet started, each serving.
+    const pids = Object.values(status.deployments as Record<string, { replicas: { pid: number }[] }>).flatMap((d) => d.replicas.map((r) => r.pid));
+    expect(pids.sort()).toEqual(kubelet.pods.map((p) => p.proc.pid).sort());
+    // The counts the manifests carry were what the controller wanted: read, never written.
+    expect(scalePatches()).toEqual([]);
+  });
+
+  it("PATCH numReplicas 1 → 3: one scale PATCH, three replica processes serving, the ConfigMap updated", async () => {
+    api.calls.length = 0;
+    const up = await adminJSON("PATCH", "/api/applications/default/deployments/Model", { numReplicas: 3 });
+    expect(up.status).toBe(200);
+    expect(scalePatches()).toEqual([`${MODEL} → 3`]);
+    expect((await model())!.replicas.map((r) => r.state)).toEqual(["RUNNING", "RUNNING", "RUNNING"]);
+    await waitFor(() => modelPodsReady(3), "three ready Model pods");
+    expect((await model())!.replicas.map((r) => r.pid).sort()).toEqual(kubelet.of(MODEL).map((p) => p.proc.pid).sort());
+    const answers = await Promise.all(Array.from({ length: 12 }, () => ask()));
+    expect(answers.every((a) => a.status === 200 && a.body === ANSWER)).toBe(true);
+    const saved = () => parseYaml(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]) as { applications?: { deployments?: { name: string; numReplicas?: number }[] }[] } | null;
+    await waitFor(() => saved()?.applications?.[0]?.deployments?.find((d) => d.name === "Model")?.numReplicas === 3, "the ConfigMap to carry Model's 3 replicas");
+  });
+
+  it("a replica killed with its node (kill -9 by pid): its endpoint goes, traffic is still served, the count is restored, nothing is scaled", async () => {
+    const victim = kubelet.of(MODEL)[0]!;
+    const killed = victim.proc.pid;
+    let stop = false;
+    let ok = 0;
+    const failed: string[] = [];
+    const CONCURRENCY = 4;
+    const load = Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (!stop) {
+          const a = await ask().catch((e) => ({ status: 0, body: String(e) }));
+          if (a.status === 200 && a.body === ANSWER) ok++;
+          else failed.push(`${a.status} ${a.body}`);
+        }
+      }),
+    );
+    await waitFor(() => ok >= 20, "traffic before the kill");
+    api.calls.length = 0;
+    kubelet.losePod(victim);
+    await waitFor(async () => {
+      const m = await model();
+      return m?.replicas.length === 3 && m.replicas.every((r) => r.state === "RUNNING") && !m.replicas.some((r) => r.pid === killed) && modelPodsReady(3);
+    }, "three Model replicas again, the killed one replaced", 60_000);
+    const after = ok;
+    await waitFor(() => ok >= after + 20, "traffic after the replacement");
+    stop = true;
+    await load;
+    // Only requests in flight on the killed replica may fail.
+    expect(failed.length).toBeLessThanOrEqual(CONCURRENCY);
+    expect(scalePatches()).toEqual([]);
+    expect(api.deployments.get(MODEL)!.replicas).toBe(3);
+    console.log(`kill -9 of a Model replica under load: ${ok} ok, ${failed.length} failed`);
+  });
+
+  it("relists after a dropped watch whose version is gone, and scales 3 → 2 by draining first, then one PATCH", async () => {
+    const lists = () => api.calls.filter((c) => c.method === "GET" && decodeURIComponent(c.url) === SLICES_LIST).length;
+    api.calls.length = 0;
+    // Cut the watch; something changes in the namespace meanwhile; then the version the controller holds is compacted away.
+    api.dropWatches();
+    api.addForeignSlice("someone-elses-web-x1", { "kubernetes.io/service-name": "web" });
+    api.compact();
+    await waitFor(() => lists() >= 1 && api.openWatches === 1, "the controller to list again and watch");
+    api.calls.length = 0;
+    kubelet.events.length = 0;
+    const down = await adminJSON("PATCH", "/api/applications/default/deployments/Model", { numReplicas: 2 });
+    expect(down.status).toBe(200);
+    await waitFor(() => api.deployments.get(MODEL)!.replicas === 2, "the scale PATCH");
+    expect(scalePatches()).toEqual([`${MODEL} → 2`]);
+    await waitFor(() => modelPodsReady(2), "two ready Model pods");
+    // The drained replica exited 0 (the kubelet restarted it, idle and not ready) before the count went down; the ReplicaSet then deleted that pod.
+    const [exit, del] = [kubelet.events.findIndex((e) => / 0$/.test(e) && e.startsWith("exit")), kubelet.events.findIndex((e) => e.startsWith("delete"))];
+    expect(exit).toBeGreaterThanOrEqual(0);
+    expect(del).toBeGreaterThan(exit);
+    expect(kubelet.events[del]!.slice("delete ".length)).toBe(kubelet.events[exit]!.split(" ")[1]);
+    expect(api.deployments.get(MODEL)!.replicas).toBe(2);
+    // The relisted watch delivers: the controller saw the pod go.
+    await controller.line(/Kubernetes lists ready replicas: .*default\/Model 2/, "the listed count after the relist");
+    expect((await model())!.replicas.map((r) => r.state)).toEqual(["RUNNING", "RUNNING"]);
+    expect(await ask()).toEqual({ status: 200, body: ANSWER });
+  });
+});
+
+describe("one owner per count, one controller at a time (API server stand-in)", () => {
+  const dirs: TempDir[] = [];
+  const apis: KubeApiStandIn[] = [];
+
+  afterAll(async () => {
+    for (const r of roles) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
+    await Promise.all(roles.map((r) => r.proc.exited));
+    for (const a of apis) await a[Symbol.asyncDispose]();
+    for (const d of dirs) await d[Symbol.asyncDispose]();
+  });
+
+  const setUp = () => {
+    const dir = tempDir("sb-kube-hpa-");
+    const api = standIn();
+    dirs.push(dir);
+    apis.push(api);
+    for (const kubeName of BY_KUBE_NAME.keys()) api.addDeployment(kubeName, replicaSelector(kubeName), 1);
+    api.calls.length = 0;
+    return { api, sa: serviceAccount(dir.path, api), state: join(dir.path, "state") };
+  };
+
+  it("under --autoscaler hpa, a PATCH of numReplicas answers 409 naming the HPA, and the controller never writes a count", async () => {
+    const { api, sa, state } = setUp();
+    const c = start("hpa controller", controllerArgs(api, sa, state), { HOSTNAME: "controller-hpa", ...KUBE_ENV, SERVE_BIN_KUBE_AUTOSCALER: "hpa" });
+    const admin = (await c.line(/admin API on (http:\/\/[^\s)]+)/, "its admin address"))[1]!;
+    const patch = (body: unknown) => fetch(`${admin}/api/applications/default/deployments/Model`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const refused = await waitFor(async () => {
+      const res = await patch({ numReplicas: 3 });
+      return res.status === 404 ? null : res; // until the application is planned
+    }, "the application to be known");
+    expect(refused.status).toBe(409);
+    const body = (await refused.json()) as { error: string; message: string; owner: string; hpa: string };
+    expect(body).toMatchObject({ error: "conflict", owner: "hpa", hpa: MODEL });
+    expect(body.message).toContain(`numReplicas of Model belong to the HorizontalPodAutoscaler ${MODEL}`);
+    expect((await patch({ autoscalingConfig: { minReplicas: 1, maxReplicas: 4 } })).status).toBe(409);
+    // The controller's own claims (one per deployment at start) never touch an HPA-owned count.
+    expect(api.calls.filter((c) => c.url.includes("/scale"))).toEqual([]);
+    expect(api.deployments.get(MODEL)!.replicas).toBe(1);
+    // The HPA moves the Deployment to 2: the controller's target follows (its claims then wait for the pods Kubernetes adds).
+    api.setReplicas(MODEL, 2);
+    const target = async () => (await (await fetch(`${admin}/api/applications`)).json()).applications.default.deployments.Model.targetReplicas;
+    await waitFor(async () => (await target()) === 2, "Model's target to follow the HPA");
+    await c.line(new RegExp(`the HPA ${MODEL} set 2 replicas; default/Model follows`), "the log line");
+    expect(api.calls.filter((c) => c.method === "PATCH")).toEqual([]);
+  });
+
+  it("a second controller waits, not serving, while the first holds the Lease", async () => {
+    const { api, sa, state } = setUp();
+    const first = start("first controller", controllerArgs(api, sa, state), { HOSTNAME: "controller-1", ...KUBE_ENV });
+    await first.line(/admin API on/, "its admin address");
+    const second = start("second controller", controllerArgs(api, sa, `${state}-2`), { HOSTNAME: "controller-2", ...KUBE_ENV });
+    await second.line(/another controller holds the Lease serve-bin-controller; waiting for it/, "it to wait");
+    expect(second.out).not.toContain("control links on");
+    expect(api.leases.get("serve-bin-controller")!.spec.holderIdentity).toBe("controller-1");
+    second.proc.kill("SIGTERM");
+    first.proc.kill("SIGTERM");
+    expect(await Promise.all([first.proc.exited, second.proc.exited])).toEqual([0, 143]);
+  });
+
+  it("refuses flags and environment that cannot work, saying what to give", async () => {
+    const { api, sa, state } = setUp();
+    const noState = start("no state dir", controllerArgs(api, sa, state).filter((a, i, all) => a !== "--state-dir" && all[i - 1] !== "--state-dir"));
+    expect(await noState.proc.exited).toBe(2);
+    expect(noState.out).toContain("--engine kubernetes needs --state-dir");
+    const badOwner = start("bad autoscaler", controllerArgs(api, sa, state), { SERVE_BIN_KUBE_AUTOSCALER: "keda" });
+    expect(await badOwner.proc.exited).toBe(2);
+    expect(badOwner.out).toContain('SERVE_BIN_KUBE_AUTOSCALER is "keda": set it to serve-bin or hpa');
+    const noCreds = start("no credentials", controllerArgs(api, join(sa, "nowhere"), state));
+    expect(await noCreds.proc.exited).toBe(2);
+    expect(noCreds.out).toContain("nowhere/namespace (ENOENT): the controller needs its ServiceAccount token there");
+    const swarmish = start("kube flag on swarm", ["controller", "--config", TUTORIAL, "--engine", "static", "--kube-api", api.url]);
+    expect(await swarmish.proc.exited).toBe(2);
+    expect(swarmish.out).toContain("--kube-api and --kube-credentials are for --engine kubernetes");
+  });
+});

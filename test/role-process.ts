@@ -1,0 +1,33 @@
+/**
+ * A cluster role (`serve-bin controller|proxy|replica`) as a process of its
+ * own, its output collected so a test can wait for a line.
+ */
+import type { Subprocess } from "bun";
+import { BUN, CLI, waitFor } from "./harness.ts";
+
+export interface Role {
+  name: string;
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  out: string;
+  /** Resolves with the first match of `re` in the role's output. */
+  line(re: RegExp, what: string, timeoutMs?: number): Promise<RegExpExecArray>;
+}
+
+/** Starts `serve-bin ARGS` from source with the cluster token `secret`, and adds it to `roles` (for the test's cleanup). */
+export function startRole(roles: Role[], secret: string, name: string, args: string[], env: Record<string, string> = {}): Role {
+  const proc = Bun.spawn([BUN, CLI, ...args], {
+    env: { ...process.env, SERVE_BIN_CLUSTER_TOKEN: secret, SERVE_BIN_CLUSTER_TOKEN_FILE: "", SERVE_BIN_ADMIN_TOKEN: "", ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const role: Role = { name, proc, out: "", line: (re, what, t = 30_000) => waitFor(() => re.exec(role.out), `${name}: ${what}\n${role.out}`, t) };
+  for (const s of [proc.stdout, proc.stderr]) {
+    void (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of s) role.out += dec.decode(chunk);
+    })();
+  }
+  roles.push(role);
+  return role;
+}
