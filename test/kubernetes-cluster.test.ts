@@ -13,11 +13,11 @@
  * and what it does with the answers), not Kubernetes' side of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { join } from "node:path";
 import { kubeDeploymentName, replicaSelector } from "../src/cluster/kubernetes/names.ts";
-import { BUN, CLI, EXAMPLES, postJSON, tempDir, waitFor, type TempDir } from "./harness.ts";
+import { BUN, CLI, EXAMPLES, postJSON, runCli, tempDir, waitFor, type TempDir } from "./harness.ts";
 import { KubeApiStandIn } from "./kube-api-standin.ts";
 import { TestKubelet } from "./kube-kubelet.ts";
 import { startRole, type Role } from "./role-process.ts";
@@ -205,6 +205,7 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
   const apis: KubeApiStandIn[] = [];
 
   afterAll(async () => {
+    if (process.env.SB_DEBUG) for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
     for (const r of roles) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
     await Promise.all(roles.map((r) => r.proc.exited));
     for (const a of apis) await a[Symbol.asyncDispose]();
@@ -221,9 +222,20 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
     return { api, sa: serviceAccount(dir.path, api), state: join(dir.path, "state") };
   };
 
-  it("under --autoscaler hpa, a PATCH of numReplicas answers 409 naming the HPA, and the controller never writes a count", async () => {
+  it("under --autoscaler hpa, a PATCH of numReplicas answers 409 naming the HPA, and the target follows the HPA's count on the current revision", async () => {
     const { api, sa, state } = setUp();
-    const c = start("hpa controller", controllerArgs(api, sa, state), { HOSTNAME: "controller-hpa", ...KUBE_ENV, SERVE_BIN_KUBE_AUTOSCALER: "hpa" });
+    // As in a pod: serve.yaml and revisions.json side by side (the ConfigMap), each deployment's current revision its own Deployment.
+    const config = join(sa, "config");
+    mkdirSync(config);
+    expect((await runCli(["build", TUTORIAL, "-o", join(config, "serve.yaml")])).code).toBe(0);
+    const revisions = Object.fromEntries([...BY_KUBE_NAME.keys()].map((k) => [k, { current: `${k}-r0000abcd`, previous: [] }]));
+    writeFileSync(join(config, "revisions.json"), JSON.stringify(revisions));
+    const REV = revisions[MODEL]!.current;
+    for (const { current } of Object.values(revisions)) api.addDeployment(current, replicaSelector(current), 1);
+    api.calls.length = 0;
+    const args = [...controllerArgs(api, sa, state), "--app-dir", EXAMPLES];
+    args[2] = join(config, "serve.yaml");
+    const c = start("hpa controller", args, { HOSTNAME: "controller-hpa", ...KUBE_ENV, SERVE_BIN_KUBE_AUTOSCALER: "hpa" });
     const admin = (await c.line(/admin API on (http:\/\/[^\s)]+)/, "its admin address"))[1]!;
     const patch = (body: unknown) => fetch(`${admin}/api/applications/default/deployments/Model`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const refused = await waitFor(async () => {
@@ -232,17 +244,17 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
     }, "the application to be known");
     expect(refused.status).toBe(409);
     const body = (await refused.json()) as { error: string; message: string; owner: string; hpa: string };
-    expect(body).toMatchObject({ error: "conflict", owner: "hpa", hpa: MODEL });
-    expect(body.message).toContain(`numReplicas of Model belong to the HorizontalPodAutoscaler ${MODEL}`);
+    expect(body).toMatchObject({ error: "conflict", owner: "hpa", hpa: REV });
+    expect(body.message).toContain(`numReplicas of Model belong to the HorizontalPodAutoscaler ${REV}`);
     expect((await patch({ autoscalingConfig: { minReplicas: 1, maxReplicas: 4 } })).status).toBe(409);
     // The controller's own claims (one per deployment at start) never touch an HPA-owned count.
-    expect(api.calls.filter((c) => c.url.includes("/scale"))).toEqual([]);
-    expect(api.deployments.get(MODEL)!.replicas).toBe(1);
+    expect(api.calls.filter((c) => c.method !== "GET" && c.url.includes("/scale"))).toEqual([]);
+    expect(api.deployments.get(REV)!.replicas).toBe(1);
     // The HPA moves the Deployment to 2: the controller's target follows (its claims then wait for the pods Kubernetes adds).
-    api.setReplicas(MODEL, 2);
+    api.setReplicas(REV, 2);
     const target = async () => (await (await fetch(`${admin}/api/applications`)).json()).applications.default.deployments.Model.targetReplicas;
     await waitFor(async () => (await target()) === 2, "Model's target to follow the HPA");
-    await c.line(new RegExp(`the HPA ${MODEL} set 2 replicas; default/Model follows`), "the log line");
+    await c.line(new RegExp(`the HPA ${REV} set 2 replicas; default/Model follows`), "the log line");
     expect(api.calls.filter((c) => c.method === "PATCH")).toEqual([]);
   });
 

@@ -63,7 +63,8 @@ export async function controllerRole(argv: string[]): Promise<number> {
   if ((values["kube-api"] || values["kube-credentials"]) && kind !== "kubernetes") throw new UsageError(`--kube-api and --kube-credentials are for --engine kubernetes\nusage: ${USAGE}`);
   const env = readEnv();
   if (!env.clusterToken) throw new UsageError("the controller role links over TCP and needs the cluster token: set SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE");
-  const info = (l: string) => serverLog("info", l);
+  // The scalers' lines carry the prefix serverLog adds.
+  const info = (l: string) => serverLog("info", l.replace(/^serve-bin: /, ""));
   const kube = kind === "kubernetes" ? new KubernetesControl({ api: values["kube-api"], credentials: values["kube-credentials"], configFile: values.config, stateDir: values["state-dir"] }, env, info) : null;
   // Only the Lease holder acts; a second controller waits here, not ready, until the first is gone.
   await kube?.lead(() => process.kill(process.pid, "SIGTERM"));

@@ -20,7 +20,7 @@
  *     serves (read from --state-dir, where only such configs land).
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { ServeEnv } from "../../config/env.ts";
 import type { ServeConfig } from "../../config/schema.ts";
@@ -29,7 +29,7 @@ import { KubeClient } from "../../cluster/kubernetes/client.ts";
 import { KubernetesEngine, type KubeDeployment, type ReplicaSet } from "../../cluster/kubernetes/engine.ts";
 import { inClusterConfig } from "../../cluster/kubernetes/in-cluster.ts";
 import { ControllerLease } from "../../cluster/kubernetes/lease.ts";
-import { KUBE_OBJECTS } from "../../cluster/kubernetes/names.ts";
+import { KUBE_OBJECTS, REVISIONS_FILE, type Revisions } from "../../cluster/kubernetes/names.ts";
 import type { RemoteEngine } from "../../cluster/remote-engine.ts";
 import type { Server } from "../../http/server.ts";
 import { hpaOwns } from "../kubernetes-manifests.ts";
@@ -85,7 +85,10 @@ export class KubernetesControl {
       throw new UsageError(`--engine kubernetes: ${(e as Error).message}`);
     }
     this.client = new KubeClient(options);
-    this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, autoscaler, log });
+    // Beside serve.yaml in the mounted ConfigMap: which Deployment is each deployment's current revision.
+    const revisionsFile = join(dirname(flags.configFile), REVISIONS_FILE);
+    const revisions = existsSync(revisionsFile) ? (JSON.parse(readFileSync(revisionsFile, "utf8")) as Revisions) : undefined;
+    this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, autoscaler, revisions, log });
     const identity = env.kube?.podName ?? `controller-${process.pid}`;
     this.#lease = new ControllerLease({ client: this.client, name: env.kube?.lease ?? KUBE_OBJECTS.lease, identity, durationS: LEASE_S });
   }
@@ -133,7 +136,7 @@ export class KubernetesControl {
     for (const app of this.#server!.appliedConfig().applications) {
       for (const d of app.deployments) {
         if (!hpaOwns("hpa", d)) continue;
-        const name = this.engine.kubeName(app.name, d.name);
+        const name = this.engine.deploymentName(app.name, d.name);
         const n = await this.client.getScale(name).then((s) => s.spec.replicas ?? 0, () => null);
         if (n === null || n < 1 || n === d.numReplicas) continue;
         this.log(`serve-bin: the HPA ${name} set ${n} replicas; ${app.name}/${d.name} follows`);

@@ -31,7 +31,7 @@ import { ServeError } from "../../error.ts";
 import type { Scaler } from "../remote-engine.ts";
 import { KubeClient } from "./client.ts";
 import { EndpointSliceFeed, type FeedStats, type ReadyAddresses } from "./endpoint-feed.ts";
-import { KUBE_OBJECTS, REPLICA_SLICES_SELECTOR, kubeDeploymentName } from "./names.ts";
+import { KUBE_OBJECTS, REPLICA_SLICES_SELECTOR, kubeDeploymentName, type Revisions } from "./names.ts";
 
 /** One serve deployment the engine knows, and whether an HPA owns its count. */
 export interface KubeDeployment {
@@ -52,6 +52,8 @@ export interface KubernetesEngineOptions {
   deployments: KubeDeployment[];
   /** The ConfigMap with `serve.yaml`. Default `serve-bin-config`. */
   configMap?: string;
+  /** The build's revisions (ConfigMap `revisions.json`): the current one's Deployment is what is scaled. Default: none, the Deployment is named as its Service. */
+  revisions?: Revisions;
   /** Who owns the count of a deployment not (yet) in `deployments`: under "hpa", its HPA. Default "serve-bin". */
   autoscaler?: "serve-bin" | "hpa";
   log?: (line: string) => void;
@@ -69,6 +71,7 @@ export class KubernetesEngine implements Scaler {
   readonly #configMap: string;
   readonly #log: (line: string) => void;
   readonly #hpaDefault: boolean;
+  readonly #revisions: Revisions;
   #byName = new Map<string, KubeDeployment>();
   readonly #want = new Map<string, { replicas: number; how: How }>();
   /** Deployments whose next PATCH is scheduled and not yet begun: later counts join it. */
@@ -88,12 +91,19 @@ export class KubernetesEngine implements Scaler {
     this.#configMap = opts.configMap ?? KUBE_OBJECTS.config;
     this.#log = opts.log ?? ((l) => console.error(l));
     this.#hpaDefault = opts.autoscaler === "hpa";
+    this.#revisions = opts.revisions ?? {};
     this.setDeployments(opts.deployments);
   }
 
-  /** The Kubernetes Deployment of a serve deployment. */
+  /** The headless Service of a serve deployment (every revision's pods are behind it). */
   kubeName(app: string, deployment: string): string {
     return kubeDeploymentName(app, deployment);
+  }
+
+  /** The Deployment (and HPA) of a serve deployment's current revision. */
+  deploymentName(app: string, deployment: string): string {
+    const service = this.kubeName(app, deployment);
+    return this.#revisions[service]?.current ?? service;
   }
 
   /** Replaces the known deployments (after a change of the applications). */
@@ -112,7 +122,7 @@ export class KubernetesEngine implements Scaler {
     if (!this.#hpaOwns(app, deployment)) return;
     const fields = (["numReplicas", "autoscalingConfig"] as const).filter((f) => patch[f] !== undefined);
     if (fields.length === 0) return;
-    const hpa = this.kubeName(app, deployment);
+    const hpa = this.deploymentName(app, deployment);
     throw new ServeError(
       "conflict",
       `${fields.join(" and ")} of ${deployment} belong to the HorizontalPodAutoscaler ${hpa} (built with --autoscaler hpa): change it with kubectl edit hpa ${hpa}, or rebuild without --autoscaler hpa to let serve-bin scale`,
@@ -128,8 +138,8 @@ export class KubernetesEngine implements Scaler {
 
   /** Sets the replica count; resolves when the API server took it (or the last attempt failed, see `errors`). */
   scaleNow(app: string, deployment: string, replicas: number, how: How = "exactly"): Promise<void> {
-    if (this.#hpaOwns(app, deployment)) throw new ServeError("conflict", `${deployment}'s replica count belongs to the HorizontalPodAutoscaler ${this.kubeName(app, deployment)}`, { deployment });
-    const name = this.kubeName(app, deployment);
+    if (this.#hpaOwns(app, deployment)) throw new ServeError("conflict", `${deployment}'s replica count belongs to the HorizontalPodAutoscaler ${this.deploymentName(app, deployment)}`, { deployment });
+    const name = this.deploymentName(app, deployment);
     const before = this.#want.get(name);
     // Within one pass a stop and a start (a replacement) net out; an exact count is not undone by a later "at least".
     this.#want.set(name, { replicas, how: this.#queued.has(name) && before?.how === "exactly" ? "exactly" : how });
