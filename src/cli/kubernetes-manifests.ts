@@ -41,6 +41,7 @@ import type { NetworkPolicy } from "kubernetes-types/networking/v1";
 import type { PolicyRule, Role, RoleBinding } from "kubernetes-types/rbac/v1";
 import type { DeploymentConfig, ResolvedServeConfig } from "../config/schema.ts";
 import { KUBE_ANNOTATIONS, KUBE_LABELS, KUBE_OBJECTS, PART_OF, REPLICA_PORT, REVISIONS_FILE, kubeDeploymentName, kubeRevision, replicaSelector, revisionName, type Revisions } from "../cluster/kubernetes/names.ts";
+import { kubeResources } from "./resources.ts";
 import { SWARM_PATHS } from "./swarm-stack.ts";
 
 /** Who sets each replica count: serve-bin's controller, or a HorizontalPodAutoscaler per deployment. */
@@ -142,6 +143,7 @@ interface PodParts {
   admin?: boolean;
   serviceAccount?: string;
   shmBytes?: number;
+  resources?: Container["resources"];
 }
 
 /** One role's pod: the image, the config and token mounted, non-root, credentials only for the controller. */
@@ -177,6 +179,7 @@ function pod(opts: KubernetesOptions, configHash: string, p: PodParts): PodTempl
         env,
         ports: p.ports,
         ...p.probes,
+        ...(p.resources ? { resources: p.resources } : {}),
         volumeMounts: mounts,
         securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
       },
@@ -228,6 +231,7 @@ function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedS
         probes: probes(d.healthCheckPeriodS, d.healthCheckTimeoutS),
         graceS: d.gracefulShutdownTimeoutS,
         shmBytes: config.sharedMemory.enabled ? config.sharedMemory.arenaBytes : undefined,
+        resources: kubeResources(d.resources),
       }),
     },
     annotations,
