@@ -156,7 +156,10 @@ describe("serve-bin on Kubernetes (API server stand-in, real role processes)", (
     );
     await waitFor(() => ok >= 20, "traffic before the kill");
     api.calls.length = 0;
+    const logFrom = controller.out.length;
     kubelet.losePod(victim);
+    // The controller's watch sees the endpoint go (before the replacement is ready).
+    await waitFor(() => /Kubernetes lists ready replicas: .*default\/Model 2/.test(controller.out.slice(logFrom)), "the lost endpoint in the controller's watch");
     await waitFor(async () => {
       const m = await model();
       return m?.replicas.length === 3 && m.replicas.every((r) => r.state === "RUNNING") && !m.replicas.some((r) => r.pid === killed) && modelPodsReady(3);
@@ -282,6 +285,18 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
     const noCreds = start("no credentials", controllerArgs(api, join(sa, "nowhere"), state));
     expect(await noCreds.proc.exited).toBe(2);
     expect(noCreds.out).toContain("nowhere/namespace (ENOENT): the controller needs its ServiceAccount token there");
+    const bare = new KubeApiStandIn(); // nothing applied: no Lease
+    apis.push(bare);
+    const [bareDir, tokenDir] = [tempDir("sb-kube-bare-"), tempDir("sb-kube-tok-")];
+    dirs.push(bareDir, tokenDir);
+    const noLease = start("no Lease", controllerArgs(bare, serviceAccount(bareDir.path, bare), state), KUBE_ENV);
+    expect(await noLease.proc.exited).toBe(1);
+    expect(noLease.out).toContain("the Lease serve-bin-controller is not in namespace serving: apply the manifests first (kubectl apply -k DIR)");
+    const wrongToken = serviceAccount(tokenDir.path, api);
+    writeFileSync(join(wrongToken, "token"), "not-the-token");
+    const refused = start("refused token", controllerArgs(api, wrongToken, state), KUBE_ENV);
+    expect(await refused.proc.exited).toBe(1);
+    expect(refused.out).toContain("the API server refused the controller's ServiceAccount (401)");
     const swarmish = start("kube flag on swarm", ["controller", "--config", TUTORIAL, "--engine", "static", "--kube-api", api.url]);
     expect(await swarmish.proc.exited).toBe(2);
     expect(swarmish.out).toContain("--kube-api and --kube-credentials are for --engine kubernetes");

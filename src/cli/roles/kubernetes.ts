@@ -25,7 +25,7 @@ import { parse as parseYaml } from "yaml";
 import type { ServeEnv } from "../../config/env.ts";
 import type { ServeConfig } from "../../config/schema.ts";
 import { toYAML } from "../../config/yaml.ts";
-import { KubeClient } from "../../cluster/kubernetes/client.ts";
+import { KubeApiError, KubeClient } from "../../cluster/kubernetes/client.ts";
 import { KubernetesEngine, type KubeDeployment, type ReplicaSet } from "../../cluster/kubernetes/engine.ts";
 import { inClusterConfig } from "../../cluster/kubernetes/in-cluster.ts";
 import { ControllerLease } from "../../cluster/kubernetes/lease.ts";
@@ -58,6 +58,7 @@ export class KubernetesControl {
   readonly client: KubeClient;
   readonly engine: KubernetesEngine;
   readonly #lease: ControllerLease;
+  readonly #leaseName: string;
   readonly #hpa: boolean;
   #server: Server | null = null;
   #deploymentsSig = "";
@@ -90,7 +91,8 @@ export class KubernetesControl {
     const revisions = existsSync(revisionsFile) ? (JSON.parse(readFileSync(revisionsFile, "utf8")) as Revisions) : undefined;
     this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, autoscaler, revisions, log });
     const identity = env.kube?.podName ?? `controller-${process.pid}`;
-    this.#lease = new ControllerLease({ client: this.client, name: env.kube?.lease ?? KUBE_OBJECTS.lease, identity, durationS: LEASE_S });
+    this.#leaseName = env.kube?.lease ?? KUBE_OBJECTS.lease;
+    this.#lease = new ControllerLease({ client: this.client, name: this.#leaseName, identity, durationS: LEASE_S });
   }
 
   /**
@@ -99,22 +101,43 @@ export class KubernetesControl {
    */
   async lead(lost: () => void): Promise<void> {
     let waiting = false;
-    while (!(await this.#lease.tryLead())) {
-      if (!waiting) this.log(`serve-bin: another controller holds the Lease ${KUBE_OBJECTS.lease}; waiting for it`);
+    while (!(await this.#tryLead())) {
+      if (!waiting) this.log(`serve-bin: another controller holds the Lease ${this.#leaseName}; waiting for it`);
       waiting = true;
       await Bun.sleep((LEASE_S * 1000) / 3);
     }
     this.log(`serve-bin: holding the Lease; Kubernetes API at ${this.client.server}, namespace ${this.client.namespace}`);
+    let renewed = performance.now();
     this.#renew = setInterval(() => {
       this.#lease.tryLead().then(
         (held) => {
-          if (held) return;
+          if (held) return void (renewed = performance.now());
           this.log("serve-bin: another controller took the Lease; leaving the replicas to it");
           lost();
         },
-        (e) => this.log(`serve-bin: cannot renew the Lease: ${(e as Error).message}`),
+        (e) => {
+          this.log(`serve-bin: cannot renew the Lease: ${(e as Error).message}`);
+          // Unrenewed past its duration, the Lease may be another controller's already: stop acting.
+          if (performance.now() - renewed > LEASE_S * 1000) {
+            this.log(`serve-bin: the Lease was not renewed for ${LEASE_S} s; leaving the replicas to the next controller`);
+            lost();
+          }
+        },
       );
     }, (LEASE_S * 1000) / 3);
+  }
+
+  /** One try for the Lease; an API refusal at start says what is missing. */
+  async #tryLead(): Promise<boolean> {
+    try {
+      return await this.#lease.tryLead();
+    } catch (e) {
+      if (e instanceof KubeApiError && e.status === 404)
+        throw new Error(`the Lease ${this.#leaseName} is not in namespace ${this.client.namespace}: apply the manifests first (kubectl apply -k DIR) (${e.message})`);
+      if (e instanceof KubeApiError && (e.status === 401 || e.status === 403))
+        throw new Error(`the API server refused the controller's ServiceAccount (${e.status}): apply the manifests' Role and RoleBinding (controller-rbac.yaml) (${e.message})`);
+      throw e;
+    }
   }
 
   /** Wires the running server: the HPA's 409 on its PATCH, discovery into the RemoteEngine. */
