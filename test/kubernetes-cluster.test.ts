@@ -13,8 +13,8 @@
  * and what it does with the answers), not Kubernetes' side of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { join } from "node:path";
 import { kubeDeploymentName, replicaSelector } from "../src/cluster/kubernetes/names.ts";
 import { BUN, CLI, EXAMPLES, postJSON, runCli, tempDir, waitFor, type TempDir } from "./harness.ts";
@@ -301,4 +301,94 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
     expect(await swarmish.proc.exited).toBe(2);
     expect(swarmish.out).toContain("--kube-api and --kube-credentials are for --engine kubernetes");
   });
+});
+
+describe("a new revision takes over from the old one pod by pod (API server stand-in, real role processes)", () => {
+  const OLD = `${MODEL}-r0000dead`;
+  const NEW = `${MODEL}-r0000beef`;
+  const own: Role[] = [];
+  let dir: TempDir;
+  let api: KubeApiStandIn;
+  let kubelet: TestKubelet;
+
+  afterAll(async () => {
+    if (process.env.SB_DEBUG) for (const r of own) console.log(`==== ${r.name}\n${r.out}`);
+    for (const r of own) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
+    await Promise.all(own.map((r) => r.proc.exited));
+    await kubelet?.[Symbol.asyncDispose]();
+    await api?.[Symbol.asyncDispose]();
+    await dir?.[Symbol.asyncDispose]();
+  });
+
+  it("never runs more than one Model pod above the target, lets an old pod go only when a new one waits, and serves throughout", async () => {
+    dir = tempDir("sb-kube-roll-");
+    api = standIn();
+    const sa = serviceAccount(dir.path, api);
+    // As built: Model at 2 replicas, its revision changed (r0000dead → r0000beef); the rest unchanged.
+    const config = join(dir.path, "config");
+    mkdirSync(config);
+    expect((await runCli(["build", TUTORIAL, "-o", join(config, "serve.yaml")])).code).toBe(0);
+    const yaml = parseYaml(readFileSync(join(config, "serve.yaml"), "utf8")) as { applications: { deployments: { name: string; numReplicas: number }[] }[] };
+    yaml.applications[0]!.deployments.find((d) => d.name === "Model")!.numReplicas = 2;
+    writeFileSync(join(config, "serve.yaml"), stringifyYaml(yaml));
+    const revisions = Object.fromEntries([...BY_KUBE_NAME.keys()].map((k) => [k, k === MODEL ? { current: NEW, previous: [OLD] } : { current: `${k}-r0000cafe`, previous: [] }]));
+    writeFileSync(join(config, "revisions.json"), JSON.stringify(revisions));
+
+    const role = (name: string, args: string[], env: Record<string, string> = {}) => {
+      const r = start(name, args, env);
+      own.push(r);
+      return r;
+    };
+    const args = [...controllerArgs(api, sa, join(dir.path, "state")), "--app-dir", EXAMPLES];
+    args[2] = join(config, "serve.yaml");
+    const controller = role("rollover controller", args, { HOSTNAME: "controller-r", ...KUBE_ENV });
+    const control = (await controller.line(/control links on (tcp:\/\/\S+)/, "its control address"))[1]!;
+    const deploymentOf = (name: string) => BY_KUBE_NAME.get(name.replace(/-r[0-9a-f]{8}$/, ""))!;
+    kubelet = new TestKubelet(
+      api,
+      (name, link, health) => [BUN, CLI, "replica", "--app", "default", "--deployment", deploymentOf(name), "--listen", `tcp://127.0.0.1:${link}`, "--controller", control, "--health-host", "127.0.0.1", "--health-port", String(health), "--drain-timeout-s", "5"],
+      { SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "" },
+    );
+    // What `kubectl apply` leaves: the old revision still at 2, the new one created at Kubernetes' default of 1.
+    api.addDeployment(OLD, { ...replicaSelector(MODEL), "serve-bin.dev/revision": "r0000dead" }, 2);
+    for (const [k, d] of BY_KUBE_NAME) if (k !== MODEL) api.addDeployment(revisions[k]!.current, replicaSelector(k), DEPLOYMENTS[d]);
+    api.addDeployment(NEW, { ...replicaSelector(MODEL), "serve-bin.dev/revision": "r0000beef" }, 1);
+    const modelPods = () => kubelet.of(OLD).length + kubelet.of(NEW).length;
+    let most = modelPods();
+    const watch = setInterval(() => (most = Math.max(most, modelPods())), 5);
+
+    const proxy = role("rollover proxy", ["proxy", "--controller", control, "--host", "127.0.0.1", "--port", "0"]);
+    const url = (await proxy.line(/proxy listening on (http:\/\/\S+)/, "its address"))[1]!;
+    await waitFor(async () => (await fetch(`${url}/-/ready`)).status === 200, "the proxy to be ready", 60_000);
+    let stop = false;
+    let ok = 0;
+    const failed: string[] = [];
+    const load = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          const res = await postJSON(`${url}/my-dag`, ["5", [1, 2], "sum"]).catch((e) => e as Error);
+          const body = res instanceof Response ? await res.text() : String(res);
+          if (res instanceof Response && res.status === 200 && body === ANSWER) ok++;
+          else failed.push(body);
+        }
+      }),
+    );
+    await controller.line(/default\/Model runs on its current revision \S+-r0000beef only/, "the rollover to finish", 120_000);
+    await waitFor(() => kubelet.of(OLD).length === 0 && kubelet.of(NEW).length === 2 && kubelet.of(NEW).every((p) => p.ready), "two ready pods of the new revision, none of the old", 60_000);
+    const after = ok;
+    await waitFor(() => ok >= after + 20, "traffic after the rollover");
+    stop = true;
+    await load;
+    clearInterval(watch);
+    console.log(`rollover of Model (2 replicas) under load: ${ok} ok, ${failed.length} failed, at most ${most} Model pods`);
+    expect(most).toBeLessThanOrEqual(3);
+    expect(failed).toEqual([]);
+    // The old revision went down one pod at a time; the new one never above what the old left plus one.
+    const patches = api.calls.filter((c) => c.method === "PATCH" && c.url.endsWith("/scale")).map((c) => `${c.url.split("/").at(-2)} → ${c.body!.spec.replicas}`);
+    expect(patches.filter((p) => p.startsWith(OLD))).toEqual([`${OLD} → 1`, `${OLD} → 0`]);
+    expect(patches.filter((p) => p.startsWith(NEW))).toEqual([`${NEW} → 2`]);
+    const status = (await (await fetch(`${(await controller.line(/admin API on (http:\/\/[^\s)]+)/, "admin"))[1]}/api/applications`)).json()) as any;
+    const pids = status.applications.default.deployments.Model.replicas.map((r: { pid: number }) => r.pid).sort();
+    expect(pids).toEqual(kubelet.of(NEW).map((p) => p.proc.pid).sort());
+  }, 180_000);
 });

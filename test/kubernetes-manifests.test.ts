@@ -233,6 +233,15 @@ describe("kubernetesManifests", () => {
     expect([third.revisions[model]!.current === second.revisions[model]!.current, third.revisions[idle]!.current === second.revisions[idle]!.current]).toEqual([false, false]);
     expect(third.revisions[model]!.previous).toEqual([second.revisions[model]!.current, first.revisions[model]!.current]);
     expect(lint(objects)).toEqual([]);
+    // A fixed count: the new revision beside an old one starts at Kubernetes' default of one pod (the controller raises it as the old go); a count of 0 stays.
+    const fixed = (env: Record<string, string>) =>
+      ({ ...cfg, applications: [{ ...cfg.applications[0]!, deployments: [{ ...resolveDeployment("Fixed", [{ numReplicas: 2 }]), env }, { ...zero, env }] }] }) as ResolvedServeConfig;
+    const v1 = kubernetesManifests(fixed({}), opts);
+    const v2 = kubernetesManifests(fixed({ MODE: "fast" }), { ...opts, previous: v1.revisions });
+    const all2 = Object.values(v2.files).flat() as Obj[];
+    expect(deploymentOf(Object.values(v1.files).flat() as Obj[], kubeDeploymentName("shop", "Fixed")).spec.replicas).toBe(2);
+    expect(deploymentOf(all2, kubeDeploymentName("shop", "Fixed")).spec.replicas).toBeUndefined();
+    expect(deploymentOf(all2, idle).spec.replicas).toBe(0);
   });
 
   it("types the objects with kubernetes-types, so a misspelt field does not compile (checked by npm run typecheck)", () => {

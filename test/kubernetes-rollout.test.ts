@@ -4,7 +4,7 @@
  * to go is gone at once, and one pod asked for becomes ready per step.
  */
 import { describe, expect, it } from "vitest";
-import { rolloutStep, type RolloutState, type RolloutStep } from "../src/cluster/kubernetes/rollout.ts";
+import { rolloutStep, rolloverStep, STARVED_MS, type RolloutState, type RolloutStep } from "../src/cluster/kubernetes/rollout.ts";
 
 /** Runs steps until done; returns every step and the state each was taken in. */
 function drive(start: RolloutState, until?: (s: RolloutState, i: number) => RolloutState | null): { steps: RolloutStep[]; states: RolloutState[] } {
@@ -64,5 +64,19 @@ describe("rolloutStep", () => {
     const lowered = rolloutStep({ target: 1, old: { replicas: 1, ready: 1 }, next: { replicas: 2, ready: 2 }, direction: "forward" });
     expect(lowered).toEqual({ old: 1, next: 1, weights: { old: 50, next: 50 }, done: false });
     expect(rolloutStep({ target: 0, old: { replicas: 0, ready: 0 }, next: { replicas: 0, ready: 0 }, direction: "forward" })).toEqual({ old: 0, next: 0, weights: { old: 0, next: 0 }, done: true });
+  });
+});
+
+describe("rolloverStep (the claim-by-claim form the controller runs)", () => {
+  it("lets an old pod go only when a new one waits and every claim serves, and caps the new revision one above what the old leave", () => {
+    expect(rolloverStep({ target: 2, running: 2, idle: 1, old: 2, starvedMs: 0 })).toEqual({ lowerOld: true, cap: 1 });
+    expect(rolloverStep({ target: 2, running: 1, idle: 1, old: 1, starvedMs: 0 })).toEqual({ lowerOld: false, cap: 2 }); // a claim is being taken over
+    expect(rolloverStep({ target: 2, running: 2, idle: 0, old: 1, starvedMs: 0 })).toEqual({ lowerOld: false, cap: 2 }); // the next new pod is not there yet
+    expect(rolloverStep({ target: 3, running: 3, idle: 0, old: 0, starvedMs: 0 })).toEqual({ lowerOld: false, cap: 3 }); // done: no cap below the target
+  });
+
+  it("frees room when claims starve with no pod to take them (no spare node or GPU for a new pod), not before", () => {
+    expect(rolloverStep({ target: 2, running: 1, idle: 0, old: 2, starvedMs: STARVED_MS - 1 }).lowerOld).toBe(false);
+    expect(rolloverStep({ target: 2, running: 1, idle: 0, old: 2, starvedMs: STARVED_MS }).lowerOld).toBe(true);
   });
 });

@@ -400,6 +400,8 @@ export function kubernetesManifests(config: ResolvedServeConfig, opts: Kubernete
       // The revisions before stay listed (so the controller may scale them down) until one is current again.
       const previous = before ? [...new Set([before.current, ...before.previous])].filter((n) => n !== current).slice(0, MAX_PREVIOUS) : [];
       revisions[service] = { current, previous };
+      // A new revision beside old ones starts at one pod (Kubernetes' default): the controller raises it as the old ones go.
+      if (previous.length && (objects[0] as Deployment).spec!.replicas !== 0) delete (objects[0] as Deployment).spec!.replicas;
       files[`replica-${service}.yaml`] = objects;
     }
   }

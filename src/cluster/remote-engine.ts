@@ -110,6 +110,12 @@ export class RemoteEngine implements Engine {
     return [...this.#remotes].filter((r) => !r.claim && !r.leaving).length;
   }
 
+  /** One deployment's replicas connected and not leaving (`linked`), and of those the unclaimed, which take a claim at once (`idle`). */
+  linkedOf(app: string, deployment: string): { linked: number; idle: number } {
+    const mine = [...this.#remotes].filter((r) => !r.leaving && r.app === app && r.deployment === deployment);
+    return { linked: mine.length, idle: mine.filter((r) => !r.claim).length };
+  }
+
   /** Proxies connected now. */
   get proxies(): number {
     return this.#proxies.size;
@@ -228,7 +234,10 @@ export class RemoteEngine implements Engine {
       case "leaving": {
         // SIGTERM from its engine: out of the routes now; the claim starts again elsewhere.
         const remote = this.#byConn.get(conn);
-        if (remote?.claim) this.#end(remote.claim, { code: 0, signal: "SIGTERM" });
+        if (!remote) return;
+        if (remote.claim) this.#end(remote.claim, { code: 0, signal: "SIGTERM" });
+        // Draining now: no claim may take it again (marked after the end: its engine chose this stop, so no count is lowered for it).
+        remote.leaving = true;
         return;
       }
     }

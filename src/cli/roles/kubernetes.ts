@@ -29,6 +29,7 @@ import { KubeApiError, KubeClient } from "../../cluster/kubernetes/client.ts";
 import { KubernetesEngine, type KubeDeployment, type ReplicaSet } from "../../cluster/kubernetes/engine.ts";
 import { inClusterConfig } from "../../cluster/kubernetes/in-cluster.ts";
 import { ControllerLease } from "../../cluster/kubernetes/lease.ts";
+import { rolloverStep } from "../../cluster/kubernetes/rollout.ts";
 import { KUBE_OBJECTS, REVISIONS_FILE, type Revisions } from "../../cluster/kubernetes/names.ts";
 import type { RemoteEngine } from "../../cluster/remote-engine.ts";
 import type { Server } from "../../http/server.ts";
@@ -39,6 +40,8 @@ import { UsageError } from "../args.ts";
 const LEASE_S = 15;
 /** How often an HPA-owned Deployment's count is read, for the controller's target to follow it. */
 const FOLLOW_HPA_MS = 2000;
+/** How often a rollover from previous revisions takes its next step. */
+const ROLLOVER_MS = 500;
 
 export interface KubeFlags {
   /** The API server's URL (default: from KUBERNETES_SERVICE_HOST/PORT). */
@@ -68,6 +71,11 @@ export class KubernetesControl {
   #saving = false;
   #renew: ReturnType<typeof setInterval> | null = null;
   #follow: ReturnType<typeof setInterval> | null = null;
+  #rollover: ReturnType<typeof setInterval> | null = null;
+  #remote: RemoteEngine | null = null;
+  /** Per deployment in a rollover: since when claims wait with no pod, and the linked count when an old pod was last let go. */
+  readonly #rolling = new Map<string, { starvedSince: number; linkedAtLower: number | null; done: boolean }>();
+  #stepping = false;
   #patch: Server["patchDeployment"] | null = null;
 
   constructor(
@@ -143,7 +151,9 @@ export class KubernetesControl {
   /** Wires the running server: the HPA's 409 on its PATCH, discovery into the RemoteEngine. */
   attach(server: Server, remote: RemoteEngine): void {
     this.#server = server;
+    this.#remote = remote;
     this.#syncDeployments();
+    this.#rollover = setInterval(() => void this.#rolloverStep(), ROLLOVER_MS);
     const patch = (this.#patch = server.patchDeployment.bind(server));
     if (this.#hpa) this.#follow = setInterval(() => void this.#followHpa(), FOLLOW_HPA_MS);
     // Refused before anything changes: one owner of each count.
@@ -167,6 +177,58 @@ export class KubernetesControl {
       }
     }
   };
+
+  /**
+   * Moves each deployment off its previous revisions (revisions.json) one pod
+   * at a time (rollout.ts `rolloverStep`): an old pod goes when a new one is
+   * connected and waiting, or when claims starve for room; the current
+   * revision is capped one above what the old ones leave.
+   */
+  async #rolloverStep(): Promise<void> {
+    if (this.#stepping) return;
+    this.#stepping = true;
+    try {
+      const status = this.#server!.status();
+      for (const app of this.#server!.appliedConfig().applications) {
+        for (const d of app.deployments) {
+          const previous = this.engine.previousOf(app.name, d.name);
+          const key = `${app.name}/${d.name}`;
+          const state = this.#rolling.get(key) ?? { starvedSince: 0, linkedAtLower: null, done: false };
+          this.#rolling.set(key, state);
+          if (!previous.length || state.done || (this.#hpa && hpaOwns("hpa", d))) continue;
+          const counts = await Promise.all(previous.map((name) => this.client.getScale(name).then((s) => ({ name, replicas: s.spec.replicas ?? 0 }), () => ({ name, replicas: 0 }))));
+          const old = counts.reduce((n, c) => n + c.replicas, 0);
+          const ds = status.applications[app.name]?.deployments[d.name];
+          const target = ds?.targetReplicas ?? 0;
+          const running = ds?.replicas.filter((r) => r.state === "RUNNING").length ?? 0;
+          const { linked, idle } = this.#remote!.linkedOf(app.name, d.name);
+          const now = performance.now();
+          if (running < target && idle === 0) state.starvedSince ||= now;
+          else state.starvedSince = 0;
+          // The old pod let go last must have left before the next goes.
+          if (state.linkedAtLower !== null && linked >= state.linkedAtLower) continue;
+          state.linkedAtLower = null;
+          const step = rolloverStep({ target, running, idle, old, starvedMs: state.starvedSince ? now - state.starvedSince : 0 });
+          this.engine.setCap(app.name, d.name, old === 0 ? undefined : step.cap);
+          if (old === 0) {
+            state.done = true;
+            this.log(`serve-bin: ${key} runs on its current revision ${this.engine.deploymentName(app.name, d.name)} only`);
+            continue;
+          }
+          if (!step.lowerOld) continue;
+          const from = counts.find((c) => c.replicas > 0)!;
+          await this.client.scale(from.name, from.replicas - 1, "exactly");
+          state.linkedAtLower = linked;
+          state.starvedSince = 0;
+          this.log(`serve-bin: ${key}: previous revision ${from.name} down to ${from.replicas - 1} (${idle} new pod${idle === 1 ? "" : "s"} waiting)`);
+        }
+      }
+    } catch (e) {
+      this.log(`serve-bin: rollover step failed (will try again): ${(e as Error).message}`);
+    } finally {
+      this.#stepping = false;
+    }
+  }
 
   #logListed(sets: ReplicaSet[]): void {
     const line = sets.map((s) => `${s.app}/${s.deployment} ${s.addresses.length}`).join(", ");
@@ -217,6 +279,7 @@ export class KubernetesControl {
   async stop(): Promise<void> {
     if (this.#renew) clearInterval(this.#renew);
     if (this.#follow) clearInterval(this.#follow);
+    if (this.#rollover) clearInterval(this.#rollover);
     await this.engine.stop();
   }
 }

@@ -85,6 +85,8 @@ export class KubernetesEngine implements Scaler {
   #feed: EndpointSliceFeed | null = null;
   /** The last scale error per Kubernetes Deployment, for status and logs. */
   readonly errors = new Map<string, string>();
+  /** Ceilings on a Deployment's count while its previous revisions still run pods (rollout.ts). */
+  readonly #caps = new Map<string, number>();
 
   constructor(opts: KubernetesEngineOptions) {
     this.#client = opts.client;
@@ -151,9 +153,27 @@ export class KubernetesEngine implements Scaler {
     return next;
   }
 
+  /** Caps (or with undefined, uncaps) the count of the deployment's current revision; the last count asked is sent again under it. */
+  setCap(app: string, deployment: string, cap: number | undefined): void {
+    const name = this.deploymentName(app, deployment);
+    const next = cap ?? Number.MAX_SAFE_INTEGER;
+    if (this.#caps.get(name) === next) return;
+    this.#caps.set(name, next);
+    const want = this.#want.get(name);
+    if (want && !this.#hpaOwns(app, deployment)) this.scale(app, deployment, want.replicas, "atLeast");
+  }
+
+  /** Previous revisions of a deployment (from the build's revisions.json), whose pods a rollover takes down. */
+  previousOf(app: string, deployment: string): string[] {
+    return this.#revisions[this.kubeName(app, deployment)]?.previous ?? [];
+  }
+
   async #send(name: string): Promise<void> {
     this.#queued.delete(name);
-    const { replicas, how } = this.#want.get(name)!;
+    const { how } = this.#want.get(name)!;
+    // Until the rollover's first step, a revision with previous ones beside it stays at one pod.
+    const service = Object.entries(this.#revisions).find(([, r]) => r.current === name)?.[1];
+    const replicas = Math.min(this.#want.get(name)!.replicas, this.#caps.get(name) ?? (service?.previous.length ? 1 : Number.MAX_SAFE_INTEGER));
     try {
       const after = await this.#client.scale(name, replicas, how);
       if (after.spec.replicas !== this.#counts.get(name)) this.#log(`serve-bin: ${name} runs ${after.spec.replicas} replicas`);

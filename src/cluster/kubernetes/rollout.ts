@@ -73,3 +73,37 @@ export function rolloutStep(s: RolloutState): RolloutStep {
     ? { old: from.replicas, next: to.replicas, weights: { old: fromWeight, next: toWeight }, done }
     : { old: to.replicas, next: from.replicas, weights: { old: toWeight, next: fromWeight }, done };
 }
+
+/** What the controller sees of a deployment while its previous revisions still run pods. */
+export interface RolloverView {
+  /** The controller's target replicas for the deployment. */
+  target: number;
+  /** Its replicas serving (claims RUNNING), whichever revision's pods they are bound to. */
+  running: number;
+  /** Pods of the deployment connected and unclaimed: new-revision pods waiting to take over. */
+  idle: number;
+  /** Pods the previous revisions' Deployments still ask for. */
+  old: number;
+  /** How long claims have waited with no pod to bind (ms; 0 when none waits). */
+  starvedMs: number;
+}
+
+/** A claim that waits this long with no pod to take it means the new pods cannot start beside the old (no room, no spare GPU): an old one goes first. */
+export const STARVED_MS = 5000;
+
+/**
+ * The wired form of the rollout, claim by claim: the previous revisions go
+ * down one pod at a time, each time a new-revision pod is connected and
+ * waiting (so a claim the old pod leaves is taken at once) — or, when claims
+ * wait with no pod to take them, to free the room the new pods need. The
+ * current revision is capped at `target − old + 1`: one pod above the
+ * target, never a second full set.
+ * @example rolloverStep({ target: 2, running: 2, idle: 1, old: 2, starvedMs: 0 }) // { lowerOld: true, cap: 1 }
+ */
+export function rolloverStep(v: RolloverView): { lowerOld: boolean; cap: number } {
+  const cap = Math.max(1, v.target - v.old + 1);
+  if (v.old === 0) return { lowerOld: false, cap: v.target };
+  const replacementWaits = v.idle >= 1 && v.running >= v.target;
+  const starved = v.running < v.target && v.idle === 0 && v.starvedMs >= STARVED_MS;
+  return { lowerOld: replacementWaits || starved, cap };
+}
