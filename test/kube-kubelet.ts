@@ -52,7 +52,8 @@ export class TestKubelet implements AsyncDisposable {
   constructor(
     readonly api: KubeApiStandIn,
     readonly command: PodCommand,
-    readonly env: Record<string, string>,
+    /** The container's environment, per Deployment (a pod's revision, as the manifests set it from its label). */
+    readonly env: Record<string, string> | ((deployment: string) => Record<string, string>),
   ) {
     api.onScale = (name) => this.#reconcile(name);
     this.#probe = setInterval(() => void this.#probeAll(), 100);
@@ -86,7 +87,7 @@ export class TestKubelet implements AsyncDisposable {
 
   #run(pod: Pod): void {
     this.events.push(`start ${pod.name}`);
-    const proc = Bun.spawn(this.command(pod.deployment, pod.linkPort, pod.healthPort), { env: { ...process.env, ...this.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(this.command(pod.deployment, pod.linkPort, pod.healthPort), { env: { ...process.env, ...(typeof this.env === "function" ? this.env(pod.deployment) : this.env) }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     pod.proc = proc;
     for (const s of [proc.stdout, proc.stderr]) {
       void (async () => {

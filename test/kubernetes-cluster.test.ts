@@ -320,7 +320,10 @@ describe("a new revision takes over from the old one pod by pod (API server stan
     await dir?.[Symbol.asyncDispose]();
   });
 
-  it("never runs more than one Model pod above the target, lets an old pod go only when a new one waits, and serves throughout", async () => {
+  it.each([
+    { change: "an env or image change (the old pods run the same code)", otherCode: false },
+    { change: "a code change (the old pods could not construct this graph)", otherCode: true },
+  ])("on $change: never more than one Model pod above the target, an old pod goes only when a new one waits or claims starve, no old pod of other code claimed, served throughout", async ({ otherCode }) => {
     dir = tempDir("sb-kube-roll-");
     api = standIn();
     const sa = serviceAccount(dir.path, api);
@@ -331,7 +334,9 @@ describe("a new revision takes over from the old one pod by pod (API server stan
     const yaml = parseYaml(readFileSync(join(config, "serve.yaml"), "utf8")) as { applications: { deployments: { name: string; numReplicas: number }[] }[] };
     yaml.applications[0]!.deployments.find((d) => d.name === "Model")!.numReplicas = 2;
     writeFileSync(join(config, "serve.yaml"), stringifyYaml(yaml));
-    const revisions = Object.fromEntries([...BY_KUBE_NAME.keys()].map((k) => [k, k === MODEL ? { current: NEW, previous: [OLD] } : { current: `${k}-r0000cafe`, previous: [] }]));
+    const revisions = Object.fromEntries(
+      [...BY_KUBE_NAME.keys()].map((k) => [k, k === MODEL ? { current: NEW, previous: [OLD], code: { [NEW]: "code-2", [OLD]: otherCode ? "code-1" : "code-2" } } : { current: `${k}-r0000cafe`, previous: [] }]),
+    );
     writeFileSync(join(config, "revisions.json"), JSON.stringify(revisions));
 
     const role = (name: string, args: string[], env: Record<string, string> = {}) => {
@@ -347,7 +352,7 @@ describe("a new revision takes over from the old one pod by pod (API server stan
     kubelet = new TestKubelet(
       api,
       (name, link, health) => [BUN, CLI, "replica", "--app", "default", "--deployment", deploymentOf(name), "--listen", `tcp://127.0.0.1:${link}`, "--controller", control, "--health-host", "127.0.0.1", "--health-port", String(health), "--drain-timeout-s", "5"],
-      { SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "" },
+      (name) => ({ SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "", SERVE_BIN_REVISION: /-(r[0-9a-f]{8})$/.exec(name)![1]! }),
     );
     // What `kubectl apply` leaves: the old revision still at 2, the new one created at Kubernetes' default of 1.
     api.addDeployment(OLD, { ...replicaSelector(MODEL), "serve-bin.dev/revision": "r0000dead" }, 2);
@@ -355,7 +360,12 @@ describe("a new revision takes over from the old one pod by pod (API server stan
     api.addDeployment(NEW, { ...replicaSelector(MODEL), "serve-bin.dev/revision": "r0000beef" }, 1);
     const modelPods = () => kubelet.of(OLD).length + kubelet.of(NEW).length;
     let most = modelPods();
-    const watch = setInterval(() => (most = Math.max(most, modelPods())), 5);
+    const claimedOld = new Set<number>();
+    const watch = setInterval(() => {
+      most = Math.max(most, modelPods());
+      // A replica of the old revision that a claim took is ready (its /-/ready answers 200 only once constructed for a claim).
+      for (const p of kubelet.of(OLD)) if (p.ready) claimedOld.add(p.proc.pid);
+    }, 5);
 
     const proxy = role("rollover proxy", ["proxy", "--controller", control, "--host", "127.0.0.1", "--port", "0"]);
     const url = (await proxy.line(/proxy listening on (http:\/\/\S+)/, "its address"))[1]!;
@@ -373,22 +383,36 @@ describe("a new revision takes over from the old one pod by pod (API server stan
         }
       }),
     );
-    await controller.line(/default\/Model runs on its current revision \S+-r0000beef only/, "the rollover to finish", 120_000);
+    await controller.line(
+      otherCode ? /default\/Model: previous revisions run other code and can serve nothing here; down to 0/ : /default\/Model runs on its current revision \S+-r0000beef only/,
+      "the rollover to finish",
+      120_000,
+    );
     await waitFor(() => kubelet.of(OLD).length === 0 && kubelet.of(NEW).length === 2 && kubelet.of(NEW).every((p) => p.ready), "two ready pods of the new revision, none of the old", 60_000);
     const after = ok;
     await waitFor(() => ok >= after + 20, "traffic after the rollover");
     stop = true;
     await load;
     clearInterval(watch);
-    console.log(`rollover of Model (2 replicas) under load: ${ok} ok, ${failed.length} failed, at most ${most} Model pods`);
+    console.log(`rollover of Model (2 replicas, ${otherCode ? "other" : "same"} code) under load: ${ok} ok, ${failed.length} failed, at most ${most} Model pods`);
     expect(most).toBeLessThanOrEqual(3);
     expect(failed).toEqual([]);
+    // Of other code, no old pod was ever claimed; of the same code, the old pods served until replaced.
+    if (otherCode) expect(claimedOld.size).toBe(0);
+    else expect(claimedOld.size).toBeGreaterThan(0);
     // The old revision went down one pod at a time; the new one never above what the old left plus one.
     const patches = api.calls.filter((c) => c.method === "PATCH" && c.url.endsWith("/scale")).map((c) => `${c.url.split("/").at(-2)} → ${c.body!.spec.replicas}`);
-    expect(patches.filter((p) => p.startsWith(OLD))).toEqual([`${OLD} → 1`, `${OLD} → 0`]);
+    expect(patches.filter((p) => p.startsWith(OLD))).toEqual(otherCode ? [`${OLD} → 0`] : [`${OLD} → 1`, `${OLD} → 0`]);
     expect(patches.filter((p) => p.startsWith(NEW))).toEqual([`${NEW} → 2`]);
     const status = (await (await fetch(`${(await controller.line(/admin API on (http:\/\/[^\s)]+)/, "admin"))[1]}/api/applications`)).json()) as any;
     const pids = status.applications.default.deployments.Model.replicas.map((r: { pid: number }) => r.pid).sort();
     expect(pids).toEqual(kubelet.of(NEW).map((p) => p.proc.pid).sort());
+    for (const r of own.splice(0)) {
+      r.proc.kill("SIGKILL");
+      await r.proc.exited;
+    }
+    await kubelet[Symbol.asyncDispose]();
+    await api[Symbol.asyncDispose]();
+    await dir[Symbol.asyncDispose]();
   }, 180_000);
 });

@@ -214,11 +214,16 @@ describe("kubernetesManifests", () => {
     const opts = { image: "me/g:1", configYaml: "x: 1\n", autoscaler: "serve-bin" as const, namespace: "shop", codeVersions: { shop: "code-1" } };
     const first = kubernetesManifests(cfg, opts);
     const [model, idle] = [kubeDeploymentName("shop", "Model"), kubeDeploymentName("shop", "Idle")];
-    expect(first.revisions[model]).toEqual({ current: expect.stringMatching(new RegExp(`^${model}-r[0-9a-f]{8}$`)), previous: [] });
+    expect(first.revisions[model]).toEqual({ current: expect.stringMatching(new RegExp(`^${model}-r[0-9a-f]{8}$`)), previous: [], code: { [first.revisions[model]!.current]: "code-1" } });
     const withEnv = { ...cfg, applications: [{ ...cfg.applications[0]!, deployments: [{ ...auto, env: { MODE: "fast" } }, zero] }] } as ResolvedServeConfig;
     // Model's env changed: Model gets a new revision, Idle keeps its own.
     const second = kubernetesManifests(withEnv, { ...opts, previous: first.revisions });
-    expect(second.revisions[model]).toEqual({ current: expect.not.stringMatching(first.revisions[model]!.current), previous: [first.revisions[model]!.current] });
+    expect(second.revisions[model]).toEqual({
+      current: expect.not.stringMatching(first.revisions[model]!.current),
+      previous: [first.revisions[model]!.current],
+      // Each revision's code hash, so the controller claims no pod of other code.
+      code: { [second.revisions[model]!.current]: "code-1", [first.revisions[model]!.current]: "code-1" },
+    });
     expect(second.revisions[idle]).toEqual(first.revisions[idle]);
     const objects = Object.values(second.files).flat() as Obj[];
     const rules = named(objects, "Role", "serve-bin-controller").rules.find((r: Obj) => r.resources[0] === "deployments/scale").resourceNames;

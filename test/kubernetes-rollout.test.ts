@@ -79,4 +79,8 @@ describe("rolloverStep (the claim-by-claim form the controller runs)", () => {
     expect(rolloverStep({ target: 2, running: 1, idle: 0, old: 2, starvedMs: STARVED_MS - 1 }).lowerOld).toBe(false);
     expect(rolloverStep({ target: 2, running: 1, idle: 0, old: 2, starvedMs: STARVED_MS }).lowerOld).toBe(true);
   });
+
+  it("lets old pods of other code go at once, and the new revision take the whole target: they serve nothing here", () => {
+    expect(rolloverStep({ target: 3, running: 1, idle: 0, old: 3, starvedMs: 0, oldServes: false })).toEqual({ lowerOld: true, cap: 3 });
+  });
 });

@@ -214,7 +214,8 @@ function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedS
   const labels = { ...replicaSelector(service), [KUBE_LABELS.revision]: revision };
   const annotations = { [KUBE_ANNOTATIONS.app]: app, [KUBE_ANNOTATIONS.deployment]: d.name };
   const hpa = hpaOwns(opts.autoscaler, d);
-  const env: EnvVar[] = Object.entries(d.env).map(([k, v]) => ({ name: k, value: v }));
+  // The pod's revision, told to the controller in its hello (a replica of other code is never claimed).
+  const env: EnvVar[] = [...Object.entries(d.env).map(([k, v]) => ({ name: k, value: v })), { name: "SERVE_BIN_REVISION", valueFrom: { fieldRef: { fieldPath: `metadata.labels['${KUBE_LABELS.revision}']` } } }];
   const deployment = deploymentOf(
     name,
     labels,
@@ -399,7 +400,9 @@ export function kubernetesManifests(config: ResolvedServeConfig, opts: Kubernete
       const before = opts.previous?.[service];
       // The revisions before stay listed (so the controller may scale them down) until one is current again.
       const previous = before ? [...new Set([before.current, ...before.previous])].filter((n) => n !== current).slice(0, MAX_PREVIOUS) : [];
-      revisions[service] = { current, previous };
+      const codeOf = (name: string) => (name === current ? (opts.codeVersions?.[app.name] ?? app.importPath) : before?.code?.[name]);
+      const code = Object.fromEntries([current, ...previous].flatMap((n) => (codeOf(n) === undefined ? [] : [[n, codeOf(n)!]])));
+      revisions[service] = { current, previous, code };
       // A new revision beside old ones starts at one pod (Kubernetes' default): the controller raises it as the old ones go.
       if (previous.length && (objects[0] as Deployment).spec!.replicas !== 0) delete (objects[0] as Deployment).spec!.replicas;
       files[`replica-${service}.yaml`] = objects;

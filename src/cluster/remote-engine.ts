@@ -35,6 +35,8 @@ interface Remote {
   app: string;
   deployment: string;
   running?: RunningReplica;
+  /** The code revision its engine runs it as, when the engine has revisions (Kubernetes). */
+  revision?: string;
   claim?: Claim;
   /** Told to drain: it exits, and no claim may take it. */
   leaving?: boolean;
@@ -77,6 +79,8 @@ export class RemoteEngine implements Engine {
     listen: string,
     links: LinkOptions,
     readonly scaler?: Scaler,
+    /** Whether a replica of this revision may take a claim (Kubernetes: not one whose revision runs other code). Default: every one. */
+    readonly eligible: (app: string, deployment: string, revision: string | undefined) => boolean = () => true,
   ) {
     this.#listener = listenLink(listen, { message: (m, c) => this.#onMessage(c, m as unknown as LinkMessage), close: (c) => this.#onClose(c) }, {}, links);
     this.#pinger = setInterval(() => this.#ping(), PING_EVERY_MS);
@@ -113,7 +117,11 @@ export class RemoteEngine implements Engine {
   /** One deployment's replicas connected and not leaving (`linked`), and of those the unclaimed, which take a claim at once (`idle`). */
   linkedOf(app: string, deployment: string): { linked: number; idle: number } {
     const mine = [...this.#remotes].filter((r) => !r.leaving && r.app === app && r.deployment === deployment);
-    return { linked: mine.length, idle: mine.filter((r) => !r.claim).length };
+    return { linked: mine.length, idle: mine.filter((r) => !r.claim && this.#eligible(r)).length };
+  }
+
+  #eligible(r: Remote): boolean {
+    return this.eligible(r.app, r.deployment, r.revision);
   }
 
   /** Proxies connected now. */
@@ -126,7 +134,7 @@ export class RemoteEngine implements Engine {
     const exited = new Promise<ExitInfo>((r) => (resolveExit = r));
     const claim: Claim = { key: keyOf(spec.app, spec.deployment), spec, events, pending: [], ended: false, resolveExit };
     this.#claims.push(claim);
-    const free = [...this.#remotes].find((r) => !r.claim && !r.leaving && keyOf(r.app, r.deployment) === claim.key);
+    const free = [...this.#remotes].find((r) => !r.claim && !r.leaving && keyOf(r.app, r.deployment) === claim.key && this.#eligible(r));
     if (free) this.#bind(claim, free);
     this.#rescale(claim.key, spec.app, spec.deployment, "atLeast");
     return {
@@ -222,7 +230,7 @@ export class RemoteEngine implements Engine {
           if (this.#snapshot) sendLink(conn, { t: "snapshot", snapshot: this.#snapshot });
           return;
         }
-        return this.#arrived({ conn, pid: msg.pid, app: msg.app, deployment: msg.deployment, running: msg.running });
+        return this.#arrived({ conn, pid: msg.pid, app: msg.app, deployment: msg.deployment, running: msg.running, revision: msg.revision });
       case "from-replica": {
         const remote = this.#byConn.get(conn);
         const claim = remote?.claim;
@@ -248,7 +256,7 @@ export class RemoteEngine implements Engine {
     this.#byConn.set(remote.conn, remote);
     const key = keyOf(remote.app, remote.deployment);
     const waiting = this.#claims.find((c) => c.key === key && !c.remote && !c.ended);
-    if (waiting) this.#bind(waiting, remote);
+    if (waiting && this.#eligible(remote)) this.#bind(waiting, remote);
   }
 
   #onClose(conn: Connection): void {

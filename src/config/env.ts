@@ -33,6 +33,8 @@ export interface ServeEnv {
    * `KUBERNETES_SERVICE_HOST`/`_PORT`, and `HOSTNAME` (the pod's name, its
    * identity on the Lease).
    */
+  /** `SERVE_BIN_REVISION`: the code revision a replica pod belongs to (the manifests set it from the pod's `serve-bin.dev/revision` label). */
+  revision?: string;
   kube?: { configMap?: string; lease?: string; autoscaler?: string; serviceHost?: string; servicePort?: string; podName?: string };
 }
 
@@ -72,6 +74,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
   const clusterToken = readClusterToken(env);
   if (clusterToken) out.clusterToken = clusterToken;
   if (env.SERVE_BIN_STACK) out.swarmStack = env.SERVE_BIN_STACK;
+  if (env.SERVE_BIN_REVISION) out.revision = env.SERVE_BIN_REVISION;
   const kube = {
     configMap: env.SERVE_BIN_KUBE_CONFIGMAP,
     lease: env.SERVE_BIN_KUBE_LEASE,

@@ -72,6 +72,7 @@ export class KubernetesControl {
   #renew: ReturnType<typeof setInterval> | null = null;
   #follow: ReturnType<typeof setInterval> | null = null;
   #rollover: ReturnType<typeof setInterval> | null = null;
+  #revisions: Revisions | undefined;
   #remote: RemoteEngine | null = null;
   /** Per deployment in a rollover: since when claims wait with no pod, and the linked count when an old pod was last let go. */
   readonly #rolling = new Map<string, { starvedSince: number; linkedAtLower: number | null; done: boolean }>();
@@ -96,7 +97,7 @@ export class KubernetesControl {
     this.client = new KubeClient(options);
     // Beside serve.yaml in the mounted ConfigMap: which Deployment is each deployment's current revision.
     const revisionsFile = join(dirname(flags.configFile), REVISIONS_FILE);
-    const revisions = existsSync(revisionsFile) ? (JSON.parse(readFileSync(revisionsFile, "utf8")) as Revisions) : undefined;
+    const revisions = (this.#revisions = existsSync(revisionsFile) ? (JSON.parse(readFileSync(revisionsFile, "utf8")) as Revisions) : undefined);
     this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, autoscaler, revisions, log });
     const identity = env.kube?.podName ?? `controller-${process.pid}`;
     this.#leaseName = env.kube?.lease ?? KUBE_OBJECTS.lease;
@@ -147,6 +148,20 @@ export class KubernetesControl {
       throw e;
     }
   }
+
+  /**
+   * Whether a replica pod of `revision` may be claimed: not when revisions.json
+   * says its revision runs other code than the current one (it could not
+   * construct this controller's graph); an image- or env-only revision can.
+   */
+  eligible = (app: string, deployment: string, revision: string | undefined): boolean => {
+    if (!revision) return true;
+    const service = this.engine.kubeName(app, deployment);
+    const current = this.engine.deploymentName(app, deployment);
+    const code = this.#revisions?.[service]?.code;
+    const mine = code?.[`${service}-${revision}`];
+    return mine === undefined || code![current] === undefined || mine === code![current];
+  };
 
   /** Wires the running server: the HPA's 409 on its PATCH, discovery into the RemoteEngine. */
   attach(server: Server, remote: RemoteEngine): void {
@@ -208,7 +223,8 @@ export class KubernetesControl {
           // The old pod let go last must have left before the next goes.
           if (state.linkedAtLower !== null && linked >= state.linkedAtLower) continue;
           state.linkedAtLower = null;
-          const step = rolloverStep({ target, running, idle, old, starvedMs: state.starvedSince ? now - state.starvedSince : 0 });
+          const oldServes = previous.every((p) => this.eligible(app.name, d.name, p.slice(this.engine.kubeName(app.name, d.name).length + 1)));
+          const step = rolloverStep({ target, running, idle, old, starvedMs: state.starvedSince ? now - state.starvedSince : 0, oldServes });
           this.engine.setCap(app.name, d.name, old === 0 ? undefined : step.cap);
           if (old === 0) {
             state.done = true;
@@ -216,6 +232,13 @@ export class KubernetesControl {
             continue;
           }
           if (!step.lowerOld) continue;
+          if (!oldServes) {
+            for (const c of counts) if (c.replicas > 0) await this.client.scale(c.name, 0, "exactly");
+            state.done = true;
+            this.engine.setCap(app.name, d.name, undefined);
+            this.log(`serve-bin: ${key}: previous revisions run other code and can serve nothing here; down to 0 (${counts.map((c) => c.name).join(", ")})`);
+            continue;
+          }
           const from = counts.find((c) => c.replicas > 0)!;
           await this.client.scale(from.name, from.replicas - 1, "exactly");
           state.linkedAtLower = linked;

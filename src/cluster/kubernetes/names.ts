@@ -87,7 +87,7 @@ export function revisionName(kubeName: string, revision: string): string {
 }
 
 /** Each deployment's revisions, as `build` writes them (ConfigMap key `revisions.json`) and the controller reads them: by kubeDeploymentName. */
-export type Revisions = Record<string, { current: string; previous: string[] }>;
+export type Revisions = Record<string, { current: string; previous: string[]; /** Each listed revision's code hash: a replica of a revision whose code is not the current one's is never claimed. */ code?: Record<string, string> }>;
 
 /** The ConfigMap key (and build-directory file) holding the Revisions. */
 export const REVISIONS_FILE = "revisions.json";

@@ -86,6 +86,8 @@ export interface RolloverView {
   old: number;
   /** How long claims have waited with no pod to bind (ms; 0 when none waits). */
   starvedMs: number;
+  /** False when the previous revisions run other code: their pods can take no claim of this controller. Default true. */
+  oldServes?: boolean;
 }
 
 /** A claim that waits this long with no pod to take it means the new pods cannot start beside the old (no room, no spare GPU): an old one goes first. */
@@ -97,12 +99,15 @@ export const STARVED_MS = 5000;
  * waiting (so a claim the old pod leaves is taken at once) — or, when claims
  * wait with no pod to take them, to free the room the new pods need. The
  * current revision is capped at `target − old + 1`: one pod above the
- * target, never a second full set.
+ * target, never a second full set. Old pods of other code serve nothing here
+ * (this controller cannot claim them): they all go at once, and the current
+ * revision may take the whole target.
  * @example rolloverStep({ target: 2, running: 2, idle: 1, old: 2, starvedMs: 0 }) // { lowerOld: true, cap: 1 }
  */
 export function rolloverStep(v: RolloverView): { lowerOld: boolean; cap: number } {
   const cap = Math.max(1, v.target - v.old + 1);
   if (v.old === 0) return { lowerOld: false, cap: v.target };
+  if (v.oldServes === false) return { lowerOld: true, cap: v.target };
   const replacementWaits = v.idle >= 1 && v.running >= v.target;
   const starved = v.running < v.target && v.idle === 0 && v.starvedMs >= STARVED_MS;
   return { lowerOld: replacementWaits || starved, cap };
