@@ -32,12 +32,27 @@ export interface Pod {
 /** What a pod's container runs: argv for a pod's ports. */
 export type PodCommand = (deployment: string, linkPort: number, healthPort: number) => string[];
 
-/** A port free now on 127.0.0.1 (the pod keeps it across container restarts). */
+/** Ports handed to pods, so no two pods share one. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free now on 127.0.0.1 for a pod (it keeps it across container
+ * restarts). Taken below the kernel's ephemeral range (32768 and up here), so
+ * a process that binds port 0 later (the proxy, another test) is never given
+ * it while the pod restarts.
+ */
 function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (handedOut.has(port)) continue;
+    try {
+      Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);
+    } catch {
+      continue; // taken
+    }
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export class TestKubelet implements AsyncDisposable {

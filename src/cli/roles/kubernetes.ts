@@ -17,7 +17,9 @@
  *     `scale`), so the pods it adds are claimed and the ones it removes are
  *     not started again;
  *   - the applied config written back into the ConfigMap once a change
- *     serves (read from --state-dir, where only such configs land).
+ *     serves (read from --state-dir, where only such configs land);
+ *   - upgrades: each deployment moved off its previous revisions pod by pod
+ *     (kubernetes-rollover.ts).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -29,19 +31,17 @@ import { KubeApiError, KubeClient } from "../../cluster/kubernetes/client.ts";
 import { KubernetesEngine, type KubeDeployment, type ReplicaSet } from "../../cluster/kubernetes/engine.ts";
 import { inClusterConfig } from "../../cluster/kubernetes/in-cluster.ts";
 import { ControllerLease } from "../../cluster/kubernetes/lease.ts";
-import { rolloverStep } from "../../cluster/kubernetes/rollout.ts";
 import { KUBE_OBJECTS, REVISIONS_FILE, type Revisions } from "../../cluster/kubernetes/names.ts";
 import type { RemoteEngine } from "../../cluster/remote-engine.ts";
 import type { Server } from "../../http/server.ts";
 import { hpaOwns } from "../kubernetes-manifests.ts";
+import { Rollover } from "./kubernetes-rollover.ts";
 import { UsageError } from "../args.ts";
 
 /** How long a Lease holder keeps it without renewing; renewed every third of it. */
 const LEASE_S = 15;
 /** How often an HPA-owned Deployment's count is read, for the controller's target to follow it. */
 const FOLLOW_HPA_MS = 2000;
-/** How often a rollover from previous revisions takes its next step. */
-const ROLLOVER_MS = 500;
 
 export interface KubeFlags {
   /** The API server's URL (default: from KUBERNETES_SERVICE_HOST/PORT). */
@@ -66,17 +66,13 @@ export class KubernetesControl {
   #server: Server | null = null;
   #deploymentsSig = "";
   #listed = "";
-  /** The state file as last seen, and whether the ConfigMap has it. */
+  /** The state file as last written to the ConfigMap (the first one seen: as built). */
   #savedState: string | null = null;
   #saving = false;
   #renew: ReturnType<typeof setInterval> | null = null;
   #follow: ReturnType<typeof setInterval> | null = null;
-  #rollover: ReturnType<typeof setInterval> | null = null;
+  #rollover: Rollover | null = null;
   #revisions: Revisions | undefined;
-  #remote: RemoteEngine | null = null;
-  /** Per deployment in a rollover: since when claims wait with no pod, and the linked count when an old pod was last let go. */
-  readonly #rolling = new Map<string, { starvedSince: number; linkedAtLower: number | null; done: boolean }>();
-  #stepping = false;
   #patch: Server["patchDeployment"] | null = null;
 
   constructor(
@@ -166,9 +162,8 @@ export class KubernetesControl {
   /** Wires the running server: the HPA's 409 on its PATCH, discovery into the RemoteEngine. */
   attach(server: Server, remote: RemoteEngine): void {
     this.#server = server;
-    this.#remote = remote;
     this.#syncDeployments();
-    this.#rollover = setInterval(() => void this.#rolloverStep(), ROLLOVER_MS);
+    this.#rollover = new Rollover({ engine: this.engine, client: this.client, server, remote, eligible: this.eligible, skip: (d) => this.#hpa && hpaOwns("hpa", d), log: this.log });
     const patch = (this.#patch = server.patchDeployment.bind(server));
     if (this.#hpa) this.#follow = setInterval(() => void this.#followHpa(), FOLLOW_HPA_MS);
     // Refused before anything changes: one owner of each count.
@@ -192,66 +187,6 @@ export class KubernetesControl {
       }
     }
   };
-
-  /**
-   * Moves each deployment off its previous revisions (revisions.json) one pod
-   * at a time (rollout.ts `rolloverStep`): an old pod goes when a new one is
-   * connected and waiting, or when claims starve for room; the current
-   * revision is capped one above what the old ones leave.
-   */
-  async #rolloverStep(): Promise<void> {
-    if (this.#stepping) return;
-    this.#stepping = true;
-    try {
-      const status = this.#server!.status();
-      for (const app of this.#server!.appliedConfig().applications) {
-        for (const d of app.deployments) {
-          const previous = this.engine.previousOf(app.name, d.name);
-          const key = `${app.name}/${d.name}`;
-          const state = this.#rolling.get(key) ?? { starvedSince: 0, linkedAtLower: null, done: false };
-          this.#rolling.set(key, state);
-          if (!previous.length || state.done || (this.#hpa && hpaOwns("hpa", d))) continue;
-          const counts = await Promise.all(previous.map((name) => this.client.getScale(name).then((s) => ({ name, replicas: s.spec.replicas ?? 0 }), () => ({ name, replicas: 0 }))));
-          const old = counts.reduce((n, c) => n + c.replicas, 0);
-          const ds = status.applications[app.name]?.deployments[d.name];
-          const target = ds?.targetReplicas ?? 0;
-          const running = ds?.replicas.filter((r) => r.state === "RUNNING").length ?? 0;
-          const { linked, idle } = this.#remote!.linkedOf(app.name, d.name);
-          const now = performance.now();
-          if (running < target && idle === 0) state.starvedSince ||= now;
-          else state.starvedSince = 0;
-          // The old pod let go last must have left before the next goes.
-          if (state.linkedAtLower !== null && linked >= state.linkedAtLower) continue;
-          state.linkedAtLower = null;
-          const oldServes = previous.every((p) => this.eligible(app.name, d.name, p.slice(this.engine.kubeName(app.name, d.name).length + 1)));
-          const step = rolloverStep({ target, running, idle, old, starvedMs: state.starvedSince ? now - state.starvedSince : 0, oldServes });
-          this.engine.setCap(app.name, d.name, old === 0 ? undefined : step.cap);
-          if (old === 0) {
-            state.done = true;
-            this.log(`serve-bin: ${key} runs on its current revision ${this.engine.deploymentName(app.name, d.name)} only`);
-            continue;
-          }
-          if (!step.lowerOld) continue;
-          if (!oldServes) {
-            for (const c of counts) if (c.replicas > 0) await this.client.scale(c.name, 0, "exactly");
-            state.done = true;
-            this.engine.setCap(app.name, d.name, undefined);
-            this.log(`serve-bin: ${key}: previous revisions run other code and can serve nothing here; down to 0 (${counts.map((c) => c.name).join(", ")})`);
-            continue;
-          }
-          const from = counts.find((c) => c.replicas > 0)!;
-          await this.client.scale(from.name, from.replicas - 1, "exactly");
-          state.linkedAtLower = linked;
-          state.starvedSince = 0;
-          this.log(`serve-bin: ${key}: previous revision ${from.name} down to ${from.replicas - 1} (${idle} new pod${idle === 1 ? "" : "s"} waiting)`);
-        }
-      }
-    } catch (e) {
-      this.log(`serve-bin: rollover step failed (will try again): ${(e as Error).message}`);
-    } finally {
-      this.#stepping = false;
-    }
-  }
 
   #logListed(sets: ReplicaSet[]): void {
     const line = sets.map((s) => `${s.app}/${s.deployment} ${s.addresses.length}`).join(", ");
@@ -302,7 +237,7 @@ export class KubernetesControl {
   async stop(): Promise<void> {
     if (this.#renew) clearInterval(this.#renew);
     if (this.#follow) clearInterval(this.#follow);
-    if (this.#rollover) clearInterval(this.#rollover);
+    this.#rollover?.stop();
     await this.engine.stop();
   }
 }
