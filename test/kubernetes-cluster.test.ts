@@ -33,7 +33,7 @@ const SCALE_PATH = (name: string) => `/apis/apps/v1/namespaces/serving/deploymen
 const SLICES_LIST = "/apis/discovery.k8s.io/v1/namespaces/serving/endpointslices?labelSelector=app.kubernetes.io/part-of=serve-bin,app.kubernetes.io/component=replica";
 
 const roles: Role[] = [];
-const start = (name: string, args: string[], env: Record<string, string> = {}) => startRole(roles, SECRET, name, args, env);
+const start = (name: string, args: string[], env: Record<string, string> = {}, compiled = false) => startRole(roles, SECRET, name, args, env, compiled);
 
 /** A ServiceAccount directory as Kubernetes mounts it, for the stand-in. */
 function serviceAccount(dir: string, api: KubeApiStandIn): string {
@@ -261,9 +261,9 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
     expect(api.calls.filter((c) => c.method === "PATCH")).toEqual([]);
   });
 
-  it("a second controller waits, not serving, while the first holds the Lease", async () => {
+  it("a second controller waits, not serving, while the first (the compiled binary) holds the Lease", async () => {
     const { api, sa, state } = setUp();
-    const first = start("first controller", controllerArgs(api, sa, state), { HOSTNAME: "controller-1", ...KUBE_ENV });
+    const first = start("first controller", controllerArgs(api, sa, state), { HOSTNAME: "controller-1", ...KUBE_ENV }, true);
     await first.line(/admin API on/, "its admin address");
     const second = start("second controller", controllerArgs(api, sa, `${state}-2`), { HOSTNAME: "controller-2", ...KUBE_ENV });
     await second.line(/another controller holds the Lease serve-bin-controller; waiting for it/, "it to wait");

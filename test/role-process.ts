@@ -3,7 +3,7 @@
  * own, its output collected so a test can wait for a line.
  */
 import type { Subprocess } from "bun";
-import { BUN, CLI, waitFor } from "./harness.ts";
+import { cliCommand, waitFor } from "./harness.ts";
 
 export interface Role {
   name: string;
@@ -13,9 +13,9 @@ export interface Role {
   line(re: RegExp, what: string, timeoutMs?: number): Promise<RegExpExecArray>;
 }
 
-/** Starts `serve-bin ARGS` from source with the cluster token `secret`, and adds it to `roles` (for the test's cleanup). */
-export function startRole(roles: Role[], secret: string, name: string, args: string[], env: Record<string, string> = {}): Role {
-  const proc = Bun.spawn([BUN, CLI, ...args], {
+/** Starts `serve-bin ARGS` (from source, or the compiled binary) with the cluster token `secret`, and adds it to `roles` (for the test's cleanup). */
+export function startRole(roles: Role[], secret: string, name: string, args: string[], env: Record<string, string> = {}, compiled = false): Role {
+  const proc = Bun.spawn([...cliCommand(compiled), ...args], {
     env: { ...process.env, SERVE_BIN_CLUSTER_TOKEN: secret, SERVE_BIN_CLUSTER_TOKEN_FILE: "", SERVE_BIN_ADMIN_TOKEN: "", ...env },
     stdin: "ignore",
     stdout: "pipe",
