@@ -12,7 +12,7 @@
  * doing, so this proves serve-bin's side of the contract (which calls, when,
  * and what it does with the answers), not Kubernetes' side of it.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { join } from "node:path";
@@ -311,10 +311,11 @@ describe("a new revision takes over from the old one pod by pod (API server stan
   let api: KubeApiStandIn;
   let kubelet: TestKubelet;
 
-  afterAll(async () => {
+  // Each case's processes, stand-in and files go when it ends, passed or failed.
+  afterEach(async () => {
     if (process.env.SB_DEBUG) for (const r of own) console.log(`==== ${r.name}\n${r.out}`);
     for (const r of own) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
-    await Promise.all(own.map((r) => r.proc.exited));
+    await Promise.all(own.splice(0).map((r) => r.proc.exited));
     await kubelet?.[Symbol.asyncDispose]();
     await api?.[Symbol.asyncDispose]();
     await dir?.[Symbol.asyncDispose]();
@@ -407,12 +408,5 @@ describe("a new revision takes over from the old one pod by pod (API server stan
     const status = (await (await fetch(`${(await controller.line(/admin API on (http:\/\/[^\s)]+)/, "admin"))[1]}/api/applications`)).json()) as any;
     const pids = status.applications.default.deployments.Model.replicas.map((r: { pid: number }) => r.pid).sort();
     expect(pids).toEqual(kubelet.of(NEW).map((p) => p.proc.pid).sort());
-    for (const r of own.splice(0)) {
-      r.proc.kill("SIGKILL");
-      await r.proc.exited;
-    }
-    await kubelet[Symbol.asyncDispose]();
-    await api[Symbol.asyncDispose]();
-    await dir[Symbol.asyncDispose]();
   }, 180_000);
 });
