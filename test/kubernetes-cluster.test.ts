@@ -20,7 +20,7 @@ import { kubeDeploymentName, replicaSelector } from "../src/cluster/kubernetes/n
 import { BUN, CLI, EXAMPLES, postJSON, runCli, tempDir, waitFor, type TempDir } from "./harness.ts";
 import { KubeApiStandIn } from "./kube-api-standin.ts";
 import { TestKubelet } from "./kube-kubelet.ts";
-import { startRole, type Role } from "./role-process.ts";
+import { endRoles, startRole, type Role } from "./role-process.ts";
 
 const SECRET = "kubernetes-cluster-test-secret-0123456789";
 const TUTORIAL = join(EXAMPLES, "tutorial/graph.ts");
@@ -103,8 +103,7 @@ describe("serve-bin on Kubernetes (API server stand-in, real role processes)", (
       for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
       for (const p of kubelet?.pods ?? []) console.log(`==== pod ${p.name}\n${p.out}`);
     }
-    for (const r of roles.reverse()) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
-    await Promise.all(roles.map((r) => r.proc.exited));
+    await endRoles(roles);
     await kubelet?.[Symbol.asyncDispose]();
     await api?.[Symbol.asyncDispose]();
     await dir?.[Symbol.asyncDispose]();
@@ -209,8 +208,7 @@ describe("one owner per count, one controller at a time (API server stand-in)", 
 
   afterAll(async () => {
     if (process.env.SB_DEBUG) for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
-    for (const r of roles) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
-    await Promise.all(roles.map((r) => r.proc.exited));
+    await endRoles(roles);
     for (const a of apis) await a[Symbol.asyncDispose]();
     for (const d of dirs) await d[Symbol.asyncDispose]();
   });
@@ -314,8 +312,7 @@ describe("a new revision takes over from the old one pod by pod (API server stan
   // Each case's processes, stand-in and files go when it ends, passed or failed.
   afterEach(async () => {
     if (process.env.SB_DEBUG) for (const r of own) console.log(`==== ${r.name}\n${r.out}`);
-    for (const r of own) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
-    await Promise.all(own.splice(0).map((r) => r.proc.exited));
+    await endRoles(own.splice(0));
     await kubelet?.[Symbol.asyncDispose]();
     await api?.[Symbol.asyncDispose]();
     await dir?.[Symbol.asyncDispose]();

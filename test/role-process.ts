@@ -31,3 +31,18 @@ export function startRole(roles: Role[], secret: string, name: string, args: str
   roles.push(role);
   return role;
 }
+
+/**
+ * Ends every role still running: SIGTERM first (a controller then removes its
+ * run directory and shared memory), SIGKILL for any still there after
+ * `graceMs`, and waits for every exit.
+ */
+export async function endRoles(roles: Role[], graceMs = 15_000): Promise<void> {
+  const alive = roles.filter((r) => r.proc.exitCode === null && r.proc.signalCode === null);
+  for (const r of alive) r.proc.kill("SIGTERM");
+  const all = Promise.all(alive.map((r) => r.proc.exited));
+  // A bound for cleanup only: whatever did not go by then is killed.
+  await Promise.race([all, Bun.sleep(graceMs)]);
+  for (const r of alive) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGKILL");
+  await all;
+}
