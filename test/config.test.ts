@@ -24,7 +24,7 @@ const SERVER_DEFAULTS = {
   proxy: { host: "0.0.0.0", port: 8000, requestTimeoutS: 60, maxBodyBytes: 104857600, errorDetail: "full", shutdownTimeoutS: 8, bodyTimeoutS: 60, maxConnections: 4096 },
   admin: { host: "127.0.0.1", port: 8265 },
   sharedMemory: { enabled: true, thresholdBytes: 16384, arenaBytes: 268435456 },
-  limits: { maxReplicasPerDeployment: 64, maxReplicas: 128, maxConcurrentStarts: 8, restartBackoffS: 1, restartBackoffMaxS: 300, restartResetAfterS: 600, maxConstructorRetries: 10, maxReplicaMemoryBytes: 8589934592 },
+  limits: { maxReplicasPerDeployment: 64, maxReplicas: 128, maxConcurrentStarts: 8, restartBackoffS: 1, restartBackoffMaxS: 300, restartResetAfterS: 600, maxConstructorRetries: 10, maxReplicaMemoryBytes: 8589934592, planTimeoutS: 60 },
   logging: { format: "text", level: "info" },
   tracing: { sampleRatio: 1 },
 };

@@ -92,11 +92,10 @@ const cfg = (over: Partial<DeploymentConfig> = {}): DeploymentConfig => ({ ...DE
 function plan(over: Partial<DeploymentConfig> = {}, code = "v1"): PlannedApp {
   return {
     config: { name: "app", importPath: "./graph.ts", routePrefix: "/", deployments: [cfg(over)] },
-    graph: { ir: { hash: "h" } as PlannedApp["graph"]["ir"], ingress: "Model" },
+    graph: { hash: "h", ingress: "Model", deployments: [], view: { ingress: "Model", nodes: [], edges: [] } },
     modulePath: "/nowhere/graph.ts",
     exportName: "default",
     fileHash: "",
-    node: null,
     codeVersion: code,
   };
 }

@@ -44,6 +44,13 @@ async function main(argv: string[]): Promise<number> {
       await runReplica(await receiveSpec(), { token: readEnv().clusterToken });
       return -1; // keeps running
     }
+    case "plan": {
+      // The server's planning process: imports one graph module off the serving event loop.
+      if (!process.send) throw new UsageError("plan is the server's planning process and takes its request over IPC; to see a graph, run serve-bin graph <graph.ts[:export]>");
+      const { runPlanner } = await import("../runtime/planner/main.ts");
+      await runPlanner();
+      return -1; // killed by the server once it answered
+    }
     case "controller": {
       const { controllerRole } = await import("./roles/controller.ts");
       return controllerRole(rest);

@@ -149,7 +149,7 @@ export async function runCommand(argv: string[], mode: "run" | "start", extras: 
     bodyTimeoutS: config.proxy.bodyTimeoutS,
     maxConnections: config.proxy.maxConnections,
     metrics: server.metrics,
-    graph: (app) => server.controller.apps.get(app)?.planned.graph,
+    graph: (app) => server.controller.apps.get(app)?.planned.graph.view,
   });
   started?.(server, stop);
   process.once("SIGINT", () => void stop());

@@ -521,6 +521,7 @@ export const LIMITS_DEFAULTS = Object.freeze({
   restartResetAfterS: 600,
   maxConstructorRetries: 10,
   maxReplicaMemoryBytes: 8 * 1024 ** 3,
+  planTimeoutS: 60,
 });
 
 export const limitsConfigSchema = strict("limits", {
@@ -551,6 +552,10 @@ export const limitsConfigSchema = strict("limits", {
   maxReplicaMemoryBytes: wholeNumber(16 * 1024 ** 2)
     .default(LIMITS_DEFAULTS.maxReplicaMemoryBytes)
     .describe("Resident memory one replica may hold; past it the replica is replaced (drained, restarted under the crash-loop backoff) with the reason in status, before the kernel's OOM killer ends it without one. Default 8589934592 (8 GiB)."),
+  planTimeoutS: seconds(false)
+    .max(3600, { error: "expected at most 3600 seconds" })
+    .default(LIMITS_DEFAULTS.planTimeoutS)
+    .describe("Seconds importing an application's graph module to plan it may take (in its own short-lived process, never the serving one); a module still running then is killed and the change refused with 422. Default 60."),
 }).describe("Bounds that protect the host from a typo or a crashing model. Applied at once by a PUT.");
 
 /** Indexes of repeated values, each with the index of its first occurrence. */

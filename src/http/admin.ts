@@ -13,7 +13,7 @@ import type { Server } from "./server.ts";
 import { shmStats } from "../runtime/channel/shm-channel.ts";
 import { family, labels } from "./prometheus.ts";
 import type { MetricsStore } from "../runtime/metrics/store.ts";
-import type { ServableGraph } from "../graph/application.ts";
+import type { GraphView } from "../graph/describe.ts";
 import { dashboardSource, mountDashboardApi, mountDashboardPage } from "./dashboard/routes.ts";
 
 export interface AdminOptions {
@@ -31,7 +31,7 @@ export interface AdminOptions {
   /** The replicas' counters (per deployment and replica) for /metrics and the dashboard. */
   metrics?: MetricsStore;
   /** Each application's graph as bound, for the dashboard to draw. */
-  graph?: (app: string) => ServableGraph | undefined;
+  graph?: (app: string) => GraphView | undefined;
 }
 
 /** The largest admin request body: a config file, never a payload. */

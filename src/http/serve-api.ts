@@ -52,7 +52,7 @@ export async function run<T = IngressMethods>(target: unknown, opts: RunOptions 
     throw e;
   }
   const a = server.controller.apps.get(name)!;
-  const d = a.planned.graph.ir.deployments.get(a.planned.graph.ingress)!;
+  const d = a.planned.graph.deployments.find((x) => x.name === a.planned.graph.ingress)!;
   return resolvable(createHandle<T>({ name: d.name, kind: d.kind, methods: d.methods }, a.invoker));
 }
 

@@ -7,7 +7,7 @@ import { ChangePath, resolved } from "../runtime/control/change.ts";
 import { Controller, type ControllerOptions } from "../runtime/control/controller.ts";
 import { LocalEngine } from "../runtime/control/local-engine.ts";
 import type { ControllerEvent, StatusJSON } from "../runtime/control/status.ts";
-import { planApp, planFromNode, type PlannedApp } from "../runtime/plan-app.ts";
+import { planApp, replan, type PlannedApp } from "../runtime/plan-app.ts";
 import { createRunDir, sweepDeadRuns, type RunDir } from "../runtime/run-dir.ts";
 import { closeProcessSharedMemory } from "../runtime/channel/shm-channel.ts";
 import { createProxy, type ProxyListener } from "./proxy.ts";
@@ -121,7 +121,7 @@ export class Server {
       const plans = new Map<string, PlannedApp>();
       for (const [i, app] of config.applications.entries()) {
         try {
-          plans.set(app.name, this.opts.preplanned?.get(app.name) ?? (await planApp(app, this.opts.baseDir, this.opts.appDir)));
+          plans.set(app.name, this.opts.preplanned?.get(app.name) ?? (await planApp(app, this.opts.baseDir, this.opts.appDir, config.limits.planTimeoutS)));
         } catch (e) {
           if (e instanceof ServeError && e.issues) throw new ServeError(e.code, e.message, { issues: e.issues.map((x) => ({ ...x, path: ["applications", i, ...x.path] })) });
           throw e;
@@ -173,8 +173,8 @@ export class Server {
         a.name !== app ? a : { ...a, deployments: [...a.deployments.filter((d) => d.name !== name), { name, ...entry }] },
       );
       const appConfig = applications.find((a) => a.name === app)!;
-      // Planned again from the node already loaded: a PATCH never picks up code edited on disk.
-      const next = planFromNode(plan.node, appConfig, plan.modulePath, plan.exportName, plan.fileHash);
+      // Resolved again from the graph as planned: a PATCH never imports, so never picks up code edited on disk.
+      const next = replan(plan, appConfig);
       return { config: { ...current.config, applications }, plans: new Map([...current.plans, [app, next]]) };
     });
     const settled = this.#settleThenSave([app]);

@@ -2,32 +2,38 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, relative, resolve } from "node:path";
 import { ServeError } from "../error.ts";
 import { resolveDeployment } from "../config/diff.ts";
-import { parseImportPath, type ApplicationConfig, type DeploymentConfig, type ResolvedApplicationConfig } from "../config/schema.ts";
-import { servable, type ServableGraph } from "../graph/application.ts";
-import { maxBatchSizeOf } from "../api/batch.ts";
-import { loadGraph } from "./load-graph.ts";
+import { LIMITS_DEFAULTS, parseImportPath, type ApplicationConfig, type DeploymentConfig, type ResolvedApplicationConfig } from "../config/schema.ts";
+import { servable } from "../graph/application.ts";
+import { graphPlanOf, type GraphPlan } from "./planner/graph-plan.ts";
+import { planInSubprocess } from "./planner/planner.ts";
 
-/** An application ready for the controller: its graph, its resolved config and where its code is. */
+/**
+ * An application ready for the controller, as plain data: its resolved
+ * config, what its graph module said (per deployment) and where its code is.
+ * It holds no node or function: the module was imported in a planning
+ * process, never in the one that serves.
+ */
 export interface PlannedApp {
   config: ResolvedApplicationConfig;
-  graph: ServableGraph;
+  graph: GraphPlan;
   modulePath: string;
   exportName: string;
   /** The module file's content hash ("" when the node was handed over in-process). */
   fileHash: string;
-  /** The exported node the graph was built from: a PATCH re-plans from it without importing again. */
-  node: unknown;
   /** Changes when the code, the graph or its init args change: a rolling restart. */
   codeVersion: string;
 }
 
 /**
- * Imports the application's graph module (fresh: a changed file is read
- * again) and merges options: defaults, then the code's, then the config's.
- * `baseDir` is where the config file lives; `appDir` bounds where import
- * paths may point.
+ * Plans the application from its graph module: imported fresh in a
+ * short-lived planning process (`serve-bin plan`), so the module's top-level
+ * work never blocks the proxy or the admin API, and a module that hangs,
+ * crashes or exits takes only that process down. Options merge as defaults,
+ * then the code's, then the config's. `baseDir` is where the config file
+ * lives; `appDir` bounds where import paths may point; the import may take at
+ * most `timeoutS` (limits.planTimeoutS).
  */
-export async function planApp(app: ApplicationConfig, baseDir: string, appDir: string): Promise<PlannedApp> {
+export async function planApp(app: ApplicationConfig, baseDir: string, appDir: string, timeoutS: number = LIMITS_DEFAULTS.planTimeoutS): Promise<PlannedApp> {
   const parts = parseImportPath(app.importPath);
   if (!parts) throw new ServeError("invalid", `importPath "${app.importPath}" is not "<file>.ts[:export]"`, { issues: [{ path: ["importPath"], message: "expected <file>.ts[:export]" }] });
   const modulePath = isAbsolute(parts.file) ? parts.file : resolve(baseDir, parts.file);
@@ -44,28 +50,41 @@ export async function planApp(app: ApplicationConfig, baseDir: string, appDir: s
     throw new ServeError("invalid", `importPath ${app.importPath}: no file at ${modulePath}`, { issues: [{ path: ["importPath"], message: `no file at ${modulePath}` }] });
   }
   const fileHash = Bun.hash(source).toString(36);
-  // The hash in the URL makes a changed file import afresh instead of from the module cache.
-  const { node } = await loadGraph(modulePath, parts.exportName, fileHash);
-  return planFromNode(node, app, modulePath, parts.exportName, fileHash);
+  const graph = await planInSubprocess({ modulePath, exportName: parts.exportName, fileHash }, timeoutS);
+  return resolvePlan(graph, app, modulePath, parts.exportName, fileHash);
 }
 
-/** The same, for a node already in hand (serve.run, build). */
+/** The same, for a node already in this process (serve.run with the user's own module loaded): same data, no import. */
 export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: string, exportName: string, fileHash = ""): PlannedApp {
-  const graph = servable(node);
+  return resolvePlan(graphPlanOf(servable(node)), app, modulePath, exportName, fileHash);
+}
+
+/**
+ * The plan again with another config entry (a PATCH), from the graph data
+ * already planned: nothing is imported, so code edited on disk since is not
+ * picked up.
+ */
+export function replan(plan: PlannedApp, app: ApplicationConfig): PlannedApp {
+  return resolvePlan(plan.graph, app, plan.modulePath, plan.exportName, plan.fileHash);
+}
+
+/** Merges each deployment's options (defaults, code, config file) and checks the config against the graph. */
+function resolvePlan(graph: GraphPlan, app: ApplicationConfig, modulePath: string, exportName: string, fileHash: string): PlannedApp {
   const byName = new Map(app.deployments.map((d) => [d.name, d]));
+  const names = graph.deployments.map((d) => d.name);
   for (const name of byName.keys()) {
-    if (!graph.ir.deployments.has(name)) {
-      throw new ServeError("invalid", `application ${app.name} configures deployment "${name}", which its graph does not have; it has ${[...graph.ir.deployments.keys()].join(", ")}`, {
+    if (!names.includes(name)) {
+      throw new ServeError("invalid", `application ${app.name} configures deployment "${name}", which its graph does not have; it has ${names.join(", ")}`, {
         issues: [{ path: ["deployments", app.deployments.findIndex((d) => d.name === name), "name"], message: `no deployment "${name}" in the graph` }],
       });
     }
   }
   const deployments: DeploymentConfig[] = [];
   let routePrefix = app.routePrefix;
-  for (const d of graph.ir.deployments.values()) {
+  for (const d of graph.deployments) {
     const ingress = d.name === graph.ingress;
     const { name: _n, ...fileOptions } = byName.get(d.name) ?? { name: d.name };
-    const resolved = batchFloor(resolveDeployment(d.name, [d.def.options, fileOptions], { ingress }), d.def.target as Function, fileOptions.maxOngoingRequests ?? d.def.options.maxOngoingRequests);
+    const resolved = batchFloor(resolveDeployment(d.name, [d.options, fileOptions], { ingress }), d.batchFloor, fileOptions.maxOngoingRequests ?? d.options.maxOngoingRequests);
     if (ingress) routePrefix ??= resolved.routePrefix;
     deployments.push(colocated(resolved, ingress, app));
   }
@@ -76,9 +95,8 @@ export function planFromNode(node: unknown, app: ApplicationConfig, modulePath: 
     modulePath,
     exportName,
     fileHash,
-    node,
     // What runs inside the callers' processes is part of what they run: a change replaces them.
-    codeVersion: `${graph.ir.hash}.${fileHash}${here.length ? `.${Bun.hash(JSON.stringify(here)).toString(36)}` : ""}`,
+    codeVersion: `${graph.hash}.${fileHash}${here.length ? `.${Bun.hash(JSON.stringify(here)).toString(36)}` : ""}`,
   };
 }
 
@@ -113,8 +131,7 @@ function colocated(d: DeploymentConfig, ingress: boolean, app: ApplicationConfig
  * never gather more: the default is raised to the largest maxBatchSize, and a
  * value written lower is refused.
  */
-function batchFloor(d: DeploymentConfig, target: Function, written: number | undefined): DeploymentConfig {
-  const floor = maxBatchSizeOf(target);
+function batchFloor(d: DeploymentConfig, floor: number, written: number | undefined): DeploymentConfig {
   if (d.maxOngoingRequests >= floor) return d;
   if (written !== undefined) {
     throw new ServeError("invalid", `${d.name} sets maxOngoingRequests ${written}, below its batched method's maxBatchSize ${floor}: a batch could never fill; set maxOngoingRequests to at least ${floor}`, {

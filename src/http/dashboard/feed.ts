@@ -1,5 +1,4 @@
-import { describeGraph, type GraphView } from "../../graph/describe.ts";
-import type { ServableGraph } from "../../graph/application.ts";
+import type { GraphView } from "../../graph/describe.ts";
 import { LATENCY_BUCKETS, quantile, subtractHistogram, type HistogramData } from "../../runtime/metrics/histogram.ts";
 import type { DeploymentTotals, MetricsStore } from "../../runtime/metrics/store.ts";
 import type { StatusJSON } from "../../runtime/control/status.ts";
@@ -12,7 +11,8 @@ export interface DashboardSource {
   status(): StatusJSON;
   /** Each deployment's numReplicas and userConfig as applied, by application. */
   deploymentConfig(app: string, deployment: string): { numReplicas?: number | "auto"; userConfig?: unknown } | undefined;
-  graph(app: string): ServableGraph | undefined;
+  /** The graph as planned (drawn once, where its module was imported). */
+  graph(app: string): GraphView | undefined;
   metrics?: MetricsStore;
 }
 
@@ -54,7 +54,6 @@ interface Reading {
  */
 export class DashboardFeed {
   #readings: Reading[] = [];
-  readonly #views = new WeakMap<ServableGraph, GraphView>();
 
   constructor(readonly source: DashboardSource) {}
 
@@ -94,7 +93,7 @@ export class DashboardFeed {
           queued: t?.queued ?? 0,
         };
       }
-      return { name, status: a.status, message: a.message, routePrefix: a.routePrefix, graph: this.#view(name), deployments };
+      return { name, status: a.status, message: a.message, routePrefix: a.routePrefix, graph: this.source.graph(name) ?? null, deployments };
     });
     return { at: now, apps };
   }
@@ -111,13 +110,5 @@ export class DashboardFeed {
     if (!last || now - last.at >= 900) this.#readings.push(reading);
     this.#readings = this.#readings.filter((r) => now - r.at <= WINDOW_MS * 2);
     return reading;
-  }
-
-  #view(app: string): GraphView | null {
-    const g = this.source.graph(app);
-    if (!g) return null;
-    let v = this.#views.get(g);
-    if (!v) this.#views.set(g, (v = describeGraph(g)));
-    return v;
   }
 }

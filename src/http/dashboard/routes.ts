@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { ServableGraph } from "../../graph/application.ts";
+import type { GraphView } from "../../graph/describe.ts";
 import type { MetricsStore } from "../../runtime/metrics/store.ts";
 import type { StatusJSON } from "../../runtime/control/status.ts";
 import type { AppliedConfig } from "../server.ts";
@@ -43,7 +43,7 @@ export function mountDashboardApi(app: Hono, source: DashboardSource): void {
 /** The dashboard's view of the admin API's target: status, applied config, graphs and counters. */
 export function dashboardSource(
   server: { status(): StatusJSON; appliedConfig(): AppliedConfig },
-  opts: { metrics?: MetricsStore; graph?: (app: string) => ServableGraph | undefined },
+  opts: { metrics?: MetricsStore; graph?: (app: string) => GraphView | undefined },
 ): DashboardSource {
   return {
     status: () => server.status(),

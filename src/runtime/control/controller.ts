@@ -232,7 +232,7 @@ export class Controller {
       replicaId: decision.id,
       modulePath: p.modulePath,
       exportName: p.exportName,
-      hash: p.graph.ir.hash,
+      hash: p.graph.hash,
       fileHash: p.fileHash,
       socket,
       userConfig: d.config.userConfig,

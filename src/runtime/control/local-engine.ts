@@ -1,14 +1,12 @@
 import { basename, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 import type { ControlFromReplica, ReplicaSpec } from "../channel/messages.ts";
+import { selfCommand } from "../self-command.ts";
 import type { Engine, ExitInfo, ReplicaEvents, ReplicaProcess } from "./engine.ts";
 
 /** How to start this same program in the replica role, compiled or from source. */
 export function replicaCommand(): string[] {
-  // Compiled, this module lives in Bun's embedded filesystem (/$bunfs/…).
-  if (fileURLToPath(import.meta.url).startsWith("/$bunfs/")) return [process.execPath, "replica"];
-  return [process.execPath, fileURLToPath(new URL("../../cli/main.ts", import.meta.url)), "replica"];
+  return selfCommand("replica");
 }
 
 /** Copies a child's output to ours, each line prefixed with the replica's name. */
@@ -24,8 +22,9 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, prefix: string, out
 }
 
 /**
- * Replicas as subprocesses of this one: the only code that calls `Bun.spawn`
- * and `kill`. The spec (with userConfig) goes over the IPC channel as the
+ * Replicas as subprocesses of this one: the only code that spawns and kills
+ * replicas (the planner, `../planner/planner.ts`, runs its own short-lived
+ * process). The spec (with userConfig) goes over the IPC channel as the
  * first message, so `ps` shows no secrets.
  */
 export class LocalEngine implements Engine {
