@@ -13,7 +13,7 @@
  * and what it does with the answers), not Kubernetes' side of it.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { join } from "node:path";
 import { kubeDeploymentName, replicaSelector } from "../src/cluster/kubernetes/names.ts";
@@ -124,6 +124,9 @@ describe("serve-bin on Kubernetes (API server stand-in, real role processes)", (
   });
 
   it("PATCH numReplicas 1 → 3: one scale PATCH, three replica processes serving, the ConfigMap updated", async () => {
+    // The start-up config has served and is in the state dir: unchanged, it is not written back (kubectl diff shows nothing).
+    await waitFor(() => existsSync(join(dir.path, "state", "config.json")), "the state file");
+    expect(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]).toBe("# as built\n");
     api.calls.length = 0;
     const up = await adminJSON("PATCH", "/api/applications/default/deployments/Model", { numReplicas: 3 });
     expect(up.status).toBe(200);

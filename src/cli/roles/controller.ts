@@ -78,6 +78,8 @@ export async function controllerRole(argv: string[]): Promise<number> {
   let sent = "";
   const publish = () => {
     if (!server) return;
+    // The start-up config is still being planned (in its own process): an empty snapshot now would make proxies ready with no routes, or wipe the routes they kept.
+    if (server.changes.current.config.applications.length === 0 && server.opts.config.applications.length > 0) return;
     const snapshot = snapshotOf(server, tables);
     const sig = JSON.stringify(snapshot);
     kube?.tick();

@@ -66,8 +66,8 @@ export class KubernetesControl {
   #server: Server | null = null;
   #deploymentsSig = "";
   #listed = "";
-  /** The state file as last written to the ConfigMap (the first one seen: as built). */
-  #savedState: string | null = null;
+  /** The applications and routes the ConfigMap holds: the start-up config's, then each one written. */
+  #savedSig: string | null = null;
   #saving = false;
   #renew: ReturnType<typeof setInterval> | null = null;
   #follow: ReturnType<typeof setInterval> | null = null;
@@ -212,15 +212,15 @@ export class KubernetesControl {
     this.#syncDeployments();
     const file = join(this.flags.stateDir!, "config.json");
     if (this.#saving || !existsSync(file)) return;
-    const state = readFileSync(file, "utf8");
-    // The first config that served is the one the ConfigMap was built or last written with.
-    if (this.#savedState === null) this.#savedState = state;
-    if (state === this.#savedState) return;
+    const applied = (JSON.parse(readFileSync(file, "utf8")) as { config: ServeConfig }).config;
+    // What a PATCH can change; the ConfigMap holds the start-up config (as built, or as last written) until one did.
+    const sig = JSON.stringify([applied.applications, applied.routes]);
+    this.#savedSig ??= JSON.stringify([this.#server.opts.config.applications, this.#server.opts.config.routes]);
+    if (sig === this.#savedSig) return;
     this.#saving = true;
-    const yaml = this.#yamlOf((JSON.parse(state) as { config: ServeConfig }).config);
-    this.engine.saveConfig(yaml).then(
+    this.engine.saveConfig(this.#yamlOf(applied)).then(
       () => {
-        this.#savedState = state;
+        this.#savedSig = sig;
         this.log(`serve-bin: wrote the applied config to the ConfigMap ${KUBE_OBJECTS.config}`);
       },
       (e) => this.log(`serve-bin: cannot write the ConfigMap (will try again): ${(e as Error).message}`),
