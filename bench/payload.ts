@@ -2,25 +2,31 @@
  * payload: a Float32Array of 1 MiB and of 16 MiB through a 2-stage chain
  * (driver → stage 1 → stage 2 → driver, timed inside the driver replica),
  * with shared memory on and off, in alternating rounds. GB/s is the array's
- * size over the time of one pass through both stages.
+ * size over the time of one pass through both stages. With shared memory on,
+ * two more 16 MiB series have each stage answer a new array: made on the
+ * heap, or made with sharedArray (sent without a copy).
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { FIXTURES } from "./lib/paths.ts";
 import { alternate, row, type Scenario } from "./lib/scenario.ts";
 import { postJSON, startServeBin, type ServeBin } from "./lib/server.ts";
-import { decode, encode } from "../src/wire/codec.ts";
-import { frame, FrameDecoder } from "../src/runtime/channel/frame.ts";
+import { decode, encodeFrame } from "../src/wire/codec.ts";
+import { FrameDecoder } from "../src/runtime/channel/frame.ts";
+import { SharedMemory } from "../src/runtime/channel/shm-channel.ts";
 import { round, roundSummary, summarize } from "./lib/stats.ts";
 
-/** Median ms of `n` runs of `fn` after one warm-up. */
-function timeMs(n: number, fn: () => void): number {
-  fn();
+/**
+ * Median ms of `n` runs of `fn` after `warm` warm-ups; with `yields`, each run is its own
+ * task (untimed turns between), as messages are, so that received views can be let go.
+ */
+async function timeMs(n: number, fn: () => void, { warm = 1, yields = false } = {}): Promise<number> {
   const ms: number[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < warm + n; i++) {
+    if (yields) await Bun.sleep(0);
     const t0 = performance.now();
     fn();
-    ms.push(performance.now() - t0);
+    if (i >= warm) ms.push(performance.now() - t0);
   }
   return summarize(ms).median;
 }
@@ -41,15 +47,21 @@ export const payload: Scenario = {
       { bytes: MiB, n: quick ? 5 : 25 },
       { bytes: 16 * MiB, n: quick ? 2 : 6 },
     ];
+    // Only where shared memory is on: stages that answer a new array, on the heap or with sharedArray.
+    const made = (["heap", "shared"] as const).map((mode) => ({ bytes: 16 * MiB, n: quick ? 2 : 6, mode }));
     const on = await startServeBin(procs, join(FIXTURES, "payload-shm-on.yaml"));
     const off = await startServeBin(procs, join(FIXTURES, "payload-shm-off.yaml"));
     const ms: Record<string, number[]> = {};
     let onArenas: string[] = [];
     try {
       const pass = async (s: ServeBin, label: string) => {
-        for (const p of plan) (ms[`${label}-${p.bytes / MiB}MiB`] ??= []).push(...(JSON.parse(await postJSON(s.url, p)) as number[]));
+        for (const p of label === "on" ? [...plan, ...made] : plan) {
+          const key = `${label}-${p.bytes / MiB}MiB${"mode" in p ? `-${p.mode}` : ""}`;
+          (ms[key] ??= []).push(...(JSON.parse(await postJSON(s.url, p)) as number[]));
+        }
       };
       for (const s of [on, off]) for (const p of plan) await postJSON(s.url, { bytes: p.bytes, n: 1 }); // warm up
+      for (const p of made) await postJSON(on.url, { ...p, n: 1 });
       log(`payload: ${rounds} alternating rounds, shared memory on and off`);
       await alternate(
         rounds,
@@ -61,25 +73,54 @@ export const payload: Scenario = {
       await on.stop();
       await off.stop();
     }
-    // Where an inline pass's time goes, in this process: the codec per transfer, and one plain copy.
+    // Where a pass's time goes, in this process: the codec per transfer inline and through shared memory
+    // (two arenas here stand for sender and receiver), and one plain copy into fresh and into reused memory.
     const x = new Float32Array((16 * MiB) / 4).fill(1);
     const reps = quick ? 2 : 6;
-    const codecMs = timeMs(reps, () => {
+    const codecMs = await timeMs(reps, () => {
       const frames = new FrameDecoder();
-      const f = frame(encode({ t: "ok", id: 1, v: x }));
+      const f = encodeFrame({ t: "ok", id: 1, v: x });
       for (let o = 0; o < f.length; o += 64 * 1024) for (const b of frames.push(f.subarray(o, o + 64 * 1024))) decode(b);
     });
-    const copyMs = timeMs(reps, () => new Uint8Array(16 * MiB).set(new Uint8Array(x.buffer)));
+    const shmOpts = { enabled: true, thresholdBytes: 16384, arenaBytes: 256 * MiB, dir: "/dev/shm" };
+    const [receiver, sender] = [SharedMemory.open(shmOpts, process.pid), SharedMemory.open(shmOpts, process.pid)];
+    let shmMs: number;
+    try {
+      const [out, into] = [sender.link(), receiver.link()];
+      // Warm-ups write the arena's first pages once, as a server's first transfers do.
+      shmMs = await timeMs(
+        reps * 4,
+        () => {
+          const f = encodeFrame({ t: "ok", id: 1, v: x }, { binary: out.writer });
+          out.commit();
+          for (const b of new FrameDecoder().push(f)) decode(b, { binary: into.reader });
+        },
+        { warm: 4, yields: true },
+      );
+    } finally {
+      sender.close();
+      receiver.close();
+    }
+    const copyMs = await timeMs(reps, () => new Uint8Array(16 * MiB).set(new Uint8Array(x.buffer)));
+    const reused = new Uint8Array(16 * MiB);
+    const warmCopyMs = await timeMs(reps, () => reused.set(new Uint8Array(x.buffer)));
     const shmIn = onArenas.length > 0;
     const gbps = (bytes: number, key: string) => bytes / 1e9 / (summarize(ms[key]!).median / 1000);
     const off16 = gbps(16 * MiB, "off-16MiB");
     const off1 = gbps(MiB, "off-1MiB");
     const on16 = shmIn ? gbps(16 * MiB, "on-16MiB") : null;
     const on1 = shmIn ? gbps(MiB, "on-1MiB") : null;
-    const series: Record<string, unknown> = { "in-process 16 MiB: codec per transfer ms": round(codecMs, 2), "in-process 16 MiB: one copy ms": round(copyMs, 2) };
+    const madeGbps = (mode: string) => (shmIn ? gbps(16 * MiB, `on-16MiB-${mode}`) : null);
+    const [heap16, shared16] = [madeGbps("heap"), madeGbps("shared")];
+    const series: Record<string, unknown> = {
+      "in-process 16 MiB: codec per transfer ms": round(codecMs, 2),
+      "in-process 16 MiB: shared-memory transfer ms": round(shmMs, 2),
+      "in-process 16 MiB: one copy into fresh memory ms": round(copyMs, 2),
+      "in-process 16 MiB: one copy into reused memory ms": round(warmCopyMs, 2),
+    };
     for (const [k, v] of Object.entries(ms)) series[`${k} ms`] = roundSummary(summarize(v), 3);
     return {
-      method: `A Float32Array made in the driver replica passes through stage 1 and stage 2 (stage 1's un-awaited response is stage 2's argument; the runtime forwards it, so stage 1's result goes from stage 1's process to stage 2's without passing through the driver, and a pass is 3 transfers of the array: driver → stage 1 → stage 2 → driver); each pass is timed in the driver. GB/s = array bytes (10^9) ÷ median pass time. Two servers, sharedMemory.enabled true and false (bench/fixtures/payload-shm-*.yaml), ${rounds} alternating rounds.`,
+      method: `A Float32Array made in the driver replica passes through stage 1 and stage 2 (stage 1's un-awaited response is stage 2's argument; the runtime forwards it, so stage 1's result goes from stage 1's process to stage 2's without passing through the driver, and a pass is 3 transfers of the array: driver → stage 1 → stage 2 → driver); each pass is timed in the driver. GB/s = array bytes (10^9) ÷ median pass time. Two servers, sharedMemory.enabled true and false (bench/fixtures/payload-shm-*.yaml), ${rounds} alternating rounds. With shared memory on, a receiver reads each array where it lies in the sender's arena (no copy out), so a pass copies the array 3 times (each sender into its arena); in the sharedArray series the stages write their answer in their own arena and send it without that copy.`,
       rows: [
         row({
           id: "payload.16MiB.on",
@@ -96,19 +137,36 @@ export const payload: Scenario = {
         row({ id: "payload.1MiB.on", figure: "1 MiB, shared memory on", unit: "GB/s", value: on1, baseline: { label: "shared memory off", value: off1 }, note: shmIn ? undefined : "pending shared memory", digits: 3 }),
         row({ id: "payload.1MiB.off", figure: "1 MiB, shared memory off (bytes inline)", unit: "GB/s", value: off1, digits: 3 }),
         row({
+          id: "payload.16MiB.made.shared",
+          figure: "16 MiB, shared memory on, the driver's array and each stage's answer made with sharedArray",
+          unit: "GB/s",
+          value: shared16,
+          baseline: { label: "the same arrays made on the heap (new Float32Array)", value: heap16 },
+          note: shmIn ? undefined : "pending shared memory",
+          digits: 3,
+        }),
+        row({
           id: "payload.16MiB.codec",
           figure: "16 MiB: encode + frame + deframe (64 KiB chunks) + decode, one transfer, in-process",
           unit: "ms",
           value: codecMs,
-          baseline: { label: "one plain 16 MiB copy", value: copyMs },
+          baseline: { label: "one plain 16 MiB copy into fresh memory", value: copyMs },
           note: "a pass makes 3 transfers: driver → stage 1 → stage 2 → driver (stage 1's result is forwarded)",
           digits: 2,
         }),
         row({
+          id: "payload.16MiB.shm-transfer",
+          figure: "16 MiB: encode (copy into the sender's arena) + decode (a view of it), one transfer, in-process",
+          unit: "ms",
+          value: shmMs,
+          baseline: { label: "one plain 16 MiB copy into reused memory", value: warmCopyMs },
+          digits: 2,
+        }),
+        row({
           id: "payload.16MiB.ceiling",
-          figure: "copy-bound ceiling of a pass: 3 transfers × 2 copies each (into the arena, out to the receiver), from one measured copy",
+          figure: "copy-bound ceiling of a pass: 3 transfers × 1 copy each (into the sender's arena; the receiver reads it where it lies), from one measured copy into reused memory",
           unit: "GB/s",
-          value: (16 * MiB) / 1e9 / ((6 * copyMs) / 1000),
+          value: (16 * MiB) / 1e9 / ((3 * warmCopyMs) / 1000),
           digits: 3,
         }),
       ],

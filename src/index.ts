@@ -19,6 +19,9 @@ export { batch, setBatchOptions, type BatchDecorator, type BatchInput } from "./
 // Model multiplexing: an LRU of models per replica, requests routed to a replica that has theirs
 export { multiplexed, multiplexedModelId, MULTIPLEX_HEADER, type MultiplexOptions, type MultiplexDecorator } from "./api/multiplex.ts";
 
+// Large results without copies: a typed array made in this replica's shared memory
+export { sharedArray, type SharedArrayKind } from "./api/shared-array.ts";
+
 // Calling other deployments
 export { DeploymentResponse, type DeploymentHandle, type HandleOptions } from "./api/handle.ts";
 export { requestContext, type RequestContext } from "./api/request-context.ts";

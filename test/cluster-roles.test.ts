@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { BUN, CLI, EXAMPLES, postJSON, tempDir, waitFor, type TempDir } from "./harness.ts";
+import { EXAMPLES, postJSON, tempDir, waitFor, type TempDir } from "./harness.ts";
+import { startRole, type Role } from "./role-process.ts";
 
 /**
  * The three cluster roles (SPEC §9) as separate processes wired over TCP on
@@ -15,38 +15,8 @@ const TUTORIAL = join(EXAMPLES, "tutorial/graph.ts");
 const DEPLOYMENTS = { preprocessor: 1, avgPreprocessor: 1, Model: 1, Model_1: 1, Combiner: 1, DAGDriver: 2 };
 const ANSWER = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])";
 
-interface Role {
-  name: string;
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  out: string;
-  /** Resolves with the first match of `re` in the role's output. */
-  line(re: RegExp, what: string): Promise<RegExpExecArray>;
-}
-
 const roles: Role[] = [];
-
-function start(name: string, args: string[], env: Record<string, string> = {}): Role {
-  const proc = Bun.spawn([BUN, CLI, ...args], {
-    env: { ...process.env, SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "", SERVE_BIN_ADMIN_TOKEN: "", ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const role: Role = {
-    name,
-    proc,
-    out: "",
-    line: (re, what) => waitFor(() => re.exec(role.out), `${name}: ${what}\n${role.out}`, 30_000),
-  };
-  for (const s of [proc.stdout, proc.stderr]) {
-    void (async () => {
-      const dec = new TextDecoder();
-      for await (const chunk of s) role.out += dec.decode(chunk);
-    })();
-  }
-  roles.push(role);
-  return role;
-}
+const start = (name: string, args: string[], env: Record<string, string> = {}) => startRole(roles, SECRET, name, args, env);
 
 async function stop(role: Role): Promise<number | null> {
   role.proc.kill("SIGTERM");

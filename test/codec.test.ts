@@ -2,6 +2,7 @@ import { describe, it, expect } from "vitest";
 import {
   decode,
   encode,
+  encodeFrame,
   EncodeError,
   findUnencodable,
   KeptRef,
@@ -9,6 +10,7 @@ import {
   type BinaryReader,
   type BinaryWriter,
 } from "../src/wire/codec.ts";
+import { frame, FrameDecoder } from "../src/runtime/channel/frame.ts";
 
 const TYPED = [
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
@@ -315,5 +317,20 @@ describe("binary values above the threshold go through a BinaryWriter", () => {
     const { writer } = memoryStore(4);
     const bytes = encode(new Uint8Array(16), { binary: writer });
     expect(() => decode(bytes)).toThrow("decode() was called without a BinaryReader");
+  });
+});
+
+describe("encodeFrame", () => {
+  it("makes exactly frame(encode(value)), for small, nested and 16 MiB values, one after another", () => {
+    const big = new Float32Array(4 << 20).map((_, i) => i);
+    const values = [{ t: "call", id: 1, a: [1, "x", undefined, -0, 5n] }, new Map([[1, new Set([new Date(0)])]]), { v: big }, "after the big one", []];
+    for (const v of values) expect(Buffer.from(encodeFrame(v)).equals(Buffer.from(frame(encode(v))))).toBe(true);
+    const frames = new FrameDecoder();
+    const bodies = frames.push(Buffer.concat(values.map((v) => encodeFrame(v))));
+    expect(bodies.map((b) => decode(b))).toEqual(values);
+  });
+
+  it("refuses what encode refuses, naming the path", () => {
+    expect(() => encodeFrame({ a: [() => 0] })).toThrow(/Cannot send a function at \$\.a\[0\]/);
   });
 });

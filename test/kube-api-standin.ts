@@ -99,11 +99,19 @@ export class KubeApiStandIn implements AsyncDisposable {
     this.setReplicas(name, replicas);
   }
 
+  /**
+   * Set by a test that plays the kubelet with real processes: a scale then
+   * only records the count and calls this; the test starts or stops the pods
+   * and publishes their endpoints (`setEndpoints`).
+   */
+  onScale?: (name: string, replicas: number) => void;
+
   /** As `kubectl scale` or the ReplicaSet controller would: the count, then the pods and the slice. */
   setReplicas(name: string, replicas: number): void {
     const d = this.deployments.get(name)!;
     d.replicas = replicas;
     d.resourceVersion = ++this.#rv;
+    if (this.onScale) return this.onScale(name, replicas);
     while (d.pods.length < replicas) d.pods.push({ ip: `10.1.0.${this.#nextIp++}`, ready: true });
     d.pods.length = replicas;
     this.#publishSlice(name);
@@ -129,6 +137,38 @@ export class KubeApiStandIn implements AsyncDisposable {
     };
     this.#slices.set(name, slice);
     this.#event(type, slice);
+  }
+
+  /**
+   * A Service's endpoints as the test's kubelet sees its pods: one slice per
+   * pod (each pod's replica listens on its own port on 127.0.0.1, and a
+   * slice's port applies to all its endpoints); slices of pods no longer
+   * listed are deleted, changed ones modified.
+   */
+  setEndpoints(service: string, pods: { name: string; ip: string; port: number; ready: boolean }[]): void {
+    const labels = { ...this.deployments.get(service)!.labels, "kubernetes.io/service-name": service };
+    const names = new Set(pods.map((p) => `${service}-${p.name}`));
+    for (const [name, slice] of this.#slices) {
+      if (slice.metadata.labels?.["kubernetes.io/service-name"] !== service || names.has(name)) continue;
+      this.#slices.delete(name);
+      this.#event("DELETED", { ...slice, metadata: { ...slice.metadata, resourceVersion: String(++this.#rv) } });
+    }
+    for (const p of pods) {
+      const name = `${service}-${p.name}`;
+      const endpoints = [{ addresses: [p.ip], conditions: { ready: p.ready, serving: p.ready, terminating: false } }];
+      const before = this.#slices.get(name);
+      if (before && JSON.stringify(before.endpoints) === JSON.stringify(endpoints)) continue;
+      const slice = {
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
+        metadata: { name, namespace: this.namespace, resourceVersion: String(++this.#rv), labels },
+        addressType: "IPv4",
+        ports: [{ name: "link", port: p.port, protocol: "TCP" }],
+        endpoints,
+      };
+      this.#slices.set(name, slice);
+      this.#event(before ? "MODIFIED" : "ADDED", slice);
+    }
   }
 
   /** An EndpointSlice of a Service serve-bin did not make (another app in the namespace). */

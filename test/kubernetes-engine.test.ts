@@ -140,7 +140,6 @@ describe("KubernetesEngine", () => {
     api.deployments.delete(MODEL); // someone deleted the Deployment
     await engine.scaleNow("default", "Model", 2);
     expect(engine.errors.get(MODEL)).toContain(`deployments.apps "${MODEL}" not found`);
-    expect(() => engine.scale("default", "Nope", 1)).toThrow("no deployment Nope in application default");
     await engine.stop();
   });
 
@@ -163,31 +162,39 @@ describe("KubernetesEngine", () => {
     expect(api.takeCalls()).toEqual([]);
   });
 
-  it.each([
-    ["numReplicas: 3", { numReplicas: 3 }, false, ["GET scale", "PATCH scale", "GET configmap", "PUT configmap"]],
-    ["numReplicas already there", { numReplicas: 2 }, false, ["GET scale", "GET configmap", "PUT configmap"]],
-    ['numReplicas: "auto"', { numReplicas: "auto" as const }, false, ["GET configmap", "PUT configmap"]],
-    ["userConfig only", { userConfig: { w: 1 } }, false, ["GET configmap", "PUT configmap"]],
-    ["userConfig only, HPA-owned", { userConfig: { w: 1 } }, true, ["GET configmap", "PUT configmap"]],
-  ])("makes exactly these API calls for an admin PATCH of %s", async (_what, patch, hpa, calls) => {
-    api.putConfigMap("serve-bin-config", { "serve.yaml": "applications: []\n" });
-    api.takeCalls();
-    const engine = engineFor(hpa);
-    await engine.applyPatch("default", "Model", patch, "patched: true\n");
-    const short = (c: string) => c.replace(/^(\w+) .*\/(scale|configmaps)(\/.*)?$/, (_m, verb, what) => `${verb} ${what === "scale" ? "scale" : "configmap"}`);
-    expect(api.takeCalls().map(short)).toEqual(calls);
-    expect(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]).toBe("patched: true\n");
+  it("coalesces the counts of one reconcile pass into one PATCH, never lowers a count with atLeast, and lowers it with exactly", async () => {
+    const engine = engineFor(false);
+    const scales = () => api.takeCalls().map((c) => c.split(" ")[0]);
+    // Three claims in one pass: one read, one PATCH, to the last count.
+    engine.scale("default", "Model", 3, "atLeast");
+    engine.scale("default", "Model", 4, "atLeast");
+    await engine.scaleNow("default", "Model", 5, "atLeast");
+    expect([scales(), api.deployments.get(MODEL)!.replicas]).toEqual([["GET", "PATCH"], 5]);
+    expect(api.calls.length).toBe(0);
+    // A claim that starts again (a replica lost): the count is already there, nothing is written.
+    await engine.scaleNow("default", "Model", 4, "atLeast");
+    expect([scales(), api.deployments.get(MODEL)!.replicas]).toEqual([["GET"], 5]);
+    // A stop the controller chose, then a start in the same pass: the exact count stands.
+    engine.scale("default", "Model", 3, "exactly");
+    await engine.scaleNow("default", "Model", 4, "atLeast");
+    expect([scales(), api.deployments.get(MODEL)!.replicas]).toEqual([["GET", "PATCH"], 4]);
+    await engine.stop();
   });
 
-  it("answers an HPA-owned numReplicas PATCH with 409 before any API call, and a scale the API refuses with 503", async () => {
-    api.putConfigMap("serve-bin-config", { "serve.yaml": "applications: []\n" });
-    api.takeCalls();
-    const refused = await engineFor(true).applyPatch("default", "Model", { numReplicas: 3 }, "x: 1\n").catch((e) => e);
-    expect([refused.code, api.takeCalls()]).toEqual(["conflict", []]);
-    api.deployments.delete(MODEL);
-    const failed = await engineFor(false).applyPatch("default", "Model", { numReplicas: 3 }, "x: 1\n").catch((e) => e);
-    expect([failed.code, statusOf[failed.code as keyof typeof statusOf], failed.message]).toEqual(["unavailable", 503, expect.stringContaining("did not take Model's replica count")]);
-    expect(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]).toBe("applications: []\n"); // not saved
+  it("leaves a count an HPA owns alone, and tells who listens which replica addresses left the ready set", async () => {
+    const engine = engineFor(true);
+    engine.scale("default", "Model", 7, "exactly");
+    await Bun.sleep(0);
+    const lost: string[] = [];
+    engine.onLost((a) => lost.push(a));
+    let sets: ReplicaSet[] = [];
+    engine.onReplicas((s) => (sets = s));
+    await waitFor(() => addresses(sets, "Model")?.length === 2, "the two model replicas");
+    api.loseReady(MODEL, "10.1.0.10");
+    await waitFor(() => lost.length === 1, "the lost address");
+    expect(lost).toEqual(["tcp://10.1.0.10:7000"]);
+    expect(api.takeCalls().filter((c) => c.includes("/scale"))).toEqual([]);
+    await engine.stop();
   });
 
   it("writes the applied config into the ConfigMap's serve.yaml, so kubectl diff shows the drift", async () => {

@@ -37,6 +37,9 @@ function readObjects(dir: string): Obj[] {
 const kustomize = (dir: string) => spawnSync("kubectl", ["kustomize", dir], { encoding: "utf8", timeout: 60_000 });
 const byKind = (objects: Obj[], kind: string) => objects.filter((o) => o.kind === kind);
 const named = (objects: Obj[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name)!;
+/** A serve deployment's Deployment (of its one revision here), found by its Service's name. */
+const deploymentOf = (objects: Obj[], service: string) => objects.find((o) => o.kind === "Deployment" && o.metadata.labels["app.kubernetes.io/name"] === service)!;
+const REVISION = /^(.*)-r[0-9a-f]{8}$/;
 
 describe.each([
   { graph: "tutorial", autoscaler: "serve-bin", deployments: 6, namespace: undefined },
@@ -61,7 +64,8 @@ describe.each([
   it("writes one Deployment and one headless Service per serve deployment, plus the proxy's and the controller's", () => {
     expect(deployments.length).toBe(count);
     const names = deployments.map((d) => kubeDeploymentName("default", d.name));
-    expect(byKind(objects, "Deployment").map((o) => o.metadata.name).sort()).toEqual([...names, "serve-bin-controller", "serve-bin-proxy"].sort());
+    // Each named <Service>-r<revision>: a new revision of the code is a new Deployment beside the old one.
+    expect(byKind(objects, "Deployment").map((o) => o.metadata.name.replace(REVISION, "$1")).sort()).toEqual([...names, "serve-bin-controller", "serve-bin-proxy"].sort());
     for (const name of names) expect(named(objects, "Service", name).spec.clusterIP).toBe("None");
     expect(byKind(objects, "HorizontalPodAutoscaler").length).toBe(autoscaler === "hpa" ? count : 0);
     expect(objects.map((o) => o.kind).filter((k) => !["Deployment", "Service", "HorizontalPodAutoscaler"].includes(k)).sort()).toEqual([
@@ -81,13 +85,13 @@ describe.each([
   it("passes the lints: selectors match template labels, probes and grace periods, no spec.replicas beside an HPA, RBAC exactly the verbs needed", () => {
     expect(lint(objects)).toEqual([]);
     expect(named(objects, "Role", "serve-bin-controller").rules.find((r: Obj) => r.resources[0] === "deployments/scale").resourceNames.sort()).toEqual(
-      deployments.map((d) => kubeDeploymentName("default", d.name)).sort(),
+      deployments.map((d) => deploymentOf(objects, kubeDeploymentName("default", d.name)).metadata.name).sort(),
     );
   });
 
   it("takes each replica Deployment's count, grace period, probes and role flags from the config, and gives it no API credentials", () => {
     for (const d of deployments) {
-      const k = named(objects, "Deployment", kubeDeploymentName("default", d.name));
+      const k = deploymentOf(objects, kubeDeploymentName("default", d.name));
       const pod = k.spec.template.spec;
       const c = pod.containers[0];
       expect({
@@ -183,7 +187,7 @@ describe("kubernetesManifests", () => {
   const all = (autoscaler: "hpa" | "serve-bin") => Object.values(kubernetesManifests(cfg, { image: "me/g:1", configYaml: "x: 1\n", autoscaler, namespace: "shop" }).files).flat() as Obj[];
 
   it("maps an autoscaled deployment to an HPA on ongoing requests per pod, with serve-bin's bounds and delays and a floor of 1", () => {
-    const name = kubeDeploymentName("shop", "Model");
+    const name = deploymentOf(all("hpa"), kubeDeploymentName("shop", "Model")).metadata.name;
     const hpa = named(all("hpa"), "HorizontalPodAutoscaler", name);
     expect(hpa.spec).toEqual({
       scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name },
@@ -198,12 +202,51 @@ describe("kubernetesManifests", () => {
   });
 
   it("leaves spec.replicas out for serve-bin's autoscaler too, keeps a count of 0 without an HPA, and writes no HPA by default", () => {
-    expect(named(all("serve-bin"), "Deployment", kubeDeploymentName("shop", "Model")).spec.replicas).toBeUndefined();
-    expect(named(all("hpa"), "Deployment", kubeDeploymentName("shop", "Idle")).spec.replicas).toBe(0);
-    expect(byKind(all("hpa"), "HorizontalPodAutoscaler").map((o) => o.metadata.name)).toEqual([kubeDeploymentName("shop", "Model")]);
+    expect(deploymentOf(all("serve-bin"), kubeDeploymentName("shop", "Model")).spec.replicas).toBeUndefined();
+    expect(deploymentOf(all("hpa"), kubeDeploymentName("shop", "Idle")).spec.replicas).toBe(0);
+    expect(byKind(all("hpa"), "HorizontalPodAutoscaler").map((o) => o.metadata.name)).toEqual([deploymentOf(all("hpa"), kubeDeploymentName("shop", "Model")).metadata.name]);
     expect(byKind(all("serve-bin"), "HorizontalPodAutoscaler")).toEqual([]);
     expect([hpaOwns("hpa", { numReplicas: 0 }), hpaOwns("hpa", { numReplicas: 2 }), hpaOwns("serve-bin", { numReplicas: "auto" })]).toEqual([false, true, false]);
     expect([quantity(2), quantity(0.25)]).toEqual(["2", "250m"]);
+  });
+
+  it("makes a new revision (a new Deployment) of the deployments a change touches only, and keeps the old ones scalable", () => {
+    const opts = { image: "me/g:1", configYaml: "x: 1\n", autoscaler: "serve-bin" as const, namespace: "shop", codeVersions: { shop: "code-1" } };
+    const first = kubernetesManifests(cfg, opts);
+    const [model, idle] = [kubeDeploymentName("shop", "Model"), kubeDeploymentName("shop", "Idle")];
+    expect(first.revisions[model]).toEqual({ current: expect.stringMatching(new RegExp(`^${model}-r[0-9a-f]{8}$`)), previous: [], code: { [first.revisions[model]!.current]: "code-1" } });
+    const withEnv = { ...cfg, applications: [{ ...cfg.applications[0]!, deployments: [{ ...auto, env: { MODE: "fast" } }, zero] }] } as ResolvedServeConfig;
+    // Model's env changed: Model gets a new revision, Idle keeps its own.
+    const second = kubernetesManifests(withEnv, { ...opts, previous: first.revisions });
+    expect(second.revisions[model]).toEqual({
+      current: expect.not.stringMatching(first.revisions[model]!.current),
+      previous: [first.revisions[model]!.current],
+      // Each revision's code hash, so the controller claims no pod of other code.
+      code: { [second.revisions[model]!.current]: "code-1", [first.revisions[model]!.current]: "code-1" },
+    });
+    expect(second.revisions[idle]).toEqual(first.revisions[idle]);
+    const objects = Object.values(second.files).flat() as Obj[];
+    const rules = named(objects, "Role", "serve-bin-controller").rules.find((r: Obj) => r.resources[0] === "deployments/scale").resourceNames;
+    expect(rules.sort()).toEqual([second.revisions[model]!.current, first.revisions[model]!.current, second.revisions[idle]!.current].sort());
+    expect(JSON.parse(named(objects, "ConfigMap", "serve-bin-config").data["revisions.json"])).toEqual(second.revisions);
+    // The Service spans both revisions' pods; each Deployment selects its own.
+    const dep = deploymentOf(objects, model);
+    expect(named(objects, "Service", model).spec.selector).toEqual({ "app.kubernetes.io/part-of": "serve-bin", "app.kubernetes.io/component": "replica", "app.kubernetes.io/name": model });
+    expect(dep.spec.selector.matchLabels["serve-bin.dev/revision"]).toBe(second.revisions[model]!.current.slice(model.length + 1));
+    // A new image or new code: every deployment of the application moves.
+    const third = kubernetesManifests(cfg, { ...opts, image: "me/g:2", previous: second.revisions });
+    expect([third.revisions[model]!.current === second.revisions[model]!.current, third.revisions[idle]!.current === second.revisions[idle]!.current]).toEqual([false, false]);
+    expect(third.revisions[model]!.previous).toEqual([second.revisions[model]!.current, first.revisions[model]!.current]);
+    expect(lint(objects)).toEqual([]);
+    // A fixed count: the new revision beside an old one starts at Kubernetes' default of one pod (the controller raises it as the old go); a count of 0 stays.
+    const fixed = (env: Record<string, string>) =>
+      ({ ...cfg, applications: [{ ...cfg.applications[0]!, deployments: [{ ...resolveDeployment("Fixed", [{ numReplicas: 2 }]), env }, { ...zero, env }] }] }) as ResolvedServeConfig;
+    const v1 = kubernetesManifests(fixed({}), opts);
+    const v2 = kubernetesManifests(fixed({ MODE: "fast" }), { ...opts, previous: v1.revisions });
+    const all2 = Object.values(v2.files).flat() as Obj[];
+    expect(deploymentOf(Object.values(v1.files).flat() as Obj[], kubeDeploymentName("shop", "Fixed")).spec.replicas).toBe(2);
+    expect(deploymentOf(all2, kubeDeploymentName("shop", "Fixed")).spec.replicas).toBeUndefined();
+    expect(deploymentOf(all2, idle).spec.replicas).toBe(0);
   });
 
   it("types the objects with kubernetes-types, so a misspelt field does not compile (checked by npm run typecheck)", () => {
@@ -220,7 +263,7 @@ describe("kubernetesManifests", () => {
 
   it("fails the lints on a broken copy, so the lints can fail", () => {
     const objects = JSON.parse(JSON.stringify(all("hpa"))) as Obj[];
-    const model = named(objects, "Deployment", kubeDeploymentName("shop", "Model"));
+    const model = deploymentOf(objects, kubeDeploymentName("shop", "Model"));
     model.spec.replicas = 2;
     model.spec.selector.matchLabels["app.kubernetes.io/name"] = "other";
     delete model.spec.template.spec.containers[0].readinessProbe;

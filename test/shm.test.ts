@@ -8,49 +8,11 @@ import type { DataMessage } from "../src/runtime/channel/messages.ts";
 import { ReplicaClient } from "../src/runtime/replica-client.ts";
 import { SharedMemory, shmStats, type SharedMemoryOptions } from "../src/runtime/channel/shm-channel.ts";
 import { BUN, ROOT, tempDir, waitFor } from "./harness.ts";
+import { allBack, bytesOf, hash, MiB, noise, opened, options, pair, T } from "./shm-helpers.ts";
 
-const T = 64 * 1024;
-const MiB = 1 << 20;
-const options = (o: Partial<SharedMemoryOptions> = {}): SharedMemoryOptions => ({ enabled: true, thresholdBytes: T, arenaBytes: 96 * MiB, dir: "/dev/shm", ...o });
-
-const opened: SharedMemory[] = [];
 afterEach(() => {
   for (const s of opened.splice(0)) s.close();
 });
-
-/** Two processes' worth of shared memory in this one: `a` sends, `b` receives. */
-function pair(o: Partial<SharedMemoryOptions> = {}) {
-  const a = SharedMemory.open(options(o), process.pid);
-  const b = SharedMemory.open(options(o), process.pid);
-  opened.push(a, b);
-  const la = a.link();
-  const lb = b.link();
-  const send = (value: unknown) => {
-    const bytes = encode(value, { binary: la.writer });
-    la.commit();
-    return bytes;
-  };
-  const receive = (bytes: Uint8Array) => decode(bytes, { binary: lb.reader });
-  return { a, b, send, receive };
-}
-
-/** Deterministic noise (xorshift), fast enough for 64 MiB. */
-function noise(n: number, seed: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  const words = new Uint32Array(out.buffer, 0, n >> 2);
-  let x = seed | 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
-  for (let i = words.length * 4; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
-
-const bytesOf = (v: ArrayBuffer | ArrayBufferView) => (v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-const hash = (v: ArrayBuffer | ArrayBufferView) => Bun.hash(bytesOf(v));
 
 type Ctor = { new (b: ArrayBuffer, off?: number, len?: number): ArrayBufferView; BYTES_PER_ELEMENT?: number; name: string };
 const F16 = (globalThis as { Float16Array?: Ctor }).Float16Array;
@@ -107,30 +69,32 @@ describe("shared memory between two arenas", () => {
     expect([back.n, back.s]).toEqual([5n, "text"]);
   });
 
-  it("gives the receiver its own copy, frees the block as it reads, and refuses a descriptor read twice", () => {
+  it("gives the receiver a view of the sender's block, held until the view is collected, and refuses a descriptor read twice", async () => {
     const { a, send, receive } = pair();
     const sent = noise(MiB, 1);
     const bytes = send(sent);
     expect(a.inFlight).toEqual(1);
-    const got = receive(bytes) as Uint8Array;
-    expect(a.inFlight).toEqual(0);
-    got.fill(0); // a copy: changing it changes nothing the sender holds
+    let got: Uint8Array | null = receive(bytes) as Uint8Array;
+    expect(a.inFlight).toEqual(1); // held by the view, not copied
+    expect(got.buffer.byteLength).toEqual(MiB); // its buffer is exactly the value: nothing else of the arena shows
+    got.fill(0); // the receiver's own block: changing it changes nothing the sender holds
     expect(hash(sent)).toEqual(hash(noise(MiB, 1)));
-    expect(got.buffer.byteLength).toEqual(MiB);
     expect(() => receive(bytes)).toThrow(/already read or reclaimed/);
+    got = null;
+    await allBack(a);
   });
 
-  it("reuses freed room: a 90 MiB arena carries 40 values of 16 MiB one after another", () => {
+  it("reuses freed room: a 90 MiB arena carries 40 values of 16 MiB one after another", async () => {
     const { a, send, receive } = pair({ arenaBytes: 90 * MiB });
     const before = shmStats();
     const v = new Float32Array(noise(16 * MiB, 3).buffer);
     for (let i = 0; i < 40; i++) expect(hash(receive(send(v)) as Float32Array)).toEqual(hash(v));
     expect(shmStats().fallbacks - before.fallbacks).toEqual(0);
     expect(shmStats().transfers - before.transfers).toEqual(40);
-    expect(a.inFlight).toEqual(0);
+    await allBack(a);
   });
 
-  it("sends a value inline when the arena is full, counts the fallback, and the answer is the same", () => {
+  it("sends a value inline when the arena is full, counts the fallback, and the answer is the same", async () => {
     const { a, send, receive } = pair({ arenaBytes: 2 * MiB });
     const before = shmStats();
     const x = noise(1_200_000, 4);
@@ -138,11 +102,11 @@ describe("shared memory between two arenas", () => {
     const first = send(x); // takes most of the arena
     const second = send(y); // no room left: inline
     expect([first.byteLength < 200, second.byteLength > 1_200_000]).toEqual([true, true]);
-    expect({ ...shmStats(), bytes: 0 }).toEqual({ transfers: before.transfers + 1, bytes: 0, fallbacks: before.fallbacks + 1 });
+    expect([shmStats().transfers, shmStats().fallbacks]).toEqual([before.transfers + 1, before.fallbacks + 1]);
     expect([hash(receive(second) as Uint8Array), hash(receive(first) as Uint8Array)]).toEqual([hash(y), hash(x)]);
     expect(hash(receive(send(y)) as Uint8Array)).toEqual(hash(y)); // room again once read
     expect(shmStats().fallbacks - before.fallbacks).toEqual(1);
-    expect(a.inFlight).toEqual(0);
+    await allBack(a);
   });
 
   it("keeps 200 transfers of mixed sizes in flight at once, freed in random order, without corrupting any", async () => {
@@ -161,7 +125,7 @@ describe("shared memory between two arenas", () => {
     const s = shmStats();
     expect(s.transfers - before.transfers + (s.fallbacks - before.fallbacks)).toEqual(200);
     expect(s.transfers - before.transfers).toBeGreaterThan(20);
-    expect(a.inFlight).toEqual(0);
+    await allBack(a);
     // Everything was freed, so the whole arena is one block again.
     expect(hash(receive(send(noise(60 * MiB, 1))) as Uint8Array)).toEqual(hash(noise(60 * MiB, 1)));
   });
@@ -182,12 +146,13 @@ describe("shared memory between two arenas", () => {
     expect(lines[0]).toMatch(/shared memory is off in process \d+: \/dev\/shm has \d+ bytes free, less than sharedMemory.arenaBytes .*--shm-size/);
   });
 
-  it("frees its arena's pages at close when nothing is left to read, though another process still maps it", () => {
+  it("frees its arena's pages at close when nothing is left to read, though another process still maps it", async () => {
     const { a, send, receive } = pair();
     const fd = openSync(a.arenaPath!, "r");
     try {
       for (let i = 0; i < 4; i++) receive(send(noise(8 * MiB, i)));
       expect(fstatSync(fd).blocks * 512).toBeGreaterThanOrEqual(8 * MiB);
+      await allBack(a);
       a.close();
       expect(fstatSync(fd).blocks * 512).toBeLessThan(MiB); // the header only
     } finally {
@@ -252,7 +217,8 @@ describe("shared memory on a Connection", () => {
     const reply = (await waitFor(() => p.replies[0], "the reply")) as Extract<DataMessage, { t: "ok" }>;
     expect([reply.v instanceof Float32Array, hash(reply.v as Float32Array)]).toEqual([true, hash(x)]);
     expect(shmStats().transfers - before.transfers).toEqual(3);
-    expect([a.inFlight, b.inFlight]).toEqual([0, 0]);
+    p.got.length = p.replies.length = 0;
+    await allBack(a, b);
     p.stop();
   });
 
@@ -341,12 +307,12 @@ interface Peer extends AsyncDisposable {
   stats: { inFlight: number } | null;
 }
 
-/** Starts test/fixtures/shm-peer.ts; `onReply` runs as each reply arrives. */
-async function startPeer(o: SharedMemoryOptions, onReply: (r: Reply) => void = () => {}): Promise<Peer> {
+/** Starts test/fixtures/shm-peer.ts; `onReply` runs as each reply arrives; with `hold` it keeps every value it receives. */
+async function startPeer(o: SharedMemoryOptions, onReply: (r: Reply) => void = () => {}, hold = false): Promise<Peer> {
   const peer: Peer = {
     arena: "",
     stats: null,
-    proc: Bun.spawn([BUN, join(ROOT, "test/fixtures/shm-peer.ts"), JSON.stringify(o)], {
+    proc: Bun.spawn([BUN, join(ROOT, "test/fixtures/shm-peer.ts"), JSON.stringify(o), ...(hold ? ["hold"] : [])], {
       stdio: ["ignore", "inherit", "inherit"],
       serialization: "advanced",
       ipc(m: { t?: string; arena?: string; inFlight?: number }) {
@@ -392,10 +358,41 @@ describe("two real processes mapping each other's arena", () => {
     expect([...results].filter(([, r]) => r !== "ok")).toEqual([]);
     const s = shmStats();
     expect(s.transfers - before.transfers + (s.fallbacks - before.fallbacks)).toEqual(sizes.filter((n) => n >= T).length);
-    expect(me.inFlight).toEqual(0);
-    peer.proc.send({ t: "stats" });
-    await waitFor(() => peer.stats, "the peer's stats");
-    expect(peer.stats).toEqual({ inFlight: 0 });
+    // Each side holds views of the other's blocks until its collector has run.
+    await waitFor(async () => {
+      peer.stats = null;
+      peer.proc.send({ t: "stats" }); // the peer collects, then reports
+      await waitFor(() => peer.stats, "the peer's stats");
+      Bun.gc(true);
+      return me.inFlight === 0 && peer.stats!.inFlight === 0;
+    }, "both arenas to be empty once the views are collected");
+  });
+
+  it("takes back the blocks a receiver held as views when the receiver is killed, and its views of a dead sender stay readable", async () => {
+    const o = options({ arenaBytes: 32 * MiB });
+    const me = SharedMemory.open(o, process.pid);
+    opened.push(me);
+    const link = me.link();
+    const replies: Reply[] = [];
+    const peer = await startPeer(o, (r) => replies.push(r), true);
+    const sent = Array.from({ length: 6 }, (_, i) => noise(2 * MiB, 40 + i));
+    for (const [id, value] of sent.entries()) {
+      peer.proc.send({ id, bytes: encode({ value }, { binary: link.writer }) });
+      link.commit();
+    }
+    await waitFor(() => replies.length === 6, "6 replies");
+    expect(replies.map((r) => r.hash)).toEqual(sent.map((v) => hash(v).toString(16)));
+    // The peer keeps every value: its views hold 6 of my blocks, and collecting here changes nothing.
+    Bun.gc(true);
+    expect(me.inFlight).toEqual(6);
+    // I hold views of the 6 values it sent back, from its arena.
+    const back = replies.map((r) => (decode(r.bytes!, { binary: link.reader }) as { value: Uint8Array }).value);
+    peer.proc.kill("SIGKILL");
+    await peer.proc.exited;
+    await waitFor(() => me.inFlight === 0, "my blocks to come back from the dead holder");
+    // The dead sender's file goes (the server's sweep) but is not shrunk under my views: reading them does not fault.
+    expect(me.reapDeadOwners()).toEqual([peer.arena]);
+    expect(back.map(hash)).toEqual(sent.map(hash));
   });
 
   it("in the server's process, removes the arena of a process killed with SIGKILL", async () => {

@@ -41,6 +41,8 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const out = cluster ? clusterOutput(values, positionals) : localOutput(values.output);
   const names = new Map<string, string>();
   const applications = [];
+  /** Each application's code hash: part of its deployments' revisions on Kubernetes. */
+  const codeVersions: Record<string, string> = {};
   for (const target of positionals) {
     const name = appName(target, positionals.length === 1);
     const clash = names.get(name);
@@ -53,6 +55,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
       const planned = await planApp({ name, importPath: local, deployments: [] }, out.importBase, "/");
       planned.config.importPath = out.importPath(resolve(file)) + target.slice(file.length);
       applications.push(planned.config);
+      codeVersions[name] = planned.codeVersion;
     } catch (e) {
       if (e instanceof ServeError) throw new UsageError(`${target}: ${e.message}`);
       throw e;
@@ -68,7 +71,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
-  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` });
+  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` }, codeVersions);
   if (cluster) return writeCluster(config, values.image!, values.output!, values["app-root"]);
   const yaml = toYAML(config);
   if (values.output) {

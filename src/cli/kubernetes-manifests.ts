@@ -8,7 +8,10 @@
  * What it writes (object names in src/cluster/kubernetes/names.ts):
  *   - ConfigMap `serve-bin-config` with `serve.yaml`; its sha256 is an
  *     annotation on every pod template, so a config change rolls the pods;
- *   - per serve deployment a Deployment (the `replica` role, one pod per
+ *   - per serve deployment and code revision a Deployment `<name>-r<hash8>`
+ *     (revision: the image, the application's code hash and the deployment's
+ *     env; `revisions.json` in the ConfigMap names the current one and those
+ *     before it, which the controller's Role may still scale) (the `replica` role, one pod per
  *     replica, grace period from gracefulShutdownTimeoutS, startup / liveness
  *     / readiness probes on `/-/healthz` and `/-/ready`, no API credentials)
  *     and a headless Service whose EndpointSlices the controller watches;
@@ -37,7 +40,8 @@ import type { ConfigMap, Container, EnvVar, PodSpec, PodTemplateSpec, Probe, Ser
 import type { NetworkPolicy } from "kubernetes-types/networking/v1";
 import type { PolicyRule, Role, RoleBinding } from "kubernetes-types/rbac/v1";
 import type { DeploymentConfig, ResolvedServeConfig } from "../config/schema.ts";
-import { KUBE_ANNOTATIONS, KUBE_LABELS, KUBE_OBJECTS, PART_OF, REPLICA_PORT, kubeDeploymentName, replicaSelector } from "../cluster/kubernetes/names.ts";
+import { KUBE_ANNOTATIONS, KUBE_LABELS, KUBE_OBJECTS, PART_OF, REPLICA_PORT, REVISIONS_FILE, kubeDeploymentName, kubeRevision, replicaSelector, revisionName, type Revisions } from "../cluster/kubernetes/names.ts";
+import { kubeResources } from "./resources.ts";
 import { SWARM_PATHS } from "./swarm-stack.ts";
 
 /** Who sets each replica count: serve-bin's controller, or a HorizontalPodAutoscaler per deployment. */
@@ -52,6 +56,10 @@ export interface KubernetesOptions {
   autoscaler: Autoscaler;
   /** The namespace everything goes into (kustomize sets it on every object; the RoleBinding names it for its ServiceAccount). */
   namespace: string;
+  /** Each application's code hash (the graph and its module), part of its deployments' revisions. Default: the import path. */
+  codeVersions?: Record<string, string>;
+  /** The revisions the last build of this directory wrote: their Deployments stay scalable by the controller. */
+  previous?: Revisions;
 }
 
 /** Any object this file writes. */
@@ -61,6 +69,8 @@ export type KubeObject = Deployment | Service | ConfigMap | ServiceAccount | Rol
 export interface KubernetesManifests {
   files: Record<string, KubeObject[]>;
   kustomization: Record<string, unknown>;
+  /** Each deployment's revision now and those before it (also in the ConfigMap, for the controller). */
+  revisions: Revisions;
 }
 
 /** Environment the controller reads to find its cluster objects (names the lead's engine wiring uses). */
@@ -76,6 +86,9 @@ export const TOKEN_FILES = { cluster: "cluster-token", admin: "admin-token" } as
 
 /** The metric an HPA scales on: requests in flight per pod, as serve-bin's own autoscaler uses. */
 export const HPA_METRIC = "serve_bin_deployment_ongoing_requests";
+
+/** Old revisions a build keeps scalable by the controller (its Role names them). */
+const MAX_PREVIOUS = 3;
 
 /** Kubernetes kills this long after the drain timeout, as the local supervisor and the Swarm stack do. */
 const KILL_MARGIN_S = 2;
@@ -130,6 +143,7 @@ interface PodParts {
   admin?: boolean;
   serviceAccount?: string;
   shmBytes?: number;
+  resources?: Container["resources"];
 }
 
 /** One role's pod: the image, the config and token mounted, non-root, credentials only for the controller. */
@@ -165,6 +179,7 @@ function pod(opts: KubernetesOptions, configHash: string, p: PodParts): PodTempl
         env,
         ports: p.ports,
         ...p.probes,
+        ...(p.resources ? { resources: p.resources } : {}),
         volumeMounts: mounts,
         securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
       },
@@ -191,12 +206,16 @@ const CONFIG_FILE = `${CONFIG_DIR}/serve.yaml`;
 const controlAddress = `tcp://${KUBE_OBJECTS.controller}:${CONTROL_PORT}`;
 
 /** One serve deployment: its Deployment, its headless Service, and under `--autoscaler hpa` its HPA. */
-function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedServeConfig, app: string, d: DeploymentConfig): KubeObject[] {
-  const name = kubeDeploymentName(app, d.name);
-  const labels = replicaSelector(name);
+function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedServeConfig, app: string, importPath: string, d: DeploymentConfig): KubeObject[] {
+  const service = kubeDeploymentName(app, d.name);
+  const revision = kubeRevision([opts.image, opts.codeVersions?.[app] ?? importPath, d.env]);
+  // The Deployment is per revision; the Service (and so discovery) spans every revision of the deployment.
+  const name = revisionName(service, revision);
+  const labels = { ...replicaSelector(service), [KUBE_LABELS.revision]: revision };
   const annotations = { [KUBE_ANNOTATIONS.app]: app, [KUBE_ANNOTATIONS.deployment]: d.name };
   const hpa = hpaOwns(opts.autoscaler, d);
-  const env: EnvVar[] = Object.entries(d.env).map(([k, v]) => ({ name: k, value: v }));
+  // The pod's revision, told to the controller in its hello (a replica of other code is never claimed).
+  const env: EnvVar[] = [...Object.entries(d.env).map(([k, v]) => ({ name: k, value: v })), { name: "SERVE_BIN_REVISION", valueFrom: { fieldRef: { fieldPath: `metadata.labels['${KUBE_LABELS.revision}']` } } }];
   const deployment = deploymentOf(
     name,
     labels,
@@ -213,18 +232,19 @@ function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedS
         probes: probes(d.healthCheckPeriodS, d.healthCheckTimeoutS),
         graceS: d.gracefulShutdownTimeoutS,
         shmBytes: config.sharedMemory.enabled ? config.sharedMemory.arenaBytes : undefined,
+        resources: kubeResources(d.resources),
       }),
     },
     annotations,
   );
-  const service: Service = {
+  const headless: Service = {
     apiVersion: "v1",
     kind: "Service",
-    metadata: meta(name, labels, annotations),
+    metadata: meta(service, replicaSelector(service), annotations),
     // Headless: its EndpointSlices list each pod's own address, which is what callers connect to.
-    spec: { clusterIP: "None", selector: labels, ports: [{ name: "link", port: REPLICA_PORT, targetPort: "link" }] },
+    spec: { clusterIP: "None", selector: replicaSelector(service), ports: [{ name: "link", port: REPLICA_PORT, targetPort: "link" }] },
   };
-  if (!hpa) return [deployment, service];
+  if (!hpa) return [deployment, headless];
   const auto = d.numReplicas === "auto" ? d.autoscalingConfig : undefined;
   const fixed = d.numReplicas === "auto" ? 0 : d.numReplicas;
   const autoscaler: HorizontalPodAutoscaler = {
@@ -248,7 +268,7 @@ function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedS
       },
     },
   };
-  return [deployment, service, autoscaler];
+  return [deployment, headless, autoscaler];
 }
 
 /** The controller's Role: watch EndpointSlices and pods, get and patch the scale of exactly these Deployments, its ConfigMap and Lease. */
@@ -370,17 +390,27 @@ export function kubernetesManifests(config: ResolvedServeConfig, opts: Kubernete
     data: { "serve.yaml": opts.configYaml },
   };
   const files: Record<string, KubeObject[]> = { "config.yaml": [configMap] };
-  const names: string[] = [];
+  const revisions: Revisions = {};
   for (const app of config.applications) {
     for (const d of app.deployments) {
-      const objects = replicaObjects(opts, hash, config, app.name, d);
-      const name = objects[0]!.metadata!.name!;
-      if (names.includes(name)) throw new Error(`two deployments map to the Kubernetes name ${name}`);
-      names.push(name);
-      files[`replica-${name}.yaml`] = objects;
+      const objects = replicaObjects(opts, hash, config, app.name, app.importPath, d);
+      const service = objects[1]!.metadata!.name!;
+      if (revisions[service]) throw new Error(`two deployments map to the Kubernetes name ${service}`);
+      const current = objects[0]!.metadata!.name!;
+      const before = opts.previous?.[service];
+      // The revisions before stay listed (so the controller may scale them down) until one is current again.
+      const previous = before ? [...new Set([before.current, ...before.previous])].filter((n) => n !== current).slice(0, MAX_PREVIOUS) : [];
+      const codeOf = (name: string) => (name === current ? (opts.codeVersions?.[app.name] ?? app.importPath) : before?.code?.[name]);
+      const code = Object.fromEntries([current, ...previous].flatMap((n) => (codeOf(n) === undefined ? [] : [[n, codeOf(n)!]])));
+      revisions[service] = { current, previous, code };
+      // A new revision beside old ones starts at one pod (Kubernetes' default): the controller raises it as the old ones go.
+      if (previous.length && (objects[0] as Deployment).spec!.replicas !== 0) delete (objects[0] as Deployment).spec!.replicas;
+      files[`replica-${service}.yaml`] = objects;
     }
   }
-  Object.assign(files, controllerObjects(opts, hash, config, names), { "proxy.yaml": proxyObjects(opts, hash, config), "network-policy.yaml": [networkPolicy()] });
+  configMap.data![REVISIONS_FILE] = JSON.stringify(revisions, null, 2);
+  const scalable = Object.values(revisions).flatMap((r) => [r.current, ...r.previous]);
+  Object.assign(files, controllerObjects(opts, hash, config, scalable), { "proxy.yaml": proxyObjects(opts, hash, config), "network-policy.yaml": [networkPolicy()] });
   const kustomization = {
     apiVersion: "kustomize.config.k8s.io/v1beta1",
     kind: "Kustomization",
@@ -392,5 +422,5 @@ export function kubernetesManifests(config: ResolvedServeConfig, opts: Kubernete
       { name: KUBE_OBJECTS.adminToken, files: [`token=${TOKEN_FILES.admin}`] },
     ],
   };
-  return { files, kustomization };
+  return { files, kustomization, revisions };
 }

@@ -5,12 +5,13 @@
  * rebuild, so running pods keep matching tokens; listed in a `.gitignore`).
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import type { ResolvedServeConfig, ServeConfig } from "../config/schema.ts";
 import { toYAML } from "../config/yaml.ts";
 import { UsageError } from "./args.ts";
+import { REVISIONS_FILE, type Revisions } from "../cluster/kubernetes/names.ts";
 import { kubernetesManifests, TOKEN_FILES, type Autoscaler } from "./kubernetes-manifests.ts";
 
 const HEAD = "# Written by `serve-bin build --target kubernetes`; apply with `kubectl apply -k <this directory>`.\n";
@@ -30,7 +31,7 @@ export interface KubernetesFlags {
 }
 
 /** `build --target kubernetes`: DIR/*.yaml and DIR/kustomization.yaml for `config` as the containers read it. */
-export function writeKubernetes(config: ServeConfig, flags: KubernetesFlags): number {
+export function writeKubernetes(config: ServeConfig, flags: KubernetesFlags, codeVersions: Record<string, string> = {}): number {
   const autoscaler = (flags.autoscaler ?? "serve-bin") as Autoscaler;
   if (!AUTOSCALERS.includes(autoscaler))
     throw new UsageError(`--autoscaler ${flags.autoscaler} is not known; it is serve-bin (the default: serve-bin's controller scales) or hpa (a HorizontalPodAutoscaler per deployment)${flags.usage}`);
@@ -38,8 +39,12 @@ export function writeKubernetes(config: ServeConfig, flags: KubernetesFlags): nu
   if (!NAMESPACE.test(namespace)) throw new UsageError(`--namespace "${namespace}" is not a Kubernetes namespace name: lowercase letters, digits and "-", at most 63, starting and ending with a letter or digit${flags.usage}`);
   const [image, dir] = [flags.image!, flags.output!];
   const configYaml = toYAML(config);
-  const { files, kustomization } = kubernetesManifests(config as unknown as ResolvedServeConfig, { image, configYaml, autoscaler, namespace });
+  // The last build's revisions: a deployment whose revision changes keeps its old Deployment scalable by the controller.
+  const revisionsFile = join(dir, REVISIONS_FILE);
+  const previous = existsSync(revisionsFile) ? (JSON.parse(readFileSync(revisionsFile, "utf8")) as Revisions) : undefined;
+  const { files, kustomization, revisions } = kubernetesManifests(config as unknown as ResolvedServeConfig, { image, configYaml, autoscaler, namespace, codeVersions, previous });
   mkdirSync(dir, { recursive: true });
+  writeFileSync(revisionsFile, JSON.stringify(revisions, null, 2) + "\n");
   const yaml = (o: unknown) => stringify(o, { lineWidth: 0, aliasDuplicateObjects: false });
   for (const [file, objects] of Object.entries(files)) writeFileSync(join(dir, file), HEAD + objects.map(yaml).join("---\n"));
   writeFileSync(join(dir, "kustomization.yaml"), HEAD + yaml(kustomization));

@@ -22,6 +22,7 @@
  * SIGTERM within its stop_grace_period. A replica's spec (graph, userConfig)
  * comes from the controller, so it needs no config file of its own.
  */
+import { swarmResources } from "./resources.ts";
 import type { DeploymentConfig, ResolvedServeConfig } from "../config/schema.ts";
 
 /** What the stack needs besides the config. */
@@ -156,6 +157,7 @@ export function swarmStack(config: ResolvedServeConfig, opts: SwarmOptions): Obj
           update_config: { order: "start-first", parallelism: 1 },
           // A replica exits 0 only when the controller drained it (scaling down): Swarm must not bring that one back.
           restart_policy: { condition: "on-failure" },
+          ...(d.resources ? { resources: swarmResources(d.resources) } : {}),
         },
       });
     }

@@ -21,7 +21,7 @@ export type { ProxyApp, ProxySnapshot } from "../runtime/channel/messages.ts";
 
 /** Messages on a control link. */
 export type LinkMessage =
-  | { t: "hello"; role: "replica"; app: string; deployment: string; pid: number; running?: RunningReplica }
+  | { t: "hello"; role: "replica"; app: string; deployment: string; pid: number; running?: RunningReplica; /** The code revision its engine runs it as (Kubernetes: the pod's revision label). */ revision?: string }
   | { t: "hello"; role: "proxy" }
   | { t: "to-replica"; m: ControlToReplica }
   | { t: "from-replica"; m: ControlFromReplica }

@@ -1,9 +1,9 @@
 /**
  * The engine for replicas that something else runs (SPEC §9): Docker Swarm
- * tasks, or processes started by hand ("static"). The controller's state
+ * tasks, Kubernetes pods, or processes started by hand ("static"). The controller's state
  * machine is unchanged: its `start` becomes a *claim* on a replica of that
  * deployment that dialled in; its `kill` releases the claim. A `Scaler` (the
- * Swarm service's replica count) is told how many replicas each deployment
+ * Swarm service's or Kubernetes Deployment's replica count) is told how many replicas each deployment
  * wants; without one, the claims wait for replicas started by hand.
  *
  * A replica that already runs when it meets this controller (the controller
@@ -35,6 +35,8 @@ interface Remote {
   app: string;
   deployment: string;
   running?: RunningReplica;
+  /** The code revision its engine runs it as, when the engine has revisions (Kubernetes). */
+  revision?: string;
   claim?: Claim;
   /** Told to drain: it exits, and no claim may take it. */
   leaving?: boolean;
@@ -77,6 +79,8 @@ export class RemoteEngine implements Engine {
     listen: string,
     links: LinkOptions,
     readonly scaler?: Scaler,
+    /** Whether a replica of this revision may take a claim (Kubernetes: not one whose revision runs other code). Default: every one. */
+    readonly eligible: (app: string, deployment: string, revision: string | undefined) => boolean = () => true,
   ) {
     this.#listener = listenLink(listen, { message: (m, c) => this.#onMessage(c, m as unknown as LinkMessage), close: (c) => this.#onClose(c) }, {}, links);
     this.#pinger = setInterval(() => this.#ping(), PING_EVERY_MS);
@@ -110,6 +114,16 @@ export class RemoteEngine implements Engine {
     return [...this.#remotes].filter((r) => !r.claim && !r.leaving).length;
   }
 
+  /** One deployment's replicas connected and not leaving (`linked`), and of those the unclaimed, which take a claim at once (`idle`). */
+  linkedOf(app: string, deployment: string): { linked: number; idle: number } {
+    const mine = [...this.#remotes].filter((r) => !r.leaving && r.app === app && r.deployment === deployment);
+    return { linked: mine.length, idle: mine.filter((r) => !r.claim && this.#eligible(r)).length };
+  }
+
+  #eligible(r: Remote): boolean {
+    return this.eligible(r.app, r.deployment, r.revision);
+  }
+
   /** Proxies connected now. */
   get proxies(): number {
     return this.#proxies.size;
@@ -120,7 +134,7 @@ export class RemoteEngine implements Engine {
     const exited = new Promise<ExitInfo>((r) => (resolveExit = r));
     const claim: Claim = { key: keyOf(spec.app, spec.deployment), spec, events, pending: [], ended: false, resolveExit };
     this.#claims.push(claim);
-    const free = [...this.#remotes].find((r) => !r.claim && !r.leaving && keyOf(r.app, r.deployment) === claim.key);
+    const free = [...this.#remotes].find((r) => !r.claim && !r.leaving && keyOf(r.app, r.deployment) === claim.key && this.#eligible(r));
     if (free) this.#bind(claim, free);
     this.#rescale(claim.key, spec.app, spec.deployment, "atLeast");
     return {
@@ -146,6 +160,20 @@ export class RemoteEngine implements Engine {
       },
       exited,
     };
+  }
+
+  /**
+   * The engine says the replica serving at `address` is gone (Kubernetes took
+   * its endpoint out): its link is dropped now, not after SILENT_LINK_MS, so
+   * its routes go and its claim starts again. A replica told to drain is left
+   * to finish.
+   */
+  lost(address: string): void {
+    for (const r of [...this.#remotes]) {
+      if (!r.running || !r.claim || r.leaving || reachable(r.running.address, r.conn.socket.remoteAddress) !== address) continue;
+      r.conn.socket.terminate();
+      this.#onClose(r.conn);
+    }
   }
 
   /** Pushes proxies' routing snapshot (and to every proxy that connects later). */
@@ -202,7 +230,7 @@ export class RemoteEngine implements Engine {
           if (this.#snapshot) sendLink(conn, { t: "snapshot", snapshot: this.#snapshot });
           return;
         }
-        return this.#arrived({ conn, pid: msg.pid, app: msg.app, deployment: msg.deployment, running: msg.running });
+        return this.#arrived({ conn, pid: msg.pid, app: msg.app, deployment: msg.deployment, running: msg.running, revision: msg.revision });
       case "from-replica": {
         const remote = this.#byConn.get(conn);
         const claim = remote?.claim;
@@ -214,7 +242,10 @@ export class RemoteEngine implements Engine {
       case "leaving": {
         // SIGTERM from its engine: out of the routes now; the claim starts again elsewhere.
         const remote = this.#byConn.get(conn);
-        if (remote?.claim) this.#end(remote.claim, { code: 0, signal: "SIGTERM" });
+        if (!remote) return;
+        if (remote.claim) this.#end(remote.claim, { code: 0, signal: "SIGTERM" });
+        // Draining now: no claim may take it again (marked after the end: its engine chose this stop, so no count is lowered for it).
+        remote.leaving = true;
         return;
       }
     }
@@ -225,7 +256,7 @@ export class RemoteEngine implements Engine {
     this.#byConn.set(remote.conn, remote);
     const key = keyOf(remote.app, remote.deployment);
     const waiting = this.#claims.find((c) => c.key === key && !c.remote && !c.ended);
-    if (waiting) this.#bind(waiting, remote);
+    if (waiting && this.#eligible(remote)) this.#bind(waiting, remote);
   }
 
   #onClose(conn: Connection): void {

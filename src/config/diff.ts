@@ -49,6 +49,8 @@ export const FIELD_COST: Readonly<Record<DeploymentField, ChangeCost>> = Object.
   env: "restart",
   // Where the deployment runs: in its callers' processes, which are replaced.
   colocate: "restart",
+  // Read by the built manifests only; no process on this machine changes.
+  resources: "target",
 });
 
 /** Application-level fields: a new importPath is new code, so every replica is replaced. */

@@ -26,6 +26,16 @@ export interface ServeEnv {
   clusterToken?: ClusterToken;
   /** `SERVE_BIN_STACK`: the Swarm stack a cluster role runs in (the stack file sets it from the service's labels). */
   swarmStack?: string;
+  /**
+   * The controller role's Kubernetes objects and API server, as the generated
+   * manifests and the kubelet set them: `SERVE_BIN_KUBE_CONFIGMAP`,
+   * `SERVE_BIN_KUBE_LEASE`, `SERVE_BIN_KUBE_AUTOSCALER` (serve-bin | hpa),
+   * `KUBERNETES_SERVICE_HOST`/`_PORT`, and `HOSTNAME` (the pod's name, its
+   * identity on the Lease).
+   */
+  /** `SERVE_BIN_REVISION`: the code revision a replica pod belongs to (the manifests set it from the pod's `serve-bin.dev/revision` label). */
+  revision?: string;
+  kube?: { configMap?: string; lease?: string; autoscaler?: string; serviceHost?: string; servicePort?: string; podName?: string };
 }
 
 /**
@@ -64,5 +74,14 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
   const clusterToken = readClusterToken(env);
   if (clusterToken) out.clusterToken = clusterToken;
   if (env.SERVE_BIN_STACK) out.swarmStack = env.SERVE_BIN_STACK;
+  if (env.SERVE_BIN_REVISION) out.revision = env.SERVE_BIN_REVISION;
+  const kube = {
+    configMap: env.SERVE_BIN_KUBE_CONFIGMAP,
+    lease: env.SERVE_BIN_KUBE_LEASE,
+    autoscaler: env.SERVE_BIN_KUBE_AUTOSCALER,
+    serviceHost: env.KUBERNETES_SERVICE_HOST,
+    servicePort: env.KUBERNETES_SERVICE_PORT,
+  };
+  if (Object.values(kube).some(Boolean)) out.kube = { ...Object.fromEntries(Object.entries(kube).filter(([, v]) => v)), podName: env.HOSTNAME || undefined };
   return out;
 }

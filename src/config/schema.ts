@@ -230,8 +230,37 @@ export const outlierDetectionSchema = strict("outlierDetection", outlierShape)
   })
   .describe("Outlier detection, as Envoy's: each caller ejects a replica that keeps timing out or answering 503 for a while.");
 
+/** Most GPUs one replica may ask for (a node with more is rare; a typo like 80 is refused, not left Pending forever). */
+export const MAX_GPUS_PER_REPLICA = 16;
+
+/** A Kubernetes CPU quantity: cores as a number (0.5) or a string ("2", "1.5", "500m"), above 0 and at most 1024 cores. */
+const CPU_MESSAGE = 'cpu is cores: a number above 0 and at most 1024 (e.g. 0.5), or a string like "2" or "500m"';
+function cpuCores(v: number | string): number {
+  if (typeof v === "number") return v;
+  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(v);
+  return m ? Number(m[1]) / (m[2] ? 1000 : 1) : Number.NaN;
+}
+const cpuQuantity = z
+  .union([z.number(), z.string()], { error: CPU_MESSAGE })
+  .refine((v) => cpuCores(v) > 0 && cpuCores(v) <= 1024, { error: CPU_MESSAGE })
+  .transform(String);
+
+/** A Kubernetes memory quantity: bytes with a binary or decimal suffix. */
+const memoryQuantity = z
+  .string({ error: 'memory is a string with a unit, e.g. "512Mi" or "4Gi"' })
+  .regex(/^[1-9]\d*(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)$/, { error: 'memory is a size with a unit: Ki, Mi, Gi, Ti (or k, M, G, T), e.g. "512Mi" or "4Gi"' });
+
+const resourcesShape = {
+  cpu: cpuQuantity.optional().describe('CPU cores each replica asks for and is limited to, e.g. 0.5 or "500m".'),
+  memory: memoryQuantity.optional().describe('Memory each replica asks for and is limited to, e.g. "512Mi".'),
+  gpu: wholeNumber(0, MAX_GPUS_PER_REPLICA)
+    .optional()
+    .describe(`NVIDIA GPUs each replica gets (the nvidia.com/gpu resource; at most ${MAX_GPUS_PER_REPLICA}).`),
+};
+
 const field = {
   name: () => name("a deployment"),
+  resources: () => strict("resources", resourcesShape),
   numReplicas: () =>
     z.union([wholeNumber(0, undefined, ', or "auto" with an autoscalingConfig'), z.literal("auto")], {
       error: 'expected a whole number ≥ 0, or "auto" with an autoscalingConfig',
@@ -285,6 +314,8 @@ const about = {
     "When a caller stops sending to a replica that keeps failing: after consecutiveFailures timeouts or 503s in a row it is ejected for baseEjectionS (longer each time in a row, at most maxEjectionS), never more than maxEjectionPercent of the replicas. Replaced whole by a PATCH.",
   env: 'Extra environment variables for the replica processes, e.g. { OMP_NUM_THREADS: "1" }. A change restarts the replicas.',
   routePrefix: 'The HTTP path the ingress serves, e.g. "/my-dag" (ingress only; "/-/" is reserved).',
+  resources:
+    'What each replica asks of a cluster node, e.g. { cpu: "500m", memory: "512Mi", gpu: 1 }: on Kubernetes the container\'s requests and limits (gpu as nvidia.com/gpu), on Swarm deploy.resources. Written into the manifests only when stated; `serve-bin run` on one machine does not enforce them. Fixed at build time: rebuild the manifests to change them.',
   colocate:
     "true: run this deployment inside each process that calls it, instead of in replicas of its own: a call is a function call (arguments and results still pass through the wire codec, so answers are the same), with no hop and no wake-up of another process. For cheap pre- and post-processing. Not for the ingress; numReplicas, autoscaling, maxOngoingRequests, health checks and env do not apply (each caller's process runs it, as often as its callers call); a change of userConfig or colocate replaces the application's replicas. Default false.",
 } as const;
@@ -303,6 +334,7 @@ const optionalDeploymentShape = {
   env: field.env().optional().describe(about.env),
   routePrefix: field.routePrefix().optional().describe(about.routePrefix),
   colocate: field.colocate().optional().describe(about.colocate),
+  resources: field.resources().optional().describe(about.resources),
 };
 
 /** A check every complete deployment passes: "auto" needs bounds to scale within. */
@@ -347,6 +379,7 @@ const deploymentConfigShape = {
   env: field.env().default(() => ({})).describe(about.env),
   routePrefix: optionalDeploymentShape.routePrefix,
   colocate: optionalDeploymentShape.colocate,
+  resources: optionalDeploymentShape.resources,
 };
 
 /** A fully resolved deployment, as `build` writes it; parsing fills the (non-ingress) defaults. */
@@ -366,6 +399,10 @@ export const deploymentPatchSchema = strict("a deployment patch", {
     .nullable()
     .optional()
     .describe(`${about.autoscalingConfig} null removes it.`),
+  resources: z
+    .never({ error: "resources are fixed when the manifests are built: change them in the config and run serve-bin build --target kubernetes (or swarm) again" })
+    .optional()
+    .describe("Not allowed: resources are set in the built manifests."),
 }).describe("A live change of some of a deployment's options.");
 
 /** Options of `@batch(...)` and `batch(fn, opts)`; also what `setBatchOptions` accepts (partial). */

@@ -17,7 +17,11 @@ export interface BinaryWriter {
   thresholdBytes: number;
 }
 export interface BinaryReader {
-  /** returns a fresh copy of the bytes the descriptor names (the descriptor is a view valid only during the call) */
+  /**
+   * returns bytes the decoded value may keep for as long as it lives: a fresh copy, or a view of
+   * shared memory whose buffer spans exactly these bytes and stays valid while referenced (the
+   * descriptor itself is a view valid only during the call)
+   */
   get(descriptor: Uint8Array): Uint8Array;
 }
 export interface CodecOptions {
@@ -251,10 +255,22 @@ function makeError([name, message, stack, code]: [string, string, string | undef
 // msgpack writes `undefined` as nil before any extension hook runs, and -0 as 0. Its
 // only per-value entry point is the private doEncode; wrapping it in a subclass keeps
 // the library untouched for anyone else and costs two comparisons per value.
-type Internals = { doEncode(this: Encoder, o: unknown, depth: number): void };
+type Internals = { doEncode(this: Encoder, o: unknown, depth: number): void; reinitializeState(): void; pos: number; bytes: Uint8Array };
 const baseDoEncode = (Encoder.prototype as unknown as Partial<Internals>).doEncode;
 if (typeof baseDoEncode !== "function") throw new Error("@msgpack/msgpack no longer has Encoder#doEncode: src/runtime/channel/codec.ts must be updated for this version");
-class WireEncoder extends Encoder {}
+class WireEncoder extends Encoder {
+  /**
+   * Like encodeSharedRef, with 4 bytes left in front for a length prefix: a framed message is
+   * then one buffer, not a second copy of the encoded one (msgpack's own state, as doEncode).
+   */
+  encodeAfterPrefix(value: unknown): Uint8Array {
+    const self = this as unknown as Internals;
+    self.reinitializeState();
+    self.pos = 4;
+    self.doEncode.call(this, value, 1);
+    return self.bytes.subarray(0, self.pos);
+  }
+}
 (WireEncoder.prototype as unknown as Internals).doEncode = function (o, depth) {
   if (depth === 1) depth += nestBase;
   curDepth = depth;
@@ -287,14 +303,37 @@ const nestedDecode = runDecoder;
  * @throws EncodeError naming the path of the first value it cannot carry.
  */
 export function encode(value: unknown, opts?: { binary?: BinaryWriter }): Uint8Array {
+  return encodeWith(value, opts?.binary, false);
+}
+
+/** Largest body a 4-byte length prefix can announce. */
+const MAX_FRAME = 0xffff_ffff;
+
+/**
+ * Encodes a value as one frame of channel/frame.ts: a 4-byte little-endian body length, then
+ * what `encode` makes, in one buffer (framing `encode`'s result would copy the whole message again).
+ * @throws EncodeError as `encode`; RangeError past the 4 GiB a length prefix can say.
+ */
+export function encodeFrame(value: unknown, opts?: { binary?: BinaryWriter }): Uint8Array {
+  const out = encodeWith(value, opts?.binary, true);
+  const n = out.byteLength - 4;
+  if (n > MAX_FRAME) throw new RangeError(`a frame body of ${n} bytes is over the 4 GiB limit of the length prefix; send large binary values through shared memory`);
+  out[0] = n & 0xff;
+  out[1] = (n >>> 8) & 0xff;
+  out[2] = (n >>> 16) & 0xff;
+  out[3] = n >>> 24;
+  return out;
+}
+
+function encodeWith(value: unknown, binary: BinaryWriter | undefined, prefixed: boolean): Uint8Array {
   const savedWriter = writer;
   const savedBase = nestBase;
-  writer = opts?.binary;
+  writer = binary;
   nestBase = 0;
   const i = encLevel++;
   const enc = (encoders[i] ??= newEncoder());
   try {
-    const out = enc.encodeSharedRef(value);
+    const out = prefixed ? enc.encodeAfterPrefix(value) : enc.encodeSharedRef(value);
     if (out.byteLength <= SHRINK_BYTES) return out.slice();
     encoders[i] = undefined; // the big buffer leaves with the result: no pinned memory, one copy saved
     return out;
@@ -311,7 +350,10 @@ export function encode(value: unknown, opts?: { binary?: BinaryWriter }): Uint8A
   }
 }
 
-/** Decodes what `encode` made. Every binary value is a fresh copy, never a view of `bytes`. */
+/**
+ * Decodes what `encode` made. Binary values never alias `bytes`: inline ones are fresh
+ * copies, shared-memory ones what the `binary` reader gives (see BinaryReader).
+ */
 export function decode(bytes: Uint8Array, opts?: { binary?: BinaryReader }): unknown {
   const saved = reader;
   reader = opts?.binary;

@@ -46,7 +46,7 @@ export async function replicaRole(argv: string[]): Promise<number> {
   const listen = tcpFlag(values.listen ?? "tcp://0.0.0.0:7000", "--listen", USAGE);
   const drainS = Number(values["drain-timeout-s"] ?? 20);
   if (!(drainS >= 0 && drainS <= 3600)) throw new UsageError(`--drain-timeout-s takes seconds from 0 to 3600, not "${values["drain-timeout-s"]}"`);
-  const token = readEnv().clusterToken;
+  const { clusterToken: token, revision } = readEnv();
   if (!token) throw new UsageError("the replica role links over TCP and needs the cluster token: set SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE");
 
   let spec: ReplicaSpec | null = null;
@@ -70,7 +70,7 @@ export async function replicaRole(argv: string[]): Promise<number> {
 
   console.log(`serve-bin: replica ${app}/${deployment} health on http://${health.hostname}:${health.port}, dialling ${controller}`);
 
-  const link: ControllerLink = new ControllerLink(controller, { token }, (): LinkMessage => ({ t: "hello", role: "replica", app, deployment, pid: process.pid, running }), (msg) => {
+  const link: ControllerLink = new ControllerLink(controller, { token }, (): LinkMessage => ({ t: "hello", role: "replica", app, deployment, pid: process.pid, running, revision }), (msg) => {
     if (msg.t === "to-replica") onControl(msg.m);
   }, (up) => console.log(up ? `serve-bin: linked to the controller at ${controller}` : `serve-bin: lost the controller at ${controller}; serving with the last routes`), (why) =>
     console.error(`serve-bin: cannot link to the controller: ${why}; trying again`),

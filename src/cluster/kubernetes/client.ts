@@ -70,11 +70,14 @@ export interface ListResult<T> {
  */
 export class KubeClient {
   readonly namespace: string;
+  /** The API server's base URL. */
+  readonly server: string;
   readonly #opts: KubeClientOptions;
 
   constructor(opts: KubeClientOptions) {
     this.#opts = opts;
     this.namespace = opts.namespace;
+    this.server = opts.server;
   }
 
   async #fetch(method: string, path: string, init: { body?: unknown; contentType?: string; signal?: AbortSignal } = {}): Promise<Response> {
@@ -162,12 +165,15 @@ export class KubeClient {
    * Sets a Deployment's replica count: reads its scale, then merge-patches
    * `spec.replicas` with the resourceVersion read, so a concurrent change is
    * seen (409) and the count applied again on top of it. No PATCH when the
-   * count is already there.
+   * count is already there, nor for an `atLeast` count already met (the
+   * controller's claims only ever raise a count that way; only a stop it
+   * chose lowers one, `exactly`).
    */
-  scale(name: string, replicas: number): Promise<Scale> {
+  scale(name: string, replicas: number, how: "atLeast" | "exactly" = "exactly"): Promise<Scale> {
     return this.#retryConflicts(async () => {
       const current = await this.getScale(name);
-      if (current.spec.replicas === replicas) return current;
+      const now = current.spec.replicas ?? 0;
+      if (now === replicas || (how === "atLeast" && now > replicas)) return current;
       const patch = { metadata: { resourceVersion: current.metadata.resourceVersion }, spec: { replicas } };
       return this.#json<Scale>("PATCH", this.#scalePath(name), { body: patch, contentType: "application/merge-patch+json" });
     });

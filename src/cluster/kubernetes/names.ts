@@ -24,6 +24,8 @@ export const KUBE_LABELS = {
   name: "app.kubernetes.io/name",
   /** EndpointSlices name their Service with this label (set by Kubernetes). */
   serviceName: "kubernetes.io/service-name",
+  /** A replica pod's code revision (`r` + 8 hex): its Deployment's selector has it, its Service's does not. */
+  revision: "serve-bin.dev/revision",
 } as const;
 
 /** Annotation keys carrying serve-bin's own names, which may hold characters a label value cannot. */
@@ -67,3 +69,25 @@ export function replicaSelector(kubeName: string): Record<string, string> {
 
 /** The label selector (query form) of every replica Service's EndpointSlices: one watch covers all deployments. */
 export const REPLICA_SLICES_SELECTOR = `${KUBE_LABELS.partOf}=${PART_OF},${KUBE_LABELS.component}=replica`;
+
+/**
+ * A deployment's code revision: 8 hex digits of a hash of what its pods run
+ * (the image, the application's code hash, the deployment's env). A change of
+ * any of them makes a new revision, i.e. a new Deployment object beside the
+ * old one, of the deployments it touches only.
+ * @example kubeRevision(["me/graph:2", "a1b2.c3", { MODE: "fast" }]) // "r" + 8 hex digits
+ */
+export function kubeRevision(parts: unknown[]): string {
+  return `r${createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 8)}`;
+}
+
+/** The Deployment of one revision: `<kubeDeploymentName>-r<hash8>` (57 characters at most, a DNS label). */
+export function revisionName(kubeName: string, revision: string): string {
+  return `${kubeName}-${revision}`;
+}
+
+/** Each deployment's revisions, as `build` writes them (ConfigMap key `revisions.json`) and the controller reads them: by kubeDeploymentName. */
+export type Revisions = Record<string, { current: string; previous: string[]; /** Each listed revision's code hash: a replica of a revision whose code is not the current one's is never claimed. */ code?: Record<string, string> }>;
+
+/** The ConfigMap key (and build-directory file) holding the Revisions. */
+export const REVISIONS_FILE = "revisions.json";

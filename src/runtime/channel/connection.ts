@@ -1,7 +1,7 @@
 import type { Socket } from "bun";
 import { ServeError } from "../../error.ts";
-import { decode, encode, type BinaryReader, type BinaryWriter } from "../../wire/codec.ts";
-import { FrameDecoder, frame } from "./frame.ts";
+import { decode, encodeFrame, type BinaryReader, type BinaryWriter } from "../../wire/codec.ts";
+import { FrameDecoder } from "./frame.ts";
 import type { DataMessage } from "./messages.ts";
 
 export interface ConnectionHandlers {
@@ -66,7 +66,7 @@ export class Connection {
     if (this.closed) return;
     let out: Uint8Array;
     try {
-      out = frame(encode(msg, { binary: this.#link.writer }));
+      out = encodeFrame(msg, { binary: this.#link.writer });
     } catch (e) {
       this.#link.abort();
       throw e;

@@ -6,7 +6,9 @@
  *
  * File layout (little-endian Int32 words, then data):
  *   [0..15]  header: magic, version, granule, granules, data offset, closed, readers, owner pid
- *   [16..]   one state word per granule: 0 = free, else the tag of the block starting there
+ *   [16..]   two words per granule, for the block starting there:
+ *            state: 0 = free, tag = sent and not yet read, -tag = held by a reader's view;
+ *            holder: the pid of the process holding it (meaningful while state < 0)
  *   data     at `dataOffset` (page-aligned), `granules` × GRANULE bytes
  *
  * @example
@@ -16,10 +18,11 @@
  */
 import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, statfsSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { processAlive } from "../process-alive.ts";
 
 export const GRANULE = 4096;
 const MAGIC = 0x5342_4d31; // "SBM1"
-const VERSION = 1;
+const VERSION = 2;
 const HEADER_WORDS = 16;
 const [W_MAGIC, W_VERSION, W_GRANULE, W_GRANULES, W_DATA, W_CLOSED, W_READERS, W_PID] = [0, 1, 2, 3, 4, 5, 6, 7];
 /** Blocks still in flight an allocation looks past, oldest first, before it settles for what it found free. */
@@ -34,9 +37,12 @@ export class ShmReadError extends Error {
   override readonly name = "ShmReadError";
 }
 
+/** Index of a granule's state word, and of its holder word (the next one). */
+const stateAt = (granule: number) => HEADER_WORDS + 2 * granule;
+
 function layout(bytes: number): { granules: number; dataOffset: number } {
-  let granules = Math.floor((bytes - HEADER_WORDS * 4) / (GRANULE + 4));
-  const offsetOf = (n: number) => Math.ceil((HEADER_WORDS + n) * 4 / GRANULE) * GRANULE;
+  let granules = Math.floor((bytes - HEADER_WORDS * 4) / (GRANULE + 8));
+  const offsetOf = (n: number) => Math.ceil((HEADER_WORDS + 2 * n) * 4 / GRANULE) * GRANULE;
   while (granules > 0 && offsetOf(granules) + granules * GRANULE > bytes) granules--;
   return { granules, dataOffset: offsetOf(Math.max(granules, 0)) };
 }
@@ -88,6 +94,11 @@ export interface Block {
   tag: number;
   /** Who sent it (a connection), for reclaiming what a closed connection never delivered. */
   owner: object | null;
+  /**
+   * This process still refers to the block (a `sharedArray` it made): it stays reserved
+   * whatever its state word says, and may be sent again once its last reader is done.
+   */
+  pinned?: boolean;
 }
 
 /** The arena this process owns: created once, exclusively, mode 0600; allocated from, never remapped. */
@@ -166,8 +177,11 @@ export class OwnArena {
     }
   }
 
-  /** Reserves room for `length` bytes, or null when the arena (or /dev/shm) has none: the caller sends inline. */
-  alloc(length: number, owner: object | null): Block | null {
+  /**
+   * Reserves room for `length` bytes, or null when the arena (or /dev/shm) has none: the caller sends inline.
+   * A `pinned` block is this process's own until `unpin` (see Block.pinned); its state stays 0 until published.
+   */
+  alloc(length: number, owner: object | null, pinned = false): Block | null {
     if (this.#closed || length <= 0) return null;
     const count = Math.ceil(length / GRANULE);
     // Receivers mostly free in the order blocks were sent: a short look at the oldest usually
@@ -192,22 +206,45 @@ export class OwnArena {
     this.#touched = Math.max(this.#touched, end);
     this.#lastAlloc = performance.now();
     this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
-    this.#tag = this.#tag >= 0x7fff_ffff ? 1 : this.#tag + 1;
-    const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#tag, owner };
+    const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#nextTag(), owner, pinned };
     this.#live.set(granule, block);
     return block;
   }
 
-  /** Makes a filled block readable: after this store, a receiver presenting the tag may take it. */
-  publish(b: Block): void {
-    Atomics.store(this.#words, HEADER_WORDS + b.granule, b.tag);
+  #nextTag(): number {
+    return (this.#tag = this.#tag >= 0x7fff_ffff ? 1 : this.#tag + 1);
   }
 
-  /** Frees a block nobody received (the message carrying it was never sent). */
+  /** Makes a filled block readable: after this store, a receiver presenting the tag may take it. */
+  publish(b: Block): void {
+    Atomics.store(this.#words, stateAt(b.granule) + 1, 0); // no holder yet: a reader names itself after taking it
+    Atomics.store(this.#words, stateAt(b.granule), b.tag);
+  }
+
+  /**
+   * Publishes a pinned block again, under a new tag, for one more reader; false while
+   * its last reader still holds it (one reader at a time: the caller copies instead).
+   */
+  republish(b: Block, owner: object | null): boolean {
+    if (!b.pinned || this.#live.get(b.granule) !== b || Atomics.load(this.#words, stateAt(b.granule)) !== 0) return false;
+    b.tag = this.#nextTag();
+    b.owner = owner;
+    this.#orphans.delete(b);
+    this.publish(b);
+    return true;
+  }
+
+  /** This process no longer refers to a pinned block: it is freed once no reader holds it. */
+  unpin(b: Block): void {
+    b.pinned = false;
+    if (this.#live.get(b.granule) === b && Atomics.load(this.#words, stateAt(b.granule)) === 0) this.#release(b);
+  }
+
+  /** Frees a block nobody received (the message carrying it was never sent); a pinned one only goes back to unsent. */
   discard(b: Block): void {
     if (this.#live.get(b.granule) !== b) return;
-    Atomics.store(this.#words, HEADER_WORDS + b.granule, 0);
-    this.#release(b);
+    Atomics.store(this.#words, stateAt(b.granule), 0);
+    if (!b.pinned) this.#release(b);
   }
 
   /** The connection that sent these blocks closed: free them when the room is needed. */
@@ -218,18 +255,50 @@ export class OwnArena {
   /**
    * Takes back the blocks whose receivers have freed them, oldest first; stops after
    * meeting `peek` blocks still in flight. Cost: one atomic load per block looked at.
+   * The full scan (no `peek`) also takes back blocks held by a process that died
+   * (a crashed receiver never frees its views): one signal-0 probe per holder.
    */
   reclaim(peek = Infinity): void {
+    const words = this.#words;
+    let alive: Map<number, boolean> | undefined;
     for (const b of this.#live.values()) {
-      if (Atomics.load(this.#words, HEADER_WORDS + b.granule) !== b.tag) this.#release(b);
-      else if (--peek <= 0) return;
+      const at = stateAt(b.granule);
+      let state = Atomics.load(words, at);
+      if (state < 0 && peek === Infinity) {
+        const holder = Atomics.load(words, at + 1);
+        alive ??= new Map();
+        let ok = alive.get(holder);
+        if (ok === undefined) alive.set(holder, (ok = holder <= 0 || processAlive(holder)));
+        if (!ok && Atomics.compareExchange(words, at, state, 0) === state) state = 0;
+      }
+      if (b.pinned) continue; // this process's sharedArray: reserved until unpinned, whatever its state
+      if (state === 0) {
+        this.#release(b);
+        continue;
+      }
+      if (--peek <= 0) return;
     }
   }
 
-  /** Blocks sent and not yet read (orphans included). */
+  /** Blocks sent and not yet freed by their reader, or held by this process (orphans and pinned blocks included). */
   get inFlight(): number {
     this.reclaim();
     return this.#live.size;
+  }
+
+  /** Blocks sent and not yet taken by any reader (neither read nor held), orphans aside. */
+  #unread(): number {
+    let n = 0;
+    for (const b of this.#live.values()) if (!this.#orphans.has(b) && Atomics.load(this.#words, stateAt(b.granule)) > 0) n++;
+    return n;
+  }
+
+  /**
+   * Nothing in the file is in use, here or elsewhere: no block is live. A pinned block counts,
+   * since this process may still touch its sharedArray (shrinking the file under it would fault).
+   */
+  #empty(): boolean {
+    return this.#live.size === 0;
   }
 
   /**
@@ -269,7 +338,7 @@ export class OwnArena {
 
   #reclaimOrphans(): void {
     // A late reader of an orphan then fails its compare-and-swap and reports an error; it never sees other bytes.
-    for (const b of this.#orphans) Atomics.compareExchange(this.#words, HEADER_WORDS + b.granule, b.tag, 0);
+    for (const b of this.#orphans) Atomics.compareExchange(this.#words, stateAt(b.granule), b.tag, 0);
     this.reclaim();
   }
 
@@ -313,11 +382,13 @@ export class OwnArena {
     this.#closed = true;
     if (this.#trimTimer) clearTimeout(this.#trimTimer);
     const until = Date.now() + waitMs;
-    while (this.#live.size > this.#orphans.size && Date.now() < until) {
+    // Blocks readers hold as views are read already: only unread ones are worth the wait.
+    while (this.#unread() > 0 && Date.now() < until) {
       Bun.sleepSync(1);
       this.reclaim();
     }
-    if (this.#bytes) retire(this.path, this.fd, this.#bytes, this.#live.size === 0);
+    this.reclaim();
+    if (this.#bytes) retire(this.path, this.fd, this.#bytes, this.#empty());
     else retire(this.path, this.fd, new Uint8Array(0), false);
     closeSync(this.fd);
   }
@@ -347,12 +418,15 @@ export function retire(path: string, fd: number, bytes: Uint8Array, empty: boole
   } catch {}
 }
 
-/** Whether every block of a mapped arena has been read (all state words zero): a dead owner's file can then shrink. */
+/**
+ * Whether every block of a mapped arena has been read and let go (all state words zero):
+ * a dead owner's file can then shrink. A block a reader still holds keeps its pages.
+ */
 export function arenaEmpty(bytes: Uint8Array): boolean {
   const head = headerWords(bytes);
-  if (!head || head[W_MAGIC] !== MAGIC || bytes.byteLength < head[W_DATA]!) return false;
-  const words = new Int32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS + head[W_GRANULES]!);
-  for (let i = HEADER_WORDS; i < words.length; i++) if (Atomics.load(words, i) !== 0) return false;
+  if (!head || head[W_MAGIC] !== MAGIC || head[W_VERSION] !== VERSION || bytes.byteLength < head[W_DATA]!) return false;
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset, stateAt(head[W_GRANULES]!));
+  for (let i = HEADER_WORDS; i < words.length; i += 2) if (Atomics.load(words, i) !== 0) return false;
   return true;
 }
 
@@ -360,9 +434,16 @@ function headerWords(bytes: Uint8Array): Int32Array | null {
   return bytes.byteLength >= HEADER_WORDS * 4 ? new Int32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS) : null;
 }
 
-/** Another process's arena, mapped once and kept; a receiver copies blocks out of it and frees them. */
+/**
+ * Another process's arena, mapped once and kept; a receiver copies blocks out of it and
+ * frees them, or holds them (`hold`) and lets go later (`letGo`).
+ */
 export class ArenaView {
   readonly #words: Int32Array;
+  /** Bytes of blocks this process holds as views now. */
+  held = 0;
+  /** Bytes received as views since this process last asked for a garbage collection (SharedMemory's). */
+  sinceCollect = 0;
   readonly #granules: number;
   readonly #dataOffset: number;
 
@@ -408,17 +489,20 @@ export class ArenaView {
     return this.#words[W_PID]!;
   }
 
+  /** Bytes of data the arena has room for. */
+  get dataBytes(): number {
+    return this.#granules * GRANULE;
+  }
+
   /**
    * Copies `length` bytes of the block at `granule` out and frees the block, if it
    * still carries `tag`. `copy: false` frees without copying (a message that failed
    * to decode releases the rest of its blocks). Never returns bytes of another block.
    */
   take(granule: number, length: number, tag: number, copy = true): Uint8Array {
-    if (!(granule >= 0 && length > 0 && granule + Math.ceil(length / GRANULE) <= this.#granules)) {
-      throw new ShmReadError(`a shared-memory descriptor points outside ${this.path}: the message is corrupt`);
-    }
+    this.#check(granule, length);
     const w = this.#words;
-    const state = HEADER_WORDS + granule;
+    const state = stateAt(granule);
     Atomics.add(w, W_READERS, 1);
     try {
       if (Atomics.load(w, W_CLOSED) !== 0) throw new ShmReadError(`the sender of this value closed its shared memory before it was read (${this.path})`);
@@ -430,6 +514,35 @@ export class ArenaView {
       return out;
     } finally {
       Atomics.sub(w, W_READERS, 1);
+    }
+  }
+
+  /**
+   * Holds the block at `granule` for this process instead of copying it: returns the byte
+   * offset of its data in `bytes`. The owner will not reuse it (nor shrink the file over
+   * it) until `letGo`, or until it finds this process dead.
+   */
+  hold(granule: number, length: number, tag: number): number {
+    this.#check(granule, length);
+    const w = this.#words;
+    const state = stateAt(granule);
+    if (Atomics.load(w, W_CLOSED) !== 0) throw new ShmReadError(`the sender of this value closed its shared memory before it was read (${this.path})`);
+    if (Atomics.compareExchange(w, state, tag, -tag) !== tag) throw stale(this.path);
+    // Until this store the holder word is 0, which the owner takes for "alive".
+    Atomics.store(w, state + 1, process.pid);
+    this.held += length;
+    return this.#dataOffset + granule * GRANULE;
+  }
+
+  /** Gives back a block held by `hold`: its owner may reuse it from now on. */
+  letGo(granule: number, length: number, tag: number): void {
+    this.held -= length;
+    Atomics.compareExchange(this.#words, stateAt(granule), -tag, 0);
+  }
+
+  #check(granule: number, length: number): void {
+    if (!(granule >= 0 && length > 0 && granule + Math.ceil(length / GRANULE) <= this.#granules)) {
+      throw new ShmReadError(`a shared-memory descriptor points outside ${this.path}: the message is corrupt`);
     }
   }
 }

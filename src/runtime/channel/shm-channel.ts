@@ -1,10 +1,22 @@
 /**
  * Large binary values between processes through shared memory (SPEC §5). The
  * codec hands each value of at least `thresholdBytes` to the writer, which
- * copies it into this process's arena and returns a small descriptor (arena
- * file, block, length, tag); the receiver maps the sender's arena once, copies
- * the bytes out and frees the block with a compare-and-swap. Receivers always
- * get their own copy, never a view of shared memory. When the arena is full the
+ * copies it into this process's arena (or, for a `sharedArray` made there,
+ * just names it) and returns a small descriptor (arena file, block, length,
+ * tag); the receiver maps the sender's arena once and holds the block: the
+ * value it decodes is a view of the sender's bytes, not a copy.
+ *
+ * The lifetime rule: a received view stays valid, and its bytes unchanged, for
+ * as long as anything in the receiving process refers to it (the value, any
+ * view of its buffer, the buffer). Its block goes back to the sender only
+ * after the garbage collector has found it unreachable (a FinalizationRegistry
+ * frees it with a compare-and-swap, no message); a receiver that dies lets go
+ * of everything (the sender takes back blocks of dead holders). So that a slow
+ * collector cannot fill a sender's arena, a receiver holds at most half of it
+ * and copies beyond that; while it holds views it asks for a young-generation
+ * collection after every 16 MiB it receives (a full one only at the limit),
+ * letting go at once of what the collection found unreachable, and it sweeps
+ * on its own 50 ms after a receipt (see shm-views.ts). When the arena is full the
  * value goes inline through the socket, and `shmStats().fallbacks` counts it.
  *
  * @example
@@ -14,9 +26,11 @@
  */
 import { closeSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { setSharedBufferSource } from "../../api/shared-array.ts";
 import type { BinaryReader, BinaryWriter } from "../../wire/codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
 import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
+import { producedBlock, producedBuffer, receiveView, sweepViews } from "./shm-views.ts";
 import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
@@ -35,9 +49,15 @@ export interface ShmStats {
   bytes: number;
   /** Values at or above the threshold that went inline because the arena (or /dev/shm) was full. */
   fallbacks: number;
+  /** Of the transfers, `sharedArray`s sent without a copy. */
+  zeroCopy: number;
+  /** Values received as views of a sender's arena. */
+  views: number;
+  /** Values received as copies because this process already held half of the sender's arena. */
+  copies: number;
 }
 
-const stats: ShmStats = { transfers: 0, bytes: 0, fallbacks: 0 };
+const stats: ShmStats = { transfers: 0, bytes: 0, fallbacks: 0, zeroCopy: 0, views: 0, copies: 0 };
 
 /**
  * This process's shared-memory counters (every SharedMemory in it together).
@@ -47,6 +67,8 @@ export function shmStats(): ShmStats {
   return { ...stats };
 }
 
+/** Bytes received as views between two requests for a young-generation collection, at most. */
+const COLLECT_EVERY = 16 << 20;
 /** How long an exiting process lets receivers take what it sent before it frees its arena. */
 const EXIT_WAIT_MS = 200;
 /** How often the server's process looks for arenas of replicas that died without cleaning up. */
@@ -67,6 +89,7 @@ export class SharedMemory implements BinaryChannel {
   readonly #views = new Map<string, ArenaView>();
   readonly #reaper: ReturnType<typeof setInterval> | null = null;
   readonly #onExit = () => this.close();
+  readonly #source = (bytes: number) => this.sharedBuffer(bytes);
   #closed = false;
 
   private constructor(
@@ -77,7 +100,10 @@ export class SharedMemory implements BinaryChannel {
     this.thresholdBytes = opts.thresholdBytes;
     this.#arena = arena;
     this.#name = new TextEncoder().encode(arena ? arena.path.slice(opts.dir.length + 1) : "");
-    if (arena) this.writer = { thresholdBytes: this.thresholdBytes, put: (bytes) => this.#put(bytes, null)?.descriptor ?? null };
+    if (arena) {
+      this.writer = { thresholdBytes: this.thresholdBytes, put: (bytes) => this.#put(bytes, null)?.descriptor ?? null };
+      setSharedBufferSource(this.#source);
+    }
     this.reader = { get: (d) => this.#take(d, true) };
     if (serverPid === process.pid) this.#reaper = setInterval(() => this.reapDeadOwners(), REAP_EVERY_MS).unref();
     process.on("exit", this.#onExit);
@@ -145,9 +171,33 @@ export class SharedMemory implements BinaryChannel {
     return link;
   }
 
+  /**
+   * A zeroed buffer of `bytes` bytes in this process's arena, for `sharedArray`: sending a
+   * view of it from its start names its block instead of copying. Null below the threshold,
+   * without an arena, or when the arena has no room (counted as a fallback).
+   */
+  sharedBuffer(bytes: number): ArrayBuffer | null {
+    const arena = this.#arena;
+    if (!arena || bytes < this.thresholdBytes) return null;
+    const block = arena.alloc(bytes, null, true);
+    if (!block) {
+      stats.fallbacks++;
+      return null;
+    }
+    return producedBuffer(arena, block, bytes);
+  }
+
   #put(bytes: Uint8Array, owner: object | null): { block: Block; descriptor: Uint8Array } | null {
     const arena = this.#arena;
     if (!arena) return null; // closed: the process is on its way out
+    const mine = bytes.byteOffset === 0 ? producedBlock(arena, bytes.buffer) : undefined;
+    // A sharedArray whose last reader is done goes as it lies; one still held by a reader is copied.
+    if (mine && arena.republish(mine, owner)) {
+      stats.transfers++;
+      stats.zeroCopy++;
+      stats.bytes += bytes.byteLength;
+      return { block: mine, descriptor: this.#descriptor(mine, bytes.byteLength) };
+    }
     const block = arena.alloc(bytes.byteLength, owner);
     if (!block) {
       stats.fallbacks++;
@@ -157,22 +207,48 @@ export class SharedMemory implements BinaryChannel {
     arena.publish(block);
     stats.transfers++;
     stats.bytes += bytes.byteLength;
+    return { block, descriptor: this.#descriptor(block, bytes.byteLength) };
+  }
+
+  #descriptor(block: Block, length: number): Uint8Array {
     const d = new Uint8Array(16 + this.#name.byteLength);
     const v = new DataView(d.buffer);
     v.setUint32(0, block.tag, true);
     v.setUint32(4, block.granule, true);
-    v.setFloat64(8, bytes.byteLength, true);
+    v.setFloat64(8, length, true);
     d.set(this.#name, 16);
-    return { block, descriptor: d };
+    return d;
   }
 
-  #take(d: Uint8Array, copy: boolean): Uint8Array {
+  /** Reads a value: a view held until collected (see the lifetime rule above), a copy past the holding limit, or (`read` false) frees it unread. */
+  #take(d: Uint8Array, read: boolean): Uint8Array {
     if (d.byteLength < 17) throw new ShmReadError("a shared-memory descriptor is truncated: the message is corrupt");
     const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
     const name = ascii.decode(d.subarray(16));
     const m = NAME.exec(name);
     if (!m || Number(m[1]) !== this.serverPid) throw new ShmReadError(`a shared-memory descriptor names "${name}", which is not an arena of this server`);
-    return this.#view(name).take(v.getUint32(4, true), v.getFloat64(8, true), v.getUint32(0, true), copy);
+    const view = this.#view(name);
+    const [tag, granule, length] = [v.getUint32(0, true), v.getUint32(4, true), v.getFloat64(8, true)];
+    if (!read) return view.take(granule, length, tag, false);
+    const eighth = view.dataBytes / 8;
+    // Views die when the collector runs, which a heap that allocates little rarely asks for. While views
+    // are held, ask for a young-generation pass (~0.2 ms) once per COLLECT_EVERY received (or per eighth of
+    // a smaller arena) and let go at once of what it found dead: the sender then reuses the same blocks,
+    // whose pages exist already (a first write to a /dev/shm page costs more than the copy itself). A view
+    // that lived through an earlier collection is old and only a full one (10-40 ms in a replica here)
+    // finds it dead: that runs only when this value would not fit under the limit otherwise.
+    view.sinceCollect += length;
+    if (view.held > 0 && view.sinceCollect >= Math.min(eighth, COLLECT_EVERY)) {
+      view.sinceCollect = 0;
+      Bun.gc(view.held + length > 4 * eighth);
+      sweepViews(view);
+    }
+    if (view.held + length > 4 * eighth) {
+      stats.copies++;
+      return view.take(granule, length, tag, true);
+    }
+    stats.views++;
+    return receiveView(view, granule, length, tag);
   }
 
   /** Frees a block without reading it; one already freed is fine. */
@@ -235,6 +311,7 @@ export class SharedMemory implements BinaryChannel {
     if (this.#closed) return;
     this.#closed = true;
     process.off("exit", this.#onExit);
+    if (this.#arena) setSharedBufferSource(null, this.#source);
     if (this.#reaper) clearInterval(this.#reaper);
     this.#arena?.close(EXIT_WAIT_MS);
     this.#arena = null; // the mapping can go once nothing refers to it
