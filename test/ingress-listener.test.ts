@@ -166,13 +166,16 @@ describe("ingress replicas listen on the data-plane port (proxy.location ingress
     const load = startLoad({ url: `${server.url}/a`, loops: 4, pauseMs: 2 });
     await load.until((r) => r.ok >= 20, "20 answers");
     expect((await patch(server, "a", "Who", { numReplicas: 2 })).status).toBe(200);
+    const port = Number(new URL(server.url).port);
     await waitFor(async () => (await ingressPids(server)).a!.length === 2, "two ingress replicas of a");
+    await waitFor(() => listenersOn(port) === 4, "the new replica's listener to open");
     const two = (await ingressPids(server)).a!;
     await waitFor(async () => two.includes((await get(`${server.url}/c`, { fresh: true })).listener) && two.includes((await get(`${server.url}/a`, { fresh: true })).listener), "a's listeners to take requests");
     const mid = load.current.ok;
     await load.until((r) => r.ok >= mid + 20, "20 more answers");
     expect((await patch(server, "a", "Who", { numReplicas: 1 })).status).toBe(200);
     await waitFor(async () => (await ingressPids(server)).a!.length === 1, "one ingress replica of a");
+    await waitFor(() => listenersOn(port) === 3, "the leaving replica's listener to close");
     const end = load.current.ok;
     await load.until((r) => r.ok >= end + 20, "20 answers after the scale-down");
     const result = await load.stop();
