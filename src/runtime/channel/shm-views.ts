@@ -14,18 +14,26 @@
  * hand out a copy; structuredClone and postMessage with a transfer list are
  * not covered (README: copy with `.slice()` first).
  *
+ * A process that sends on a buffer it received this way names the same block
+ * (`heldBlock`) rather than copying it: the block then has two holders, and goes
+ * back to its owner when both have let go.
+ *
  * @example
- *   const bytes = receiveView(view, granule, length, tag); // held until `bytes` (and its buffer) is collected
+ *   const bytes = receiveView(view, ref, length, skew); // held until `bytes` (and its buffer) is collected
  *   const buf = producedBuffer(arena, block, 1 << 20);      // a sharedArray's memory, unpinned when collected
  */
 import { ptr, toArrayBuffer } from "bun:ffi";
-import type { ArenaView, Block, OwnArena } from "./shm-arena.ts";
+import type { ArenaView, Block, OwnArena, Ref } from "./shm-arena.ts";
 
-interface Held {
+/** A block this process holds through a received buffer: the buffer shows `length` bytes from `skew` in the block. */
+export interface Held {
   view: ArenaView;
   granule: number;
-  length: number;
   tag: number;
+  /** The slot of this process's reference. */
+  slot: number;
+  skew: number;
+  length: number;
   buffer: WeakRef<ArrayBuffer>;
   done: boolean;
 }
@@ -39,6 +47,8 @@ const guarded = new WeakSet<ArrayBuffer>();
 const received = new FinalizationRegistry<Held>(letGo);
 /** The blocks held as views, per arena mapping (only mappings with some). */
 const holds = new Map<ArenaView, Set<Held>>();
+/** Received buffers, to their hold: sending one on forwards its block. */
+const heldBy = new WeakMap<ArrayBuffer, Held>();
 
 function letGo(h: Held): void {
   if (h.done) return;
@@ -46,7 +56,7 @@ function letGo(h: Held): void {
   const set = holds.get(h.view);
   set?.delete(h);
   if (set?.size === 0) holds.delete(h.view);
-  h.view.letGo(h.granule, h.length, h.tag);
+  h.view.letGo(h.granule, h.slot, h.length);
 }
 
 /** First delay of the deferred sweep, and its longest (it doubles while views stay held). */
@@ -110,20 +120,22 @@ function external(mapping: Uint8Array, offset: number, length: number): ArrayBuf
 }
 
 /**
- * Holds the block at `granule` of another process's arena and returns its bytes without a
- * copy. The registry's record refers to `view`, so the mapping outlives every such buffer.
+ * Holds the block `ref` names in another process's arena and returns its `length` bytes from
+ * `skew` on without a copy. The registry's record refers to `view`, so the mapping outlives
+ * every such buffer.
  */
-export function receiveView(view: ArenaView, granule: number, length: number, tag: number): Uint8Array {
-  const offset = view.hold(granule, length, tag);
+export function receiveView(view: ArenaView, ref: Ref, length: number, skew: number): Uint8Array {
+  const offset = view.hold(ref, length, skew);
   let buffer: ArrayBuffer;
   try {
     buffer = external(view.bytes, offset, length);
   } catch (e) {
-    view.letGo(granule, length, tag);
+    view.letGo(ref.granule, ref.slot, length);
     throw e;
   }
-  const h: Held = { view, granule, length, tag, buffer: new WeakRef(buffer), done: false };
+  const h: Held = { view, granule: ref.granule, tag: ref.tag, slot: ref.slot, skew, length, buffer: new WeakRef(buffer), done: false };
   received.register(buffer, h);
+  heldBy.set(buffer, h);
   let set = holds.get(view);
   if (!set) holds.set(view, (set = new Set()));
   set.add(h);
@@ -136,6 +148,12 @@ export function receiveView(view: ArenaView, granule: number, length: number, ta
   if (sweepTimer === null) sweepDelay = SWEEP_MS[0];
   sweepSoon();
   return new Uint8Array(buffer);
+}
+
+/** The hold behind a buffer `receiveView` made and that is still held, if `buffer` is one. */
+export function heldBlock(buffer: ArrayBufferLike): Held | undefined {
+  const h = heldBy.get(buffer as ArrayBuffer);
+  return h && !h.done ? h : undefined;
 }
 
 /** A zeroed buffer over a pinned block of this process's arena; the block is unpinned when the buffer is collected. */
