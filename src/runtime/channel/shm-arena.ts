@@ -26,6 +26,7 @@
 import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, statfsSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { processAlive } from "../process-alive.ts";
+import { privatePages } from "./private-pages.ts";
 
 export const GRANULE = 4096;
 const MAGIC = 0x5342_4d31; // "SBM1"
@@ -97,9 +98,9 @@ export function openArenaFile(path: string): { fd: number } | { refused: string;
   }
 }
 
-/** Maps an open file: the path in /proc names the file already opened, so no link is followed. */
-export function mapFd(fd: number): Uint8Array {
-  return Bun.mmap(`/proc/self/fd/${fd}`, { shared: true });
+/** Maps an open file: the path in /proc names the file already opened, so no link is followed. `shared: false` is copy-on-write. */
+export function mapFd(fd: number, shared = true): Uint8Array {
+  return Bun.mmap(`/proc/self/fd/${fd}`, { shared });
 }
 
 /** What a descriptor names: a block, its tag, and the slot of the reference it hands over (holding -from). */
@@ -509,7 +510,9 @@ function headerWords(bytes: Uint8Array): Int32Array | null {
 
 /**
  * Another process's arena, mapped once and kept; a receiver copies blocks out of it and
- * frees them, or holds them (`hold`) and lets go later (`letGo`).
+ * frees them, or holds them (`hold`) and lets go later (`letGo`). It is mapped twice:
+ * `bytes` shared (the words, and copies), `data` private (copy-on-write: the views user
+ * code gets, so that its writes stay its own; see private-pages.ts).
  */
 export class ArenaView {
   readonly #words: Int32Array;
@@ -523,6 +526,7 @@ export class ArenaView {
   private constructor(
     readonly path: string,
     readonly bytes: Uint8Array,
+    readonly data: Uint8Array,
   ) {
     const w = headerWords(bytes)!;
     this.#granules = w[W_GRANULES]!;
@@ -532,12 +536,14 @@ export class ArenaView {
 
   static map(path: string): ArenaView {
     let bytes: Uint8Array;
+    let data: Uint8Array;
     const opened = openArenaFile(path);
     if ("refused" in opened) {
       throw new ShmReadError(opened.gone ? `the sender's shared memory ${opened.refused}; the sending process has probably exited` : `the sender's shared memory is refused: ${opened.refused}`);
     }
     try {
       bytes = mapFd(opened.fd);
+      data = privatePages.available ? mapFd(opened.fd, false) : bytes;
     } catch (e) {
       throw new ShmReadError(`the sender's shared memory ${path} cannot be mapped (${(e as Error).message})`);
     } finally {
@@ -550,7 +556,7 @@ export class ArenaView {
     if (w[W_DATA]! + w[W_GRANULES]! * GRANULE > bytes.byteLength && w[W_CLOSED] === 0) {
       throw new ShmReadError(`${path} is shorter than its header says; it is corrupt`);
     }
-    return new ArenaView(path, bytes);
+    return new ArenaView(path, bytes, data);
   }
 
   /** The owner closed it with nothing left to read (or it was retired so): nothing more can be read from it. */

@@ -222,7 +222,7 @@ export class SharedMemory implements BinaryChannel {
     const arena = this.#arena;
     if (!arena) return null; // closed: the process is on its way out
     // A view this process received (or forwarded to it) goes on as a reference to the same block.
-    const held = heldBlock(bytes.buffer);
+    const held = heldBlock(bytes);
     const slot = held ? held.view.forward(held.granule) : -1;
     if (held && slot >= 0) {
       const { view, granule } = held;
