@@ -14,6 +14,7 @@ import { postJSON, startServeBin, type ServeBin } from "./lib/server.ts";
 import { decode, encodeFrame } from "../src/wire/codec.ts";
 import { FrameDecoder } from "../src/runtime/channel/frame.ts";
 import { SharedMemory } from "../src/runtime/channel/shm-channel.ts";
+import { OwnArena, TRIM_IDLE_MS } from "../src/runtime/channel/shm-arena.ts";
 import { round, roundSummary, summarize } from "./lib/stats.ts";
 
 /**
@@ -32,6 +33,30 @@ async function timeMs(n: number, fn: () => void, { warm = 1, yields = false } = 
 }
 
 const MiB = 1 << 20;
+
+/**
+ * Median ms of copying `bytes` into a 16 MiB arena block, after the arena gave its pages
+ * back (trim: each page faults in fresh from /dev/shm) and with its pages kept.
+ */
+function arenaPageCost(bytes: Uint8Array, reps: number): { freshShmMs: number; keptShmMs: number } {
+  const made = OwnArena.create({ dir: "/dev/shm", name: `serve-bin-${process.pid}-${process.pid}-pages`, bytes: 32 * MiB });
+  if (typeof made === "string") throw new Error(made);
+  const fresh: number[] = [];
+  const kept: number[] = [];
+  try {
+    for (let i = 0; i < reps * 2; i++) {
+      if (i % 2 === 0) made.trim();
+      const block = made.alloc(bytes.byteLength, null)!;
+      const t0 = performance.now();
+      made.bytes.set(bytes, block.offset);
+      (i % 2 === 0 ? fresh : kept).push(performance.now() - t0);
+      made.discard(block, block);
+    }
+  } finally {
+    made.close(0);
+  }
+  return { freshShmMs: summarize(fresh).median, keptShmMs: summarize(kept).median };
+}
 
 /** Whether a server (or one of its replicas) mapped a shared-memory arena: serve-bin names them serve-bin-<main pid>-…. */
 function arenas(s: ServeBin): string[] {
@@ -104,6 +129,7 @@ export const payload: Scenario = {
     const copyMs = await timeMs(reps, () => new Uint8Array(16 * MiB).set(new Uint8Array(x.buffer)));
     const reused = new Uint8Array(16 * MiB);
     const warmCopyMs = await timeMs(reps, () => reused.set(new Uint8Array(x.buffer)));
+    const { freshShmMs, keptShmMs } = arenaPageCost(new Uint8Array(x.buffer), reps);
     const shmIn = onArenas.length > 0;
     const gbps = (bytes: number, key: string) => bytes / 1e9 / (summarize(ms[key]!).median / 1000);
     const off16 = gbps(16 * MiB, "off-16MiB");
@@ -117,6 +143,8 @@ export const payload: Scenario = {
       "in-process 16 MiB: shared-memory transfer ms": round(shmMs, 2),
       "in-process 16 MiB: one copy into fresh memory ms": round(copyMs, 2),
       "in-process 16 MiB: one copy into reused memory ms": round(warmCopyMs, 2),
+      "in-process 16 MiB: one copy into an arena block whose pages were given back (trim) ms": round(freshShmMs, 2),
+      "in-process 16 MiB: one copy into an arena block whose pages were kept ms": round(keptShmMs, 2),
     };
     for (const [k, v] of Object.entries(ms)) series[`${k} ms`] = roundSummary(summarize(v), 3);
     return {
@@ -160,6 +188,15 @@ export const payload: Scenario = {
           unit: "ms",
           value: shmMs,
           baseline: { label: "one plain 16 MiB copy into reused memory", value: warmCopyMs },
+          digits: 2,
+        }),
+        row({
+          id: "payload.16MiB.fresh-pages",
+          figure: "16 MiB into an arena block whose /dev/shm pages were given back (what a send pays after the arena trimmed itself when idle)",
+          unit: "ms",
+          value: freshShmMs,
+          baseline: { label: "the same block with its pages kept", value: keptShmMs },
+          note: `an idle arena gives its pages back after ${TRIM_IDLE_MS / 1000} s`,
           digits: 2,
         }),
         row({

@@ -64,6 +64,21 @@ function sendFrom(shm: SharedMemory, value: unknown): Uint8Array {
   return bytes;
 }
 
+/** My SharedMemory (the owner) and `n` holder processes, all stopped at the end. */
+async function setup(n: number) {
+  const o = options({ arenaBytes: 32 * MiB });
+  const me = SharedMemory.open(o, process.pid);
+  opened.push(me);
+  const holders = await Promise.all(Array.from({ length: n }, () => Holder.start(o)));
+  return {
+    me,
+    holders,
+    async [Symbol.asyncDispose]() {
+      for (const h of holders) await h[Symbol.asyncDispose]();
+    },
+  };
+}
+
 /** Collects here and asks `inFlight` until every block of `shm` is back. */
 async function emptyAgain(shm: SharedMemory): Promise<void> {
   await waitFor(() => {
@@ -74,11 +89,8 @@ async function emptyAgain(shm: SharedMemory): Promise<void> {
 
 describe("a block forwarded through several processes", () => {
   it("is one block held by both forwarders, keeps its bytes while either holds it, and is freed only when both let go", async () => {
-    const o = options({ arenaBytes: 32 * MiB });
-    const me = SharedMemory.open(o, process.pid);
-    opened.push(me);
-    await using a = await Holder.start(o);
-    await using b = await Holder.start(o);
+    await using t = await setup(2);
+    const { me, holders: [a, b] } = t;
     const value = noise(4 * MiB, 7);
     const expected = hash(value).toString(16);
     expect((await a.ask({ t: "take", id: "x", bytes: sendFrom(me, value) })).hash).toBe(expected);
@@ -105,12 +117,8 @@ describe("a block forwarded through several processes", () => {
   });
 
   it("lets a holder write its view in place without anyone else seeing it, and sends a written view as a copy", async () => {
-    const o = options({ arenaBytes: 32 * MiB });
-    const me = SharedMemory.open(o, process.pid);
-    opened.push(me);
-    await using a = await Holder.start(o);
-    await using b = await Holder.start(o);
-    await using c = await Holder.start(o);
+    await using t = await setup(3);
+    const { me, holders: [a, b, c] } = t;
     const value = noise(4 * MiB, 21);
     const expected = hash(value).toString(16);
     const inverted = hash(value.map((v) => ~v & 0xff)).toString(16);
@@ -138,10 +146,8 @@ describe("a block forwarded through several processes", () => {
   });
 
   it("comes back to this process too: a view of my own block, forwarded back to me, is the same bytes", async () => {
-    const o = options({ arenaBytes: 32 * MiB });
-    const me = SharedMemory.open(o, process.pid);
-    opened.push(me);
-    await using a = await Holder.start(o);
+    await using t = await setup(1);
+    const { me, holders: [a] } = t;
     const value = noise(2 * MiB, 9);
     await a.ask({ t: "take", id: "x", bytes: sendFrom(me, value) });
     const link = me.link();
@@ -159,11 +165,8 @@ describe("a block forwarded through several processes", () => {
   });
 
   it("lets go of a holder's references when the holder is killed with SIGKILL", async () => {
-    const o = options({ arenaBytes: 32 * MiB });
-    const me = SharedMemory.open(o, process.pid);
-    opened.push(me);
-    await using a = await Holder.start(o);
-    await using b = await Holder.start(o);
+    await using t = await setup(2);
+    const { me, holders: [a, b] } = t;
     const value = noise(3 * MiB, 11);
     await a.ask({ t: "take", id: "x", bytes: sendFrom(me, value) });
     await b.ask({ t: "take", id: "x", bytes: (await a.ask({ t: "send", id: "x" })).bytes! });
@@ -181,12 +184,8 @@ describe("a block forwarded through several processes", () => {
   });
 
   it("stays readable in every holder when its owner dies, and later sends of it are copies", async () => {
-    const o = options({ arenaBytes: 32 * MiB });
-    const me = SharedMemory.open(o, process.pid);
-    opened.push(me);
-    const owner = await Holder.start(o);
-    await using b = await Holder.start(o);
-    await using c = await Holder.start(o);
+    await using t = await setup(3);
+    const { me, holders: [owner, b, c] } = t;
     const made = (await owner.ask({ t: "make", id: "x", n: 5 * MiB, seed: 3 })).bytes!;
     const expected = (await owner.ask({ t: "hash", id: "x" })).hash!;
     const link = me.link();

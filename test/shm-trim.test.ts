@@ -12,8 +12,8 @@ import { waitFor } from "./harness.ts";
 const MiB = 1 << 20;
 const held = (path: string) => statSync(path).blocks * 512;
 
-function arena(): OwnArena {
-  const made = OwnArena.create({ dir: "/dev/shm", name: `serve-bin-${process.pid}-${process.pid}-trim${Math.random().toString(36).slice(2)}`, bytes: 32 * MiB });
+function arena(trimIdleMs?: number): OwnArena {
+  const made = OwnArena.create({ dir: "/dev/shm", name: `serve-bin-${process.pid}-${process.pid}-trim${Math.random().toString(36).slice(2)}`, bytes: 32 * MiB, trimIdleMs });
   if (typeof made === "string") throw new Error(made);
   return made;
 }
@@ -48,7 +48,7 @@ describe("an arena gives back the pages a burst wrote", () => {
   });
 
   it("does it by itself once no block has been sent for a while and every block was read", async () => {
-    const a = arena();
+    const a = arena(500);
     try {
       const view = ArenaView.map(a.path);
       const burst = Array.from({ length: 8 }, (_, i) => send(a, new Uint8Array(MiB).fill(i)));

@@ -149,6 +149,7 @@ export class OwnArena {
     readonly dir: string,
     readonly fd: number,
     readonly size: number,
+    readonly trimIdleMs: number,
   ) {
     ({ granules: this.granules, dataOffset: this.dataOffset } = layout(size));
     // The header goes in through the file; the state words are zero in a fresh sparse file.
@@ -176,7 +177,7 @@ export class OwnArena {
    * Creates `dir/name` exclusively (O_EXCL, 0600) with `bytes` bytes, or says why not.
    * The file is sparse: pages come into being as blocks are first written.
    */
-  static create(opts: { dir: string; name: string; bytes: number }): OwnArena | string {
+  static create(opts: { dir: string; name: string; bytes: number; trimIdleMs?: number }): OwnArena | string {
     const { granules, dataOffset } = layout(opts.bytes);
     if (granules < 1) return `sharedMemory.arenaBytes (${opts.bytes}) is too small for even one block; use at least ${dataOffset + GRANULE * 16}`;
     let free: number;
@@ -191,7 +192,7 @@ export class OwnArena {
     try {
       fd = openSync(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
       ftruncateSync(fd, opts.bytes);
-      return new OwnArena(path, opts.dir, fd, opts.bytes);
+      return new OwnArena(path, opts.dir, fd, opts.bytes, opts.trimIdleMs ?? TRIM_IDLE_MS);
     } catch (e) {
       if (fd >= 0) {
         closeSync(fd);
@@ -229,7 +230,7 @@ export class OwnArena {
     else (ext[0] += count), (ext[1] -= count);
     this.#touched = Math.max(this.#touched, end);
     this.#lastAlloc = performance.now();
-    this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
+    this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), this.trimIdleMs).unref();
     const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#nextTag(), slot: 0, from: process.pid, owner, pinned };
     this.#live.set(granule, block);
     return block;
@@ -378,13 +379,13 @@ export class OwnArena {
   #trimWhenIdle(): void {
     this.#trimTimer = null;
     const idle = performance.now() - this.#lastAlloc;
-    if (idle < TRIM_IDLE_MS) {
-      this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS - idle).unref();
+    if (idle < this.trimIdleMs) {
+      this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), this.trimIdleMs - idle).unref();
       return;
     }
     this.trim();
     // Blocks still in flight keep their pages: look again once their receivers may have read them.
-    if (this.#touched > 0 && !this.#closed) this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
+    if (this.#touched > 0 && !this.#closed) this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), this.trimIdleMs).unref();
   }
 
   #reclaimOrphans(): void {
