@@ -40,8 +40,8 @@ const FS_MARGIN = 1 << 20;
 /**
  * After this long without a send, the pages past the last block in flight go back to /dev/shm.
  * Not sooner: writing a page /dev/shm has just taken back costs a fault (16 MiB into fresh
- * pages 24-42 ms here, into pages kept 2.5 ms), and a server between requests a few seconds
- * apart would pay it on every one (bench/README.md, payload).
+ * pages 11.6 ms here, into kept ones 2.0 ms: bench/payload.ts, the fresh-pages row), and a
+ * server between requests a few seconds apart would pay it on every one.
  */
 export const TRIM_IDLE_MS = 10_000;
 /** References a block can have at once; a process that finds none free copies the value instead. */
