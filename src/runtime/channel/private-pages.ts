@@ -57,6 +57,29 @@ function ready() {
   return (state = madvise && pagemap !== null ? { madvise, pagemap, buf: Buffer.alloc(8 * 1024) } : null);
 }
 
+/**
+ * Calls `visit` for the pages of [addr, addr + length) that this process wrote (or for every page,
+ * with `all`, saying whether it wrote it) until `visit` returns true; true if it did, or if the
+ * page table cannot be read (then the caller must assume a write).
+ */
+function scan(addr: number, length: number, visit: (page: number, written: boolean) => boolean, all = false): boolean {
+  const s = ready();
+  if (!s) return true;
+  const first = Math.floor(addr / PAGE);
+  const last = Math.floor((addr + length - 1) / PAGE);
+  for (let page = first; page <= last; ) {
+    const n = Math.min(last - page + 1, s.buf.length / 8);
+    if (readSync(s.pagemap, s.buf, 0, n * 8, page * 8) < n * 8) return true;
+    for (let i = 0; i < n; i++) {
+      const e = s.buf.readBigUInt64LE(i * 8);
+      const written = (e & SWAPPED) !== 0n || ((e & PRESENT) !== 0n && (e & FILE_PAGE) === 0n);
+      if ((written || all) && visit(page + i, written)) return true;
+    }
+    page += n;
+  }
+  return false;
+}
+
 /** Private-mapping page bookkeeping for shared-memory views (see the file comment). */
 export const privatePages = {
   /** Whether both tools work here; without them views are of the shared mapping and nothing is forwarded. */
@@ -66,29 +89,29 @@ export const privatePages = {
 
   /** Whether this process wrote any page of [addr, addr + length) in a private mapping (a page of its own now). */
   written(addr: number, length: number): boolean {
-    const s = ready();
-    if (!s) return true;
-    const first = Math.floor(addr / PAGE);
-    const last = Math.floor((addr + length - 1) / PAGE);
-    for (let page = first; page <= last; ) {
-      const n = Math.min(last - page + 1, s.buf.length / 8);
-      const got = readSync(s.pagemap, s.buf, 0, n * 8, page * 8);
-      if (got < n * 8) return true; // cannot tell: say written, the caller copies
-      for (let i = 0; i < n; i++) {
-        const e = s.buf.readBigUInt64LE(i * 8);
-        if (e & SWAPPED || (e & PRESENT && !(e & FILE_PAGE))) return true;
-      }
-      page += n;
-    }
-    return false;
+    return scan(addr, length, () => true);
   },
 
-  /** Drops this process's private copies of the pages of [addr, addr + length): they read the file again. */
+  /**
+   * Drops this process's private copies of the pages of [addr, addr + length) it wrote: they
+   * read the file again. Only those: dropping the others too would cost a fault per page on
+   * the next read of a block there.
+   */
   forget(addr: number, length: number): void {
     const s = ready();
     if (!s) return;
-    const start = Math.floor(addr / PAGE) * PAGE;
-    s.madvise(start, Math.ceil((addr + length - start) / PAGE) * PAGE, MADV_DONTNEED);
+    let run = -1;
+    const flush = (end: number) => {
+      if (run >= 0) s.madvise(run * PAGE, (end - run) * PAGE, MADV_DONTNEED);
+      run = -1;
+    };
+    const end = Math.floor((addr + length - 1) / PAGE) + 1;
+    const unknown = scan(addr, length, (page, written) => {
+      if (written && run < 0) run = page;
+      else if (!written) flush(page);
+      return false;
+    }, true);
+    if (unknown) run = Math.floor(addr / PAGE); // the page table cannot be read: drop them all
+    flush(end);
   },
-
 };
