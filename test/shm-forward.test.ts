@@ -209,3 +209,39 @@ describe("a block forwarded through several processes", () => {
     expect((await c.ask({ t: "take", id: "x", bytes: toC })).hash).toBe(expected);
   });
 });
+
+describe("forwarding in one process (two arenas standing for two processes)", () => {
+  /** `a` owns the block, `b` holds a view of it; `forward` sends b's view on through a fresh link of b. */
+  function held() {
+    const a = SharedMemory.open(options({ arenaBytes: 16 * MiB }), process.pid);
+    const b = SharedMemory.open(options({ arenaBytes: 16 * MiB }), process.pid);
+    opened.push(a, b);
+    const lb = b.link();
+    const views = [(decode(sendFrom(a, noise(MiB, 5)), { binary: lb.reader }) as { value: Uint8Array }).value];
+    const forward = (link = b.link()) => {
+      const bytes = encode({ value: views[0] }, { binary: link.writer });
+      link.commit();
+      return { bytes, link };
+    };
+    return { a, b, views, forward };
+  }
+
+  it("copies once a block has no free slot left: 6 references at once", async () => {
+    const { a, b, views, forward } = held();
+    const before = shmStats();
+    // b's own hold is one reference; 5 forwards nobody read yet fill the other slots.
+    const sent = Array.from({ length: 6 }, () => forward());
+    expect([shmStats().forwards - before.forwards, shmStats().transfers - before.transfers, b.inFlight]).toEqual([5, 6, 1]);
+    expect(sent.map((s) => hash((decode(s.bytes, { binary: a.link().reader }) as { value: Uint8Array }).value))).toEqual(Array(6).fill(hash(noise(MiB, 5))));
+    views.pop();
+    await emptyAgain(a);
+    await emptyAgain(b);
+  });
+
+  it("takes back a forwarded reference nobody read when its link closes", async () => {
+    const { a, views, forward } = held();
+    forward().link.close(); // sent, never read, and the connection is gone
+    views.pop();
+    await emptyAgain(a);
+  });
+});
