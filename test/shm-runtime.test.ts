@@ -131,7 +131,7 @@ describe("a served graph with sharedMemory.enabled false", () => {
     expect(await post(`${server.url}/f32`, F32_BODY)).toEqual(expected(scaleThenOffset(F32_BODY)));
     expect(await mixedLoad(server.url)).toEqual([]);
     const stats = (await (await fetch(`${server.url}/stats`)).json()) as Stats;
-    const zero = { transfers: 0, bytes: 0, fallbacks: 0, zeroCopy: 0, views: 0, copies: 0 };
+    const zero = { transfers: 0, bytes: 0, fallbacks: 0, zeroCopy: 0, forwards: 0, views: 0, copies: 0 };
     expect(stats).toEqual({ scale: zero, offset: zero, xor: zero, reverse: zero });
     expect(shmFiles(server.proc.pid)).toEqual([]);
     const pid = server.proc.pid;

@@ -1,48 +1,65 @@
 /**
  * One process's shared-memory arena and the mappings of other processes'
- * arenas (SPEC §5). Only the owner allocates; a receiver frees the block it
- * read by a compare-and-swap on the block's state word, so no message goes
- * back and nobody ever waits for anybody.
+ * arenas (SPEC §5). Only the owner allocates. A block may have several
+ * references at once, each in a slot of the block's record: a descriptor in
+ * flight (the slot holds minus the sending process's pid) or a holder (the
+ * slot holds the holder's pid). A receiver turns the sender's slot into its
+ * own by a compare-and-swap, and empties it when done; a process that holds a
+ * block forwards it by filling another slot, so the bytes are never copied
+ * again. The owner takes a block back once its reference count is 0; nobody
+ * sends a message about it, and nobody ever waits for anybody.
  *
  * File layout (little-endian Int32 words, then data):
  *   [0..15]  header: magic, version, granule, granules, data offset, closed, readers, owner pid
- *   [16..]   two words per granule, for the block starting there:
- *            state: 0 = free, tag = sent and not yet read, -tag = held by a reader's view;
- *            holder: the pid of the process holding it (meaningful while state < 0)
+ *   [16..]   WORDS per granule, for the block starting there:
+ *            state: 0 = free, tag = allocated (the tag names this use of the block);
+ *            refs: how many slots are not empty (a reference is only added by a process
+ *            that holds one, so the count never rises from 0);
+ *            SLOTS slots: 0 = empty, -pid = a descriptor sent by pid not yet read, pid = held by pid
  *   data     at `dataOffset` (page-aligned), `granules` × GRANULE bytes
  *
  * @example
  *   const a = OwnArena.create({ dir: "/dev/shm", name, bytes: 256 << 20 });
  *   const b = a.alloc(bytes.byteLength, null)!; a.bytes.set(bytes, b.offset); a.publish(b);
- *   // another process: ArenaView.map(path).take(b.granule, bytes.byteLength, b.tag)
+ *   // another process: ArenaView.map(path).take(b, bytes.byteLength)
  */
 import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, statfsSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { processAlive } from "../process-alive.ts";
+import { privatePages } from "./private-pages.ts";
 
 export const GRANULE = 4096;
 const MAGIC = 0x5342_4d31; // "SBM1"
-const VERSION = 2;
+const VERSION = 3;
 const HEADER_WORDS = 16;
 const [W_MAGIC, W_VERSION, W_GRANULE, W_GRANULES, W_DATA, W_CLOSED, W_READERS, W_PID] = [0, 1, 2, 3, 4, 5, 6, 7];
 /** Blocks still in flight an allocation looks past, oldest first, before it settles for what it found free. */
 const RECLAIM_PEEK = 8;
 /** Kept free in the file system beyond a new block, so that a write never meets a full /dev/shm (SIGBUS). */
 const FS_MARGIN = 1 << 20;
-/** After this long without a send, the pages past the last block in flight go back to /dev/shm. */
-export const TRIM_IDLE_MS = 1000;
+/**
+ * After this long without a send, the pages past the last block in flight go back to /dev/shm.
+ * Not sooner: writing a page /dev/shm has just taken back costs a fault (16 MiB into fresh
+ * pages 11.6 ms here, into kept ones 2.0 ms: bench/payload.ts, the fresh-pages row), and a
+ * server between requests a few seconds apart would pay it on every one.
+ */
+export const TRIM_IDLE_MS = 10_000;
+/** References a block can have at once; a process that finds none free copies the value instead. */
+export const SLOTS = 6;
+/** Words per granule: state, refs, then the slots. */
+const WORDS = 2 + SLOTS;
 
 /** Why a value cannot be read; the Connection turns it into a 503 for that call. */
 export class ShmReadError extends Error {
   override readonly name = "ShmReadError";
 }
 
-/** Index of a granule's state word, and of its holder word (the next one). */
-const stateAt = (granule: number) => HEADER_WORDS + 2 * granule;
+/** Index of a granule's state word; its refs word follows, then its slots. */
+const stateAt = (granule: number) => HEADER_WORDS + WORDS * granule;
 
 function layout(bytes: number): { granules: number; dataOffset: number } {
-  let granules = Math.floor((bytes - HEADER_WORDS * 4) / (GRANULE + 8));
-  const offsetOf = (n: number) => Math.ceil((HEADER_WORDS + 2 * n) * 4 / GRANULE) * GRANULE;
+  let granules = Math.floor((bytes - HEADER_WORDS * 4) / (GRANULE + 4 * WORDS));
+  const offsetOf = (n: number) => Math.ceil((HEADER_WORDS + WORDS * n) * 4 / GRANULE) * GRANULE;
   while (granules > 0 && offsetOf(granules) + granules * GRANULE > bytes) granules--;
   return { granules, dataOffset: offsetOf(Math.max(granules, 0)) };
 }
@@ -81,17 +98,24 @@ export function openArenaFile(path: string): { fd: number } | { refused: string;
   }
 }
 
-/** Maps an open file: the path in /proc names the file already opened, so no link is followed. */
-export function mapFd(fd: number): Uint8Array {
-  return Bun.mmap(`/proc/self/fd/${fd}`, { shared: true });
+/** Maps an open file: the path in /proc names the file already opened, so no link is followed. `shared: false` is copy-on-write. */
+export function mapFd(fd: number, shared = true): Uint8Array {
+  return Bun.mmap(`/proc/self/fd/${fd}`, { shared });
+}
+
+/** What a descriptor names: a block, its tag, and the slot of the reference it hands over (holding -from). */
+export interface Ref {
+  granule: number;
+  tag: number;
+  slot: number;
+  /** The pid of the process that filled the slot. */
+  from: number;
 }
 
 /** A block handed out by the owner: granule index, byte offset, size in granules, and the tag receivers must present. */
-export interface Block {
-  granule: number;
+export interface Block extends Ref {
   offset: number;
   count: number;
-  tag: number;
   /** Who sent it (a connection), for reclaiming what a closed connection never delivered. */
   owner: object | null;
   /**
@@ -125,6 +149,7 @@ export class OwnArena {
     readonly dir: string,
     readonly fd: number,
     readonly size: number,
+    readonly trimIdleMs: number,
   ) {
     ({ granules: this.granules, dataOffset: this.dataOffset } = layout(size));
     // The header goes in through the file; the state words are zero in a fresh sparse file.
@@ -152,7 +177,7 @@ export class OwnArena {
    * Creates `dir/name` exclusively (O_EXCL, 0600) with `bytes` bytes, or says why not.
    * The file is sparse: pages come into being as blocks are first written.
    */
-  static create(opts: { dir: string; name: string; bytes: number }): OwnArena | string {
+  static create(opts: { dir: string; name: string; bytes: number; trimIdleMs?: number }): OwnArena | string {
     const { granules, dataOffset } = layout(opts.bytes);
     if (granules < 1) return `sharedMemory.arenaBytes (${opts.bytes}) is too small for even one block; use at least ${dataOffset + GRANULE * 16}`;
     let free: number;
@@ -167,7 +192,7 @@ export class OwnArena {
     try {
       fd = openSync(path, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
       ftruncateSync(fd, opts.bytes);
-      return new OwnArena(path, opts.dir, fd, opts.bytes);
+      return new OwnArena(path, opts.dir, fd, opts.bytes, opts.trimIdleMs ?? TRIM_IDLE_MS);
     } catch (e) {
       if (fd >= 0) {
         closeSync(fd);
@@ -205,8 +230,8 @@ export class OwnArena {
     else (ext[0] += count), (ext[1] -= count);
     this.#touched = Math.max(this.#touched, end);
     this.#lastAlloc = performance.now();
-    this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
-    const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#nextTag(), owner, pinned };
+    this.#trimTimer ??= setTimeout(() => this.#trimWhenIdle(), this.trimIdleMs).unref();
+    const block: Block = { granule, offset: this.dataOffset + granule * GRANULE, count, tag: this.#nextTag(), slot: 0, from: process.pid, owner, pinned };
     this.#live.set(granule, block);
     return block;
   }
@@ -215,36 +240,48 @@ export class OwnArena {
     return (this.#tag = this.#tag >= 0x7fff_ffff ? 1 : this.#tag + 1);
   }
 
-  /** Makes a filled block readable: after this store, a receiver presenting the tag may take it. */
+  /** Makes a filled block readable: after these stores, a receiver presenting the tag may take the reference in slot 0. */
   publish(b: Block): void {
-    Atomics.store(this.#words, stateAt(b.granule) + 1, 0); // no holder yet: a reader names itself after taking it
-    Atomics.store(this.#words, stateAt(b.granule), b.tag);
+    const at = stateAt(b.granule);
+    for (let i = 1; i <= SLOTS; i++) Atomics.store(this.#words, at + 1 + i, 0);
+    Atomics.store(this.#words, at + 2, -process.pid);
+    Atomics.store(this.#words, at + 1, 1);
+    Atomics.store(this.#words, at, b.tag);
+    b.slot = 0;
   }
 
   /**
-   * Publishes a pinned block again, under a new tag, for one more reader; false while
-   * its last reader still holds it (one reader at a time: the caller copies instead).
+   * Hands a pinned block (a sharedArray of this process) to one more reader: returns the
+   * reference to send, or null when all its slots are taken (the caller copies instead).
+   * Readers already holding it keep it: a block may have several at once.
    */
-  republish(b: Block, owner: object | null): boolean {
-    if (!b.pinned || this.#live.get(b.granule) !== b || Atomics.load(this.#words, stateAt(b.granule)) !== 0) return false;
-    b.tag = this.#nextTag();
+  republish(b: Block, owner: object | null): Ref | null {
+    if (!b.pinned || this.#live.get(b.granule) !== b) return null;
+    const at = stateAt(b.granule);
+    if (Atomics.load(this.#words, at) !== b.tag || Atomics.load(this.#words, at + 1) === 0) {
+      // Nobody refers to it (its state went back to 0 when the last reader let go): publish afresh.
+      this.publish(b);
+    } else {
+      const slot = addRef(this.#words, b.granule);
+      if (slot < 0) return null;
+      b.slot = slot;
+    }
     b.owner = owner;
     this.#orphans.delete(b);
-    this.publish(b);
-    return true;
+    return { granule: b.granule, tag: b.tag, slot: b.slot, from: process.pid };
   }
 
   /** This process no longer refers to a pinned block: it is freed once no reader holds it. */
   unpin(b: Block): void {
     b.pinned = false;
-    if (this.#live.get(b.granule) === b && Atomics.load(this.#words, stateAt(b.granule)) === 0) this.#release(b);
+    if (this.#live.get(b.granule) === b && Atomics.load(this.#words, stateAt(b.granule) + 1) === 0) this.#release(b);
   }
 
-  /** Frees a block nobody received (the message carrying it was never sent); a pinned one only goes back to unsent. */
-  discard(b: Block): void {
+  /** Takes back the reference `ref` to one of this arena's blocks, sent in a message that was never sent. */
+  discard(b: Block, ref: Ref): void {
     if (this.#live.get(b.granule) !== b) return;
-    Atomics.store(this.#words, stateAt(b.granule), 0);
-    if (!b.pinned) this.#release(b);
+    dropRef(this.#words, ref.granule, ref.slot, -process.pid);
+    if (!b.pinned && Atomics.load(this.#words, stateAt(b.granule) + 1) === 0) this.#release(b);
   }
 
   /** The connection that sent these blocks closed: free them when the room is needed. */
@@ -253,26 +290,32 @@ export class OwnArena {
   }
 
   /**
-   * Takes back the blocks whose receivers have freed them, oldest first; stops after
-   * meeting `peek` blocks still in flight. Cost: one atomic load per block looked at.
-   * The full scan (no `peek`) also takes back blocks held by a process that died
-   * (a crashed receiver never frees its views): one signal-0 probe per holder.
+   * Takes back the blocks nobody refers to any more, oldest first; stops after
+   * meeting `peek` blocks still referred to. Cost: one atomic load per block looked at.
+   * The full scan (no `peek`) also empties the slots of processes that died (a crashed
+   * receiver never lets go of its views, a crashed forwarder of what it forwarded):
+   * one signal-0 probe per such process.
    */
   reclaim(peek = Infinity): void {
     const words = this.#words;
     let alive: Map<number, boolean> | undefined;
     for (const b of this.#live.values()) {
       const at = stateAt(b.granule);
-      let state = Atomics.load(words, at);
-      if (state < 0 && peek === Infinity) {
-        const holder = Atomics.load(words, at + 1);
-        alive ??= new Map();
-        let ok = alive.get(holder);
-        if (ok === undefined) alive.set(holder, (ok = holder <= 0 || processAlive(holder)));
-        if (!ok && Atomics.compareExchange(words, at, state, 0) === state) state = 0;
+      let refs = Atomics.load(words, at + 1);
+      if (refs > 0 && peek === Infinity) {
+        for (let i = 0; i < SLOTS; i++) {
+          const v = Atomics.load(words, at + 2 + i);
+          const pid = Math.abs(v);
+          if (pid === 0 || pid === process.pid) continue;
+          alive ??= new Map();
+          let ok = alive.get(pid);
+          if (ok === undefined) alive.set(pid, (ok = processAlive(pid)));
+          if (!ok) dropRef(words, b.granule, i, v);
+        }
+        refs = Atomics.load(words, at + 1);
       }
-      if (b.pinned) continue; // this process's sharedArray: reserved until unpinned, whatever its state
-      if (state === 0) {
+      if (b.pinned) continue; // this process's sharedArray: reserved until unpinned, whatever its references
+      if (refs === 0) {
         this.#release(b);
         continue;
       }
@@ -286,10 +329,19 @@ export class OwnArena {
     return this.#live.size;
   }
 
-  /** Blocks sent and not yet taken by any reader (neither read nor held), orphans aside. */
+  /** Blocks with a descriptor in flight (sent by anyone, not yet taken), orphans aside. */
   #unread(): number {
     let n = 0;
-    for (const b of this.#live.values()) if (!this.#orphans.has(b) && Atomics.load(this.#words, stateAt(b.granule)) > 0) n++;
+    for (const b of this.#live.values()) {
+      if (this.#orphans.has(b)) continue;
+      const at = stateAt(b.granule) + 2;
+      for (let i = 0; i < SLOTS; i++) {
+        if (Atomics.load(this.#words, at + i) < 0) {
+          n++;
+          break;
+        }
+      }
+    }
     return n;
   }
 
@@ -327,18 +379,18 @@ export class OwnArena {
   #trimWhenIdle(): void {
     this.#trimTimer = null;
     const idle = performance.now() - this.#lastAlloc;
-    if (idle < TRIM_IDLE_MS) {
-      this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS - idle).unref();
+    if (idle < this.trimIdleMs) {
+      this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), this.trimIdleMs - idle).unref();
       return;
     }
     this.trim();
     // Blocks still in flight keep their pages: look again once their receivers may have read them.
-    if (this.#touched > 0 && !this.#closed) this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), TRIM_IDLE_MS).unref();
+    if (this.#touched > 0 && !this.#closed) this.#trimTimer = setTimeout(() => this.#trimWhenIdle(), this.trimIdleMs).unref();
   }
 
   #reclaimOrphans(): void {
     // A late reader of an orphan then fails its compare-and-swap and reports an error; it never sees other bytes.
-    for (const b of this.#orphans) Atomics.compareExchange(this.#words, stateAt(b.granule), b.tag, 0);
+    for (const b of this.#orphans) for (let i = 0; i < SLOTS; i++) dropRef(this.#words, b.granule, i, -process.pid);
     this.reclaim();
   }
 
@@ -348,6 +400,7 @@ export class OwnArena {
   }
 
   #release(b: Block): void {
+    Atomics.store(this.#words, stateAt(b.granule), 0);
     this.#live.delete(b.granule);
     this.#orphans.delete(b);
     const free = this.#free;
@@ -419,14 +472,36 @@ export function retire(path: string, fd: number, bytes: Uint8Array, empty: boole
 }
 
 /**
- * Whether every block of a mapped arena has been read and let go (all state words zero):
- * a dead owner's file can then shrink. A block a reader still holds keeps its pages.
+ * Whether nobody refers to any block of a mapped arena (every refs word zero; a count
+ * never rises from 0): a dead owner's file can then shrink. A block a reader still holds,
+ * or one still in flight, keeps its pages.
  */
 export function arenaEmpty(bytes: Uint8Array): boolean {
   const head = headerWords(bytes);
   if (!head || head[W_MAGIC] !== MAGIC || head[W_VERSION] !== VERSION || bytes.byteLength < head[W_DATA]!) return false;
   const words = new Int32Array(bytes.buffer, bytes.byteOffset, stateAt(head[W_GRANULES]!));
-  for (let i = HEADER_WORDS; i < words.length; i += 2) if (Atomics.load(words, i) !== 0) return false;
+  for (let i = HEADER_WORDS + 1; i < words.length; i += WORDS) if (Atomics.load(words, i) !== 0) return false;
+  return true;
+}
+
+/**
+ * Adds a reference to the block at `granule` for a descriptor this process is about to send:
+ * returns the slot (now holding minus this pid), or -1 when every slot is taken. Only a process
+ * that holds a reference calls it, so the count is above 0 throughout and the block stays put.
+ */
+function addRef(words: Int32Array, granule: number): number {
+  const at = stateAt(granule);
+  Atomics.add(words, at + 1, 1); // first the count: a reader emptying another slot meanwhile never sees 0
+  for (let i = 0; i < SLOTS; i++) if (Atomics.compareExchange(words, at + 2 + i, 0, -process.pid) === 0) return i;
+  Atomics.sub(words, at + 1, 1);
+  return -1;
+}
+
+/** Empties `slot` if it still holds `value`, and counts the reference gone; false if it held something else. */
+function dropRef(words: Int32Array, granule: number, slot: number, value: number): boolean {
+  const at = stateAt(granule);
+  if (value === 0 || Atomics.compareExchange(words, at + 2 + slot, value, 0) !== value) return false;
+  Atomics.sub(words, at + 1, 1);
   return true;
 }
 
@@ -436,7 +511,9 @@ function headerWords(bytes: Uint8Array): Int32Array | null {
 
 /**
  * Another process's arena, mapped once and kept; a receiver copies blocks out of it and
- * frees them, or holds them (`hold`) and lets go later (`letGo`).
+ * frees them, or holds them (`hold`) and lets go later (`letGo`). It is mapped twice:
+ * `bytes` shared (the words, and copies), `data` private (copy-on-write: the views user
+ * code gets, so that its writes stay its own; see private-pages.ts).
  */
 export class ArenaView {
   readonly #words: Int32Array;
@@ -450,6 +527,7 @@ export class ArenaView {
   private constructor(
     readonly path: string,
     readonly bytes: Uint8Array,
+    readonly data: Uint8Array,
   ) {
     const w = headerWords(bytes)!;
     this.#granules = w[W_GRANULES]!;
@@ -459,12 +537,14 @@ export class ArenaView {
 
   static map(path: string): ArenaView {
     let bytes: Uint8Array;
+    let data: Uint8Array;
     const opened = openArenaFile(path);
     if ("refused" in opened) {
       throw new ShmReadError(opened.gone ? `the sender's shared memory ${opened.refused}; the sending process has probably exited` : `the sender's shared memory is refused: ${opened.refused}`);
     }
     try {
       bytes = mapFd(opened.fd);
+      data = privatePages.available ? mapFd(opened.fd, false) : bytes;
     } catch (e) {
       throw new ShmReadError(`the sender's shared memory ${path} cannot be mapped (${(e as Error).message})`);
     } finally {
@@ -477,7 +557,7 @@ export class ArenaView {
     if (w[W_DATA]! + w[W_GRANULES]! * GRANULE > bytes.byteLength && w[W_CLOSED] === 0) {
       throw new ShmReadError(`${path} is shorter than its header says; it is corrupt`);
     }
-    return new ArenaView(path, bytes);
+    return new ArenaView(path, bytes, data);
   }
 
   /** The owner closed it with nothing left to read (or it was retired so): nothing more can be read from it. */
@@ -495,49 +575,76 @@ export class ArenaView {
   }
 
   /**
-   * Copies `length` bytes of the block at `granule` out and frees the block, if it
-   * still carries `tag`. `copy: false` frees without copying (a message that failed
-   * to decode releases the rest of its blocks). Never returns bytes of another block.
+   * Copies `length` bytes (from `skew` on) of the block `ref` names out and lets go of the
+   * reference, if the block still carries its tag and the slot still holds it. `copy: false`
+   * only lets go (a message that failed to decode releases the rest of its blocks). Never
+   * returns bytes of another block.
    */
-  take(granule: number, length: number, tag: number, copy = true): Uint8Array {
-    this.#check(granule, length);
-    const w = this.#words;
-    const state = stateAt(granule);
-    Atomics.add(w, W_READERS, 1);
+  take(ref: Ref, length: number, copy = true, skew = 0): Uint8Array {
+    const offset = this.hold(ref, length, skew, true);
     try {
-      if (Atomics.load(w, W_CLOSED) !== 0) throw new ShmReadError(`the sender of this value closed its shared memory before it was read (${this.path})`);
-      if (Atomics.load(w, state) !== tag) throw stale(this.path);
-      const start = this.#dataOffset + granule * GRANULE;
-      const out = copy ? this.bytes.slice(start, start + length) : new Uint8Array(0);
-      // Success proves nobody took or reused the block while we copied.
-      if (Atomics.compareExchange(w, state, tag, 0) !== tag) throw stale(this.path);
-      return out;
+      return copy ? this.bytes.slice(offset, offset + length) : new Uint8Array(0);
     } finally {
-      Atomics.sub(w, W_READERS, 1);
+      this.letGo(ref.granule, ref.slot, length);
+      Atomics.sub(this.#words, W_READERS, 1);
     }
   }
 
   /**
-   * Holds the block at `granule` for this process instead of copying it: returns the byte
-   * offset of its data in `bytes`. The owner will not reuse it (nor shrink the file over
-   * it) until `letGo`, or until it finds this process dead.
+   * Holds the block `ref` names for this process instead of copying it: turns the sender's
+   * reference into this process's, and returns the byte offset in `bytes` of its data from
+   * `skew` on. The owner will not reuse it (nor shrink the file over it) until `letGo`, or
+   * until it finds this process dead.
    */
-  hold(granule: number, length: number, tag: number): number {
-    this.#check(granule, length);
+  hold(ref: Ref, length: number, skew = 0, reading = false): number {
+    this.#check(ref.granule, skew + length);
+    if (!(ref.slot >= 0 && ref.slot < SLOTS && ref.from > 0)) throw new ShmReadError(`a shared-memory descriptor names slot ${ref.slot} of ${this.path}: the message is corrupt`);
     const w = this.#words;
-    const state = stateAt(granule);
-    if (Atomics.load(w, W_CLOSED) !== 0) throw new ShmReadError(`the sender of this value closed its shared memory before it was read (${this.path})`);
-    if (Atomics.compareExchange(w, state, tag, -tag) !== tag) throw stale(this.path);
-    // Until this store the holder word is 0, which the owner takes for "alive".
-    Atomics.store(w, state + 1, process.pid);
+    const at = stateAt(ref.granule);
+    const slot = at + 2 + ref.slot;
+    if (reading) Atomics.add(w, W_READERS, 1);
+    try {
+      if (Atomics.load(w, W_CLOSED) !== 0) throw new ShmReadError(`the sender of this value closed its shared memory before it was read (${this.path})`);
+      if (Atomics.load(w, at) !== ref.tag) throw stale(this.path);
+      if (Atomics.compareExchange(w, slot, -ref.from, process.pid) !== -ref.from) throw stale(this.path);
+      // The slot can only have held -from for another use of the block if the block was freed and given
+      // out again in between, under a new tag: look again, and hand that reference back untouched.
+      if (Atomics.load(w, at) !== ref.tag) {
+        Atomics.compareExchange(w, slot, process.pid, -ref.from);
+        throw stale(this.path);
+      }
+    } catch (e) {
+      if (reading) Atomics.sub(w, W_READERS, 1);
+      throw e;
+    }
     this.held += length;
-    return this.#dataOffset + granule * GRANULE;
+    return this.#dataOffset + ref.granule * GRANULE + skew;
   }
 
-  /** Gives back a block held by `hold`: its owner may reuse it from now on. */
-  letGo(granule: number, length: number, tag: number): void {
+  /** Gives back the reference in `slot` that `hold` took: the owner reuses the block once nobody refers to it. */
+  letGo(granule: number, slot: number, length: number): void {
     this.held -= length;
-    Atomics.compareExchange(this.#words, stateAt(granule), -tag, 0);
+    dropRef(this.#words, granule, slot, process.pid);
+  }
+
+  /**
+   * Adds a reference to a block this process holds, for a descriptor it is about to send
+   * on (forwarding without a copy): the slot, or -1 when none is free or the owner has
+   * closed or exited (the receiver could not open the file then; the caller copies).
+   */
+  forward(granule: number): number {
+    if (Atomics.load(this.#words, W_CLOSED) !== 0 || !processAlive(this.ownerPid)) return -1;
+    return addRef(this.#words, granule);
+  }
+
+  /** Whether the reference `forward` put in `slot` is still unread. */
+  unread(granule: number, slot: number): boolean {
+    return Atomics.load(this.#words, stateAt(granule) + 2 + slot) === -process.pid;
+  }
+
+  /** Takes back a reference `forward` added whose message was never sent, or never read. */
+  unforward(granule: number, slot: number): boolean {
+    return dropRef(this.#words, granule, slot, -process.pid);
   }
 
   #check(granule: number, length: number): void {

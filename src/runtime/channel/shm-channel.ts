@@ -2,9 +2,15 @@
  * Large binary values between processes through shared memory (SPEC §5). The
  * codec hands each value of at least `thresholdBytes` to the writer, which
  * copies it into this process's arena (or, for a `sharedArray` made there,
- * just names it) and returns a small descriptor (arena file, block, length,
- * tag); the receiver maps the sender's arena once and holds the block: the
- * value it decodes is a view of the sender's bytes, not a copy.
+ * just names it) and returns a small descriptor (arena file, block, tag, the
+ * slot of the reference it hands over, length); the receiver maps that arena
+ * once and holds the block: the value it decodes is a view of the sender's
+ * bytes, not a copy. A value that is itself such a view, sent on, names the
+ * same block in the same arena (forwarding): the block then has several
+ * holders, and goes back to its owner when the last lets go. The descriptor
+ * names the arena file, so a receiver that never talked to the block's owner
+ * opens it (with the same checks: a regular file of this user's, one name,
+ * no link followed).
  *
  * The lifetime rule: a received view stays valid, and its bytes unchanged, for
  * as long as anything in the receiving process refers to it (the value, any
@@ -29,8 +35,8 @@ import { join } from "node:path";
 import { setSharedBufferSource } from "../../api/shared-array.ts";
 import type { BinaryReader, BinaryWriter } from "../../wire/codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
-import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Block } from "./shm-arena.ts";
-import { producedBlock, producedBuffer, receiveView, sweepViews } from "./shm-views.ts";
+import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Ref } from "./shm-arena.ts";
+import { heldBlock, producedBlock, producedBuffer, receiveView, sweepViews } from "./shm-views.ts";
 import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
@@ -51,13 +57,15 @@ export interface ShmStats {
   fallbacks: number;
   /** Of the transfers, `sharedArray`s sent without a copy. */
   zeroCopy: number;
+  /** Of the transfers, received views sent on without a copy (a reference to the same block). */
+  forwards: number;
   /** Values received as views of a sender's arena. */
   views: number;
   /** Values received as copies because this process already held half of the sender's arena. */
   copies: number;
 }
 
-const stats: ShmStats = { transfers: 0, bytes: 0, fallbacks: 0, zeroCopy: 0, views: 0, copies: 0 };
+const stats: ShmStats = { transfers: 0, bytes: 0, fallbacks: 0, zeroCopy: 0, forwards: 0, views: 0, copies: 0 };
 
 /**
  * This process's shared-memory counters (every SharedMemory in it together).
@@ -75,6 +83,17 @@ const EXIT_WAIT_MS = 200;
 const REAP_EVERY_MS = 10_000;
 const NAME = /^serve-bin-(\d+)-(\d+)-[0-9a-z]+$/;
 const ascii = new TextDecoder();
+/** Descriptor: tag u32, granule u32, length f64, from u32, slot u32, skew u32, then the arena's file name. */
+const DESCRIPTOR_HEAD = 28;
+/** Forwarded references a link remembers after sending, to take back those never read when it closes. */
+const FORWARDS_KEPT = 256;
+
+/** A reference put in a message: `undo` takes it back if the message is never sent; `forwarded` marks one to a block of another arena. */
+interface Put {
+  descriptor: Uint8Array;
+  undo: () => void;
+  forwarded?: { view: ArenaView; granule: number; slot: number };
+}
 
 
 /** A process's shared memory: its own arena (when there is room), and the arenas of senders it has read from. */
@@ -87,6 +106,8 @@ export class SharedMemory implements BinaryChannel {
   #arena: OwnArena | null;
   #name: Uint8Array;
   readonly #views = new Map<string, ArenaView>();
+  /** Encoded file names of mapped arenas, for descriptors that forward their blocks. */
+  readonly #names = new WeakMap<ArenaView, Uint8Array>();
   readonly #reaper: ReturnType<typeof setInterval> | null = null;
   readonly #onExit = () => this.close();
   readonly #source = (bytes: number) => this.sharedBuffer(bytes);
@@ -143,19 +164,29 @@ export class SharedMemory implements BinaryChannel {
 
   /** One connection's side: its blocks are freed if the message is never sent, and reclaimable once it closes. */
   link(): BinaryLink {
-    const pending: Block[] = [];
+    const pending: Put[] = [];
+    /** References this link forwarded (blocks of other arenas), possibly still unread. */
+    let forwarded: NonNullable<Put["forwarded"]>[] = [];
     const arena = () => this.#arena;
     const link: BinaryLink = {
       reader: this.reader,
       releaser: { get: (d) => this.#release(d) },
-      commit: () => void (pending.length = 0),
+      commit: () => {
+        for (const p of pending) if (p.forwarded) forwarded.push(p.forwarded);
+        pending.length = 0;
+        if (forwarded.length > FORWARDS_KEPT) forwarded = forwarded.filter((f) => f.view.unread(f.granule, f.slot));
+        if (forwarded.length > FORWARDS_KEPT) forwarded.splice(0, forwarded.length - FORWARDS_KEPT);
+      },
       abort: () => {
-        for (const b of pending) arena()?.discard(b);
+        for (const p of pending) p.undo();
         pending.length = 0;
       },
       close: () => {
         link.abort();
         arena()?.orphan(link);
+        // Nobody will read what went out on this link: its forwarded references would keep their blocks for as long as this process lives.
+        for (const f of forwarded) f.view.unforward(f.granule, f.slot);
+        forwarded = [];
       },
     };
     if (this.#arena) {
@@ -163,7 +194,7 @@ export class SharedMemory implements BinaryChannel {
         thresholdBytes: this.thresholdBytes,
         put: (bytes) => {
           const d = this.#put(bytes, link);
-          if (d) pending.push(d.block);
+          if (d) pending.push(d);
           return d?.descriptor ?? null;
         },
       };
@@ -187,16 +218,26 @@ export class SharedMemory implements BinaryChannel {
     return producedBuffer(arena, block, bytes);
   }
 
-  #put(bytes: Uint8Array, owner: object | null): { block: Block; descriptor: Uint8Array } | null {
+  #put(bytes: Uint8Array, owner: object | null): Put | null {
     const arena = this.#arena;
     if (!arena) return null; // closed: the process is on its way out
-    const mine = bytes.byteOffset === 0 ? producedBlock(arena, bytes.buffer) : undefined;
-    // A sharedArray whose last reader is done goes as it lies; one still held by a reader is copied.
-    if (mine && arena.republish(mine, owner)) {
-      stats.transfers++;
-      stats.zeroCopy++;
-      stats.bytes += bytes.byteLength;
-      return { block: mine, descriptor: this.#descriptor(mine, bytes.byteLength) };
+    // A view this process received (or forwarded to it) goes on as a reference to the same block.
+    const held = heldBlock(bytes);
+    const slot = held ? held.view.forward(held.granule) : -1;
+    if (held && slot >= 0) {
+      const { view, granule } = held;
+      const ref: Ref = { granule, tag: held.tag, slot, from: process.pid };
+      const name = this.#names.get(view) ?? new TextEncoder().encode(view.path.slice(view.path.lastIndexOf("/") + 1));
+      this.#names.set(view, name);
+      this.#count(bytes, "forwards");
+      return { descriptor: this.#descriptor(name, ref, bytes.byteLength, held.skew + bytes.byteOffset), undo: () => view.unforward(granule, slot), forwarded: { view, granule, slot } };
+    }
+    // A sharedArray of this process goes as it lies, to any number of readers at once.
+    const mine = producedBlock(arena, bytes.buffer);
+    const ref = mine ? arena.republish(mine, owner) : null;
+    if (mine && ref) {
+      this.#count(bytes, "zeroCopy");
+      return { descriptor: this.#descriptor(this.#name, ref, bytes.byteLength, bytes.byteOffset), undo: () => arena.discard(mine, ref) };
     }
     const block = arena.alloc(bytes.byteLength, owner);
     if (!block) {
@@ -205,31 +246,40 @@ export class SharedMemory implements BinaryChannel {
     }
     arena.bytes.set(bytes, block.offset);
     arena.publish(block);
-    stats.transfers++;
-    stats.bytes += bytes.byteLength;
-    return { block, descriptor: this.#descriptor(block, bytes.byteLength) };
+    this.#count(bytes);
+    return { descriptor: this.#descriptor(this.#name, block, bytes.byteLength, 0), undo: () => arena.discard(block, block) };
   }
 
-  #descriptor(block: Block, length: number): Uint8Array {
-    const d = new Uint8Array(16 + this.#name.byteLength);
+  #count(bytes: Uint8Array, kind?: "forwards" | "zeroCopy"): void {
+    stats.transfers++;
+    stats.bytes += bytes.byteLength;
+    if (kind) stats[kind]++;
+  }
+
+  #descriptor(name: Uint8Array, ref: Ref, length: number, skew: number): Uint8Array {
+    const d = new Uint8Array(DESCRIPTOR_HEAD + name.byteLength);
     const v = new DataView(d.buffer);
-    v.setUint32(0, block.tag, true);
-    v.setUint32(4, block.granule, true);
+    v.setUint32(0, ref.tag, true);
+    v.setUint32(4, ref.granule, true);
     v.setFloat64(8, length, true);
-    d.set(this.#name, 16);
+    v.setUint32(16, ref.from, true);
+    v.setUint32(20, ref.slot, true);
+    v.setUint32(24, skew, true);
+    d.set(name, DESCRIPTOR_HEAD);
     return d;
   }
 
   /** Reads a value: a view held until collected (see the lifetime rule above), a copy past the holding limit, or (`read` false) frees it unread. */
   #take(d: Uint8Array, read: boolean): Uint8Array {
-    if (d.byteLength < 17) throw new ShmReadError("a shared-memory descriptor is truncated: the message is corrupt");
+    if (d.byteLength <= DESCRIPTOR_HEAD) throw new ShmReadError("a shared-memory descriptor is truncated: the message is corrupt");
     const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
-    const name = ascii.decode(d.subarray(16));
+    const name = ascii.decode(d.subarray(DESCRIPTOR_HEAD));
     const m = NAME.exec(name);
     if (!m || Number(m[1]) !== this.serverPid) throw new ShmReadError(`a shared-memory descriptor names "${name}", which is not an arena of this server`);
     const view = this.#view(name);
-    const [tag, granule, length] = [v.getUint32(0, true), v.getUint32(4, true), v.getFloat64(8, true)];
-    if (!read) return view.take(granule, length, tag, false);
+    const ref: Ref = { tag: v.getUint32(0, true), granule: v.getUint32(4, true), from: v.getUint32(16, true), slot: v.getUint32(20, true) };
+    const [length, skew] = [v.getFloat64(8, true), v.getUint32(24, true)];
+    if (!read) return view.take(ref, length, false, skew);
     const eighth = view.dataBytes / 8;
     // Views die when the collector runs, which a heap that allocates little rarely asks for. While views
     // are held, ask for a young-generation pass (~0.2 ms) once per COLLECT_EVERY received (or per eighth of
@@ -245,10 +295,10 @@ export class SharedMemory implements BinaryChannel {
     }
     if (view.held + length > 4 * eighth) {
       stats.copies++;
-      return view.take(granule, length, tag, true);
+      return view.take(ref, length, true, skew);
     }
     stats.views++;
-    return receiveView(view, granule, length, tag);
+    return receiveView(view, ref, length, skew);
   }
 
   /** Frees a block without reading it; one already freed is fine. */

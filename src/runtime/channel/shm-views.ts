@@ -14,18 +14,29 @@
  * hand out a copy; structuredClone and postMessage with a transfer list are
  * not covered (README: copy with `.slice()` first).
  *
+ * A process that sends on a buffer it received this way names the same block
+ * (`heldBlock`) rather than copying it: the block then has two holders, and goes
+ * back to its owner when both have let go.
+ *
  * @example
- *   const bytes = receiveView(view, granule, length, tag); // held until `bytes` (and its buffer) is collected
+ *   const bytes = receiveView(view, ref, length, skew); // held until `bytes` (and its buffer) is collected
  *   const buf = producedBuffer(arena, block, 1 << 20);      // a sharedArray's memory, unpinned when collected
  */
 import { ptr, toArrayBuffer } from "bun:ffi";
-import type { ArenaView, Block, OwnArena } from "./shm-arena.ts";
+import type { ArenaView, Block, OwnArena, Ref } from "./shm-arena.ts";
+import { privatePages } from "./private-pages.ts";
 
-interface Held {
+/** A block this process holds through a received buffer: the buffer shows `length` bytes from `skew` in the block. */
+export interface Held {
   view: ArenaView;
   granule: number;
-  length: number;
   tag: number;
+  /** The slot of this process's reference. */
+  slot: number;
+  skew: number;
+  length: number;
+  /** Address of the buffer's first byte (in the view's private mapping). */
+  address: number;
   buffer: WeakRef<ArrayBuffer>;
   done: boolean;
 }
@@ -39,6 +50,10 @@ const guarded = new WeakSet<ArrayBuffer>();
 const received = new FinalizationRegistry<Held>(letGo);
 /** The blocks held as views, per arena mapping (only mappings with some). */
 const holds = new Map<ArenaView, Set<Held>>();
+/** Received buffers, to their hold: sending one on forwards its block. */
+const heldBy = new WeakMap<ArrayBuffer, Held>();
+/** Holds per block (arena mapping, then granule): a block this process received twice shares its private pages. */
+const perBlock = new Map<ArenaView, Map<number, number>>();
 
 function letGo(h: Held): void {
   if (h.done) return;
@@ -46,7 +61,16 @@ function letGo(h: Held): void {
   const set = holds.get(h.view);
   set?.delete(h);
   if (set?.size === 0) holds.delete(h.view);
-  h.view.letGo(h.granule, h.length, h.tag);
+  const blocks = perBlock.get(h.view)!;
+  const left = blocks.get(h.granule)! - 1;
+  if (left > 0) blocks.set(h.granule, left);
+  else {
+    blocks.delete(h.granule);
+    if (blocks.size === 0) perBlock.delete(h.view);
+    // Before the block goes back: pages this process wrote are its own copies, which would hide the next block there.
+    if (h.view.data !== h.view.bytes) privatePages.forget(h.address - h.skew, h.skew + h.length);
+  }
+  h.view.letGo(h.granule, h.slot, h.length);
 }
 
 /** First delay of the deferred sweep, and its longest (it doubles while views stay held). */
@@ -99,31 +123,40 @@ const produced = new FinalizationRegistry<Produced>((p) => p.arena.unpin(p.block
 const own = new WeakMap<ArrayBuffer, Produced>();
 const bases = new WeakMap<Uint8Array, number>();
 
-/** A buffer over `length` bytes at `offset` of a mapping (the mapping stays alive as long as the caller keeps it). */
-function external(mapping: Uint8Array, offset: number, length: number): ArrayBuffer {
+function baseOf(mapping: Uint8Array): number {
   let base = bases.get(mapping);
   if (base === undefined) bases.set(mapping, (base = ptr(mapping)));
+  return base;
+}
+
+/** A buffer over `length` bytes at `offset` of a mapping (the mapping stays alive as long as the caller keeps it). */
+function external(mapping: Uint8Array, offset: number, length: number): ArrayBuffer {
   guardTransfer();
-  const buffer = toArrayBuffer(base, offset, length) as ArrayBuffer;
+  const buffer = toArrayBuffer(baseOf(mapping), offset, length) as ArrayBuffer;
   guarded.add(buffer);
   return buffer;
 }
 
 /**
- * Holds the block at `granule` of another process's arena and returns its bytes without a
- * copy. The registry's record refers to `view`, so the mapping outlives every such buffer.
+ * Holds the block `ref` names in another process's arena and returns its `length` bytes from
+ * `skew` on without a copy. The registry's record refers to `view`, so the mapping outlives
+ * every such buffer.
  */
-export function receiveView(view: ArenaView, granule: number, length: number, tag: number): Uint8Array {
-  const offset = view.hold(granule, length, tag);
+export function receiveView(view: ArenaView, ref: Ref, length: number, skew: number): Uint8Array {
+  const offset = view.hold(ref, length, skew);
   let buffer: ArrayBuffer;
   try {
-    buffer = external(view.bytes, offset, length);
+    buffer = external(view.data, offset, length);
   } catch (e) {
-    view.letGo(granule, length, tag);
+    view.letGo(ref.granule, ref.slot, length);
     throw e;
   }
-  const h: Held = { view, granule, length, tag, buffer: new WeakRef(buffer), done: false };
+  const h: Held = { view, granule: ref.granule, tag: ref.tag, slot: ref.slot, skew, length, address: baseOf(view.data) + offset, buffer: new WeakRef(buffer), done: false };
+  let blocks = perBlock.get(view);
+  if (!blocks) perBlock.set(view, (blocks = new Map()));
+  blocks.set(ref.granule, (blocks.get(ref.granule) ?? 0) + 1);
   received.register(buffer, h);
+  heldBy.set(buffer, h);
   let set = holds.get(view);
   if (!set) holds.set(view, (set = new Set()));
   set.add(h);
@@ -136,6 +169,16 @@ export function receiveView(view: ArenaView, granule: number, length: number, ta
   if (sweepTimer === null) sweepDelay = SWEEP_MS[0];
   sweepSoon();
   return new Uint8Array(buffer);
+}
+
+/**
+ * The hold behind a buffer `receiveView` made, if `bytes` lies in one this process still holds
+ * and has not written to (a page it wrote is its own copy: its receivers would not see it).
+ */
+export function heldBlock(bytes: Uint8Array): Held | undefined {
+  const h = heldBy.get(bytes.buffer as ArrayBuffer);
+  if (!h || h.done || h.view.data === h.view.bytes) return undefined;
+  return privatePages.written(h.address + bytes.byteOffset, bytes.byteLength) ? undefined : h;
 }
 
 /** A zeroed buffer over a pinned block of this process's arena; the block is unpinned when the buffer is collected. */
