@@ -106,7 +106,11 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     }
     const most = new Map(DEPLOYMENTS.map((d) => [d, 0]));
     const pods = setInterval(() => {
-      for (const d of DEPLOYMENTS) most.set(d, Math.max(most.get(d)!, kubelet.of(OLD(d)).length + kubelet.of(NEW(d)).length));
+      for (const d of DEPLOYMENTS) {
+        const n = kubelet.of(OLD(d)).length + kubelet.of(NEW(d)).length;
+        if (process.env.SB_DEBUG && n > most.get(d)!) console.log(`${d} ${n} pods: ${kubelet.events.slice(-6).join(", ")}; scales ${api.calls.filter((c) => c.method === "PATCH" && c.url.endsWith("/scale")).slice(-4).map((c) => `${c.url.split("/").at(-2)!.slice(-9)} → ${c.body!.spec.replicas}`).join(", ")}`);
+        most.set(d, Math.max(most.get(d)!, n));
+      }
     }, 5);
 
     // The controller's rollout, sampled: what the weights were at each moment.
@@ -175,6 +179,7 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
       i = j + 1;
     }
     const measured = phases.filter((p) => p.n >= 40);
+    if (failed.length) console.log(`failed: ${failed.join("\n")}`);
     console.log(
       `weighted rollout (${rollback ? "rolled back mid-way" : "to the end"}): ${answers.length} ok, ${failed.length} failed; weights seen ${JSON.stringify([...new Set(weights)])}; most pods per deployment ${JSON.stringify(Object.fromEntries(most))}; phases ${JSON.stringify(phases.map((p) => ({ ...p, share: Math.round(p.share * 100) })))}`,
     );
@@ -210,6 +215,13 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
       const status = ((await (await fetch(`${admin}/api/applications`)).json()) as any).applications;
       expect(Object.keys(status)).toEqual(["default"]);
       expect(api.configMaps.get("serve-bin-config")!.data["serve.yaml"]).not.toContain("~previous");
+      // Nothing is moving now: a rollback is refused, saying how to go back; an unknown application is not found.
+      const rollbackOf = async (app: string) => {
+        const res = await fetch(`${admin}/api/applications/${app}/rollback`, { method: "POST", headers: { "content-type": "application/json" } });
+        return { status: res.status, body: (await res.json()) as { error: string; message: string } };
+      };
+      expect(await rollbackOf("default")).toEqual({ status: 409, body: expect.objectContaining({ error: "conflict", message: expect.stringContaining("no rollout in progress to move back (it runs on its current revision alone); to go back now, apply the previous build") }) });
+      expect(await rollbackOf("nope")).toEqual({ status: 404, body: expect.objectContaining({ error: "not_found", message: expect.stringContaining('no application "nope"') }) });
     }
   }, 240_000);
 });

@@ -74,6 +74,9 @@ export class WeightedRollout {
   readonly #seen = new Set<string>();
   readonly #given = new Set<string>();
   #busy = false;
+  #stepping = false;
+  /** Applications whose rollout ended: the pod-by-pod rollover keeps out (their previous revisions are at 0). */
+  readonly #finished = new Set<string>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #server: Server | null = null;
 
@@ -103,7 +106,7 @@ export class WeightedRollout {
 
   /** Whether this rollout moves the deployment (the pod-by-pod rollover leaves it alone). */
   owns(app: string, deployment: string): boolean {
-    return !this.#given.has(app) && !app.endsWith(PREVIOUS_SUFFIX) && this.#previousOf(app, deployment) !== undefined;
+    return (this.#finished.has(app) || !this.#given.has(app)) && !app.endsWith(PREVIOUS_SUFFIX) && this.#previousOf(app, deployment) !== undefined;
   }
 
   /** The application a replica's claims come from: a pod of a previous revision this rollout serves belongs to the variant. */
@@ -126,7 +129,9 @@ export class WeightedRollout {
   /** Moves the weights back to the previous code (the admin API's POST …/rollback). */
   async rollback(app: string): Promise<void> {
     const m = this.#moving.get(app);
+    if (!m && !this.#server!.changes.current.plans.has(app)) throw new ServeError("not_found", `no application "${app}"; applications: ${[...this.#server!.changes.current.plans.keys()].join(", ") || "(none)"}`);
     if (!m) throw new ServeError("conflict", `application ${app} has no rollout in progress to move back${this.#seen.has(app) ? " (it runs on its current revision alone)" : ""}; to go back now, apply the previous build (kubectl apply -k with its manifests)`);
+    if (m.status.direction === "back") return;
     m.status.direction = "back";
     this.o.log(`serve-bin: ${app}: rolling back to ${m.variant}`);
   }
@@ -182,6 +187,7 @@ export class WeightedRollout {
       status: { previous: variant, direction: "forward", weights: { current: 0, previous: 100 }, deployments: {}, state: "moving" },
     };
     this.#moving.set(app.name, m);
+    for (const d of m.caps.keys()) this.#server!.controller.setCeiling(app.name, d, 1);
     await this.#server!.changes.change((cur) => ({
       config: { ...cur.config, applications: [...cur.config.applications, entry], routes: [...cur.config.routes, this.#route(m)] },
       plans: new Map([...cur.plans, [variant, previous]]),
@@ -194,8 +200,15 @@ export class WeightedRollout {
   }
 
   async #stepAll(): Promise<void> {
-    for (const m of [...this.#moving.values()]) {
-      await this.#step(m).catch((e) => this.o.log(`serve-bin: rollout step of ${m.app} failed (will try again): ${(e as Error).message}`));
+    // One step at a time: a step reads counts that the one before may still be changing.
+    if (this.#stepping) return;
+    this.#stepping = true;
+    try {
+      for (const m of [...this.#moving.values()]) {
+        await this.#step(m).catch((e) => this.o.log(`serve-bin: rollout step of ${m.app} failed (will try again): ${(e as Error).message}`));
+      }
+    } finally {
+      this.#stepping = false;
     }
   }
 
@@ -206,15 +219,18 @@ export class WeightedRollout {
     if (!next || !old || !plans.has(m.variant)) return this.#end(m, `${m.variant} was removed`);
     const forward = m.status.direction === "forward";
     const running = (d: { replicas: { state: string }[] } | undefined) => d?.replicas.filter((r) => r.state === "RUNNING").length ?? 0;
-    // The controller's target for each deployment (an autoscaled one's current count).
-    const targets = new Map(plans.get(m.app)!.config.deployments.filter((d) => !d.colocate).map((d) => [d.name, next.deployments[d.name]?.targetReplicas ?? 1]));
+    // The controller's target for each deployment (an autoscaled one's current count), above the rollout's ceiling.
+    const states = this.#server!.controller.apps.get(m.app)?.deployments;
+    const targets = new Map(plans.get(m.app)!.config.deployments.filter((d) => !d.colocate).map((d) => [d.name, states?.get(d.name)?.wanted() ?? 1]));
     const names = new Set([...targets.keys(), ...m.oldTargets.keys()]);
     const weights = { current: 100, previous: 100 };
     let done = true;
     const lower: [string, number][] = [];
+    // Pods are counted as Kubernetes asks for them too: a count lowered by the controller reaches the Deployment only once its replica drained.
+    const asked = async (app: string, d: string) => (await this.o.client.getScale(this.o.engine.deploymentName(app, d))).spec.replicas ?? 0;
     for (const d of names) {
-      const oldNow = { replicas: old.deployments[d]?.targetReplicas ?? 0, ready: running(old.deployments[d]) };
-      const nextNow = { replicas: targets.has(d) ? (m.caps.get(d) ?? 1) : 0, ready: running(next.deployments[d]) };
+      const oldNow = { replicas: m.oldTargets.has(d) ? Math.max(old.deployments[d]?.targetReplicas ?? 0, await asked(m.variant, d)) : 0, ready: running(old.deployments[d]) };
+      const nextNow = { replicas: targets.has(d) ? Math.max(m.caps.get(d) ?? 1, await asked(m.app, d)) : 0, ready: running(next.deployments[d]) };
       const target = forward ? (targets.get(d) ?? 0) : (m.oldTargets.get(d) ?? 0);
       const step = rolloutStep({ target, old: oldNow, next: nextNow, direction: m.status.direction });
       // Back: the current revision keeps one idle pod, so the application stays ready; the previous build ends it.
@@ -224,7 +240,9 @@ export class WeightedRollout {
         weights.current = Math.min(weights.current, step.weights.next);
         if (nextCount !== nextNow.replicas) {
           m.caps.set(d, nextCount);
-          this.o.engine.setCap(m.app, d, nextCount, nextCount < nextNow.replicas ? "exactly" : "atLeast");
+          // The controller holds its target there: a replica above it drains before its Deployment goes down (the claim's end lowers it).
+          this.#server!.controller.setCeiling(m.app, d, nextCount);
+          this.o.engine.setCap(m.app, d, nextCount);
         }
       }
       if (m.oldTargets.has(d)) weights.previous = Math.min(weights.previous, step.weights.old);
@@ -253,8 +271,12 @@ export class WeightedRollout {
       plans: new Map([...cur.plans].filter(([n]) => n !== m.variant)),
     }));
     this.o.engine.setVariant(m.variant, m.app, null);
-    for (const d of m.caps.keys()) this.o.engine.setCap(m.app, d, undefined);
+    for (const d of m.caps.keys()) {
+      this.#server!.controller.setCeiling(m.app, d, undefined);
+      this.o.engine.setCap(m.app, d, undefined);
+    }
     this.#given.add(m.app);
+    this.#finished.add(m.app);
     // What a restarted controller container comes back with: the application alone.
     this.#server!.persist();
     this.o.log(`serve-bin: ${m.app}: rollout done (${why}); ${m.variant} removed`);
