@@ -51,6 +51,7 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     if (process.env.SB_DEBUG) {
       for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
       for (const p of kubelet?.pods ?? []) console.log(`==== pod ${p.name}\n${p.out}`);
+      console.log(`==== kubelet\n${kubelet?.events.join("\n")}`);
     }
     await endRoles(roles.splice(0));
     await kubelet?.[Symbol.asyncDispose]();
