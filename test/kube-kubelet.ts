@@ -10,12 +10,19 @@
  *     Always), at once (Kubernetes backs off; time is not what is tested);
  *   - a lower count deletes pods not ready first, then the newest (the
  *     ReplicaSet's ranking), with SIGTERM;
+ *   - a readiness probe fails when the pod answers other than 200, or not
+ *     within PROBE_TIMEOUT_MS: the manifests give it healthCheckTimeoutS
+ *     (30 s by default), so one slow answer of a loaded machine does not
+ *     take a serving pod's endpoint out;
  *   - `losePod` is a node lost: the process is killed (-9, by pid), the pod
  *     and its endpoint go, and the ReplicaSet starts a replacement.
  * It only ever signals the processes it started.
  */
 import type { Subprocess } from "bun";
 import type { KubeApiStandIn } from "./kube-api-standin.ts";
+
+/** How long a readiness probe waits for an answer (shorter than the manifests' timeoutSeconds, long enough for a loaded test machine). */
+const PROBE_TIMEOUT_MS = 5000;
 
 export interface Pod {
   name: string;
@@ -144,7 +151,7 @@ export class TestKubelet implements AsyncDisposable {
       await Promise.all(
         this.pods.map(async (pod) => {
           if (pod.deleting) return;
-          const ready = await fetch(`http://127.0.0.1:${pod.healthPort}/-/ready`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status === 200, () => false);
+          const ready = await fetch(`http://127.0.0.1:${pod.healthPort}/-/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) }).then((r) => r.status === 200, () => false);
           if (ready !== pod.ready && !pod.deleting) {
             pod.ready = ready;
             changed.add(pod.deployment);

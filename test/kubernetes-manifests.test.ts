@@ -8,7 +8,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -309,6 +309,38 @@ describe("serve-bin build --target kubernetes refusals", () => {
     for (const [args, message] of cases) {
       const r = await runCli(["build", tutorial, ...args]);
       expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: expect.stringContaining(message) });
+    }
+  });
+});
+
+describe("serve-bin build --target kubernetes keeps the previous code's plan", () => {
+  it("a rebuild with other code lists both codes' planned graphs in plans.json (ConfigMap and build directory), where the image has the module", async () => {
+    await using src = tempDir("sb-kube-plans-src-");
+    await using out = tempDir("sb-kube-plans-out-");
+    const write = (v: string) =>
+      writeFileSync(join(src.path, "graph.ts"), `import { deployment } from "serve-bin";\nexport default deployment(function Echo() { return "${v}"; }).bind();\n`);
+    const build = () => runCli(["build", join(src.path, "graph.ts"), "--target", "kubernetes", "--image", IMAGE, "-o", out.path]);
+    const read = () => {
+      const objects = parseAllDocuments(readFileSync(join(out.path, "config.yaml"), "utf8")).map((d) => d.toJSON() as Obj);
+      const data = named(objects, "ConfigMap", "serve-bin-config").data as Record<string, string>;
+      return { plans: JSON.parse(data["plans.json"]!), revisions: JSON.parse(data["revisions.json"]!), file: JSON.parse(readFileSync(join(out.path, "plans.json"), "utf8")) };
+    };
+    write("v1");
+    expect((await build()).code).toBe(0);
+    const first = read();
+    write("v2");
+    expect((await build()).code).toBe(0);
+    const second = read();
+    const service = Object.keys(second.revisions)[0]!;
+    const codes = second.revisions[service].code as Record<string, string>;
+    // Two codes listed (the current revision's and the previous one's), each with its plan.
+    expect(new Set(Object.values(codes)).size).toBe(2);
+    expect(Object.keys(second.plans).sort()).toEqual([...new Set(Object.values(codes))].sort());
+    expect(second.file).toEqual(second.plans);
+    expect(second.plans[codes[second.revisions[service].previous[0]]!]).toEqual(Object.values(first.plans)[0]);
+    for (const p of Object.values(second.plans) as { modulePath: string; graph: { deployments: { name: string }[] } }[]) {
+      expect(p.modulePath).toBe("/app/graph.ts");
+      expect(p.graph.deployments.map((d) => d.name)).toContain("Echo");
     }
   });
 });

@@ -5,6 +5,7 @@ import { ServeError } from "../error.ts";
 import { parseConfig, type ResolvedServeConfig, type ServeConfig } from "../config/schema.ts";
 import { toYAML } from "../config/yaml.ts";
 import { planApp } from "../runtime/plan-app.ts";
+import type { StoredPlans } from "../cluster/kubernetes/names.ts";
 import { relativeImport } from "../http/application.ts";
 import { parse, UsageError } from "./args.ts";
 import { swarmStack } from "./swarm-stack.ts";
@@ -43,6 +44,8 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const applications = [];
   /** Each application's code hash: part of its deployments' revisions on Kubernetes. */
   const codeVersions: Record<string, string> = {};
+  /** Each code hash's planned graph, where the image has it: a rollout on Kubernetes serves the previous code from its plan. */
+  const plans: StoredPlans = {};
   for (const target of positionals) {
     const name = appName(target, positionals.length === 1);
     const clash = names.get(name);
@@ -56,6 +59,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
       planned.config.importPath = out.importPath(resolve(file)) + target.slice(file.length);
       applications.push(planned.config);
       codeVersions[name] = planned.codeVersion;
+      if (values.target === "kubernetes") plans[planned.codeVersion] = { modulePath: out.importPath(resolve(file)), exportName: planned.exportName, fileHash: planned.fileHash, graph: planned.graph };
     } catch (e) {
       if (e instanceof ServeError) throw new UsageError(`${target}: ${e.message}`);
       throw e;
@@ -71,7 +75,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const base = parseConfig({});
   if (!base.ok) throw new Error("default config is invalid");
   const config = { ...base.value, applications } as unknown as ServeConfig;
-  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` }, codeVersions);
+  if (values.target === "kubernetes") return writeKubernetes(inCluster(config), { ...values, usage: `\nusage: ${USAGE}` }, codeVersions, plans);
   if (cluster) return writeCluster(config, values.image!, values.output!, values["app-root"]);
   const yaml = toYAML(config);
   if (values.output) {

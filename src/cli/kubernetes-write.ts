@@ -11,7 +11,7 @@ import { stringify } from "yaml";
 import type { ResolvedServeConfig, ServeConfig } from "../config/schema.ts";
 import { toYAML } from "../config/yaml.ts";
 import { UsageError } from "./args.ts";
-import { REVISIONS_FILE, type Revisions } from "../cluster/kubernetes/names.ts";
+import { PLANS_FILE, REVISIONS_FILE, type Revisions, type StoredPlans } from "../cluster/kubernetes/names.ts";
 import { kubernetesManifests, TOKEN_FILES, type Autoscaler } from "./kubernetes-manifests.ts";
 
 const HEAD = "# Written by `serve-bin build --target kubernetes`; apply with `kubectl apply -k <this directory>`.\n";
@@ -31,7 +31,7 @@ export interface KubernetesFlags {
 }
 
 /** `build --target kubernetes`: DIR/*.yaml and DIR/kustomization.yaml for `config` as the containers read it. */
-export function writeKubernetes(config: ServeConfig, flags: KubernetesFlags, codeVersions: Record<string, string> = {}): number {
+export function writeKubernetes(config: ServeConfig, flags: KubernetesFlags, codeVersions: Record<string, string> = {}, plans: StoredPlans = {}): number {
   const autoscaler = (flags.autoscaler ?? "serve-bin") as Autoscaler;
   if (!AUTOSCALERS.includes(autoscaler))
     throw new UsageError(`--autoscaler ${flags.autoscaler} is not known; it is serve-bin (the default: serve-bin's controller scales) or hpa (a HorizontalPodAutoscaler per deployment)${flags.usage}`);
@@ -45,6 +45,13 @@ export function writeKubernetes(config: ServeConfig, flags: KubernetesFlags, cod
   const { files, kustomization, revisions } = kubernetesManifests(config as unknown as ResolvedServeConfig, { image, configYaml, autoscaler, namespace, codeVersions, previous });
   mkdirSync(dir, { recursive: true });
   writeFileSync(revisionsFile, JSON.stringify(revisions, null, 2) + "\n");
+  // The planned graphs of every code a listed revision runs (the last builds' kept here), for the controller to serve the previous code during a rollout.
+  const plansFile = join(dir, PLANS_FILE);
+  const known: StoredPlans = { ...(existsSync(plansFile) ? (JSON.parse(readFileSync(plansFile, "utf8")) as StoredPlans) : {}), ...plans };
+  const listed = new Set(Object.values(revisions).flatMap((r) => Object.values(r.code ?? {})));
+  const kept = JSON.stringify(Object.fromEntries(Object.entries(known).filter(([code]) => listed.has(code))));
+  writeFileSync(plansFile, kept + "\n");
+  (files["config.yaml"]![0] as { data: Record<string, string> }).data[PLANS_FILE] = kept;
   const yaml = (o: unknown) => stringify(o, { lineWidth: 0, aliasDuplicateObjects: false });
   for (const [file, objects] of Object.entries(files)) writeFileSync(join(dir, file), HEAD + objects.map(yaml).join("---\n"));
   writeFileSync(join(dir, "kustomization.yaml"), HEAD + yaml(kustomization));

@@ -81,6 +81,8 @@ export class RemoteEngine implements Engine {
     readonly scaler?: Scaler,
     /** Whether a replica of this revision may take a claim (Kubernetes: not one whose revision runs other code). Default: every one. */
     readonly eligible: (app: string, deployment: string, revision: string | undefined) => boolean = () => true,
+    /** The application a replica's claims come from, by its hello (Kubernetes: a previous revision's pods serve a rollout's previous variant). Default: the one it names. */
+    readonly appOf: (app: string, deployment: string, revision: string | undefined) => string = (app) => app,
   ) {
     this.#listener = listenLink(listen, { message: (m, c) => this.#onMessage(c, m as unknown as LinkMessage), close: (c) => this.#onClose(c) }, {}, links);
     this.#pinger = setInterval(() => this.#ping(), PING_EVERY_MS);
@@ -230,7 +232,7 @@ export class RemoteEngine implements Engine {
           if (this.#snapshot) sendLink(conn, { t: "snapshot", snapshot: this.#snapshot });
           return;
         }
-        return this.#arrived({ conn, pid: msg.pid, app: msg.app, deployment: msg.deployment, running: msg.running, revision: msg.revision });
+        return this.#arrived({ conn, pid: msg.pid, app: this.appOf(msg.app, msg.deployment, msg.revision), deployment: msg.deployment, running: msg.running, revision: msg.revision });
       case "from-replica": {
         const remote = this.#byConn.get(conn);
         const claim = remote?.claim;

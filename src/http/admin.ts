@@ -39,7 +39,7 @@ export const ADMIN_MAX_BODY_BYTES = 16 << 20;
 const adminDefaults = proxyConfigSchema.parse({});
 
 /** What the admin API drives: the server's public methods, nothing else. */
-export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests" | "freshListenerCounts">;
+export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests" | "freshListenerCounts" | "rollback">;
 
 const ENDPOINTS = [
   "GET /api/applications",
@@ -47,6 +47,7 @@ const ENDPOINTS = [
   "PATCH /api/applications/:app/deployments/:name",
   "DELETE /api/applications/:app",
   "PATCH /api/routes",
+  "POST /api/applications/:app/rollback",
   "GET /api/config",
   "POST /api/shutdown",
   "GET /metrics",
@@ -136,6 +137,11 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
     if (!route.ok) throw invalid("the route", route.issues);
     await server.patchRoute(route.value);
     return c.json({ routes: server.appliedConfig().routes });
+  });
+
+  app.post("/api/applications/:app/rollback", async (c) => {
+    await server.rollback(c.req.param("app"));
+    return c.json({ status: server.status() }, 202);
   });
 
   app.delete("/api/applications/:app", async (c) => {

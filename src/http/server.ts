@@ -211,6 +211,16 @@ export class Server {
     this.#saveState(this.#config);
   }
 
+  /**
+   * Moves an application's traffic back to the code it is being rolled out
+   * from. Only an engine that rolls code out in steps (Kubernetes) has
+   * anything to move back; it replaces this. Elsewhere a rolling restart
+   * replaces replicas in place, so the previous code is applied again instead.
+   */
+  async rollback(app: string): Promise<void> {
+    throw new ServeError("conflict", `application ${app} has no rollout in progress to move back: only the Kubernetes controller rolls code out in steps; apply the previous config (PUT /api/applications) to go back`);
+  }
+
   async deleteApp(name: string, wait = true): Promise<void> {
     const { removed } = await this.changes.change((current) => {
       if (!current.plans.has(name)) throw new ServeError("not_found", `no application "${name}"`);
@@ -267,6 +277,11 @@ export class Server {
       this.#snapshotSig = sig;
       this.controller.pushProxySnapshot(snapshot);
     });
+  }
+
+  /** Writes the applied config to --state-dir now (after a change made through `changes` directly that serves already). */
+  persist(): void {
+    this.#saveState(this.#config);
   }
 
   /** Only accepted targets that serve get here: a refused change never reaches the disk. */

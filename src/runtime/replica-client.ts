@@ -178,8 +178,10 @@ export class ReplicaClient implements OutlierState {
   #onClose(cause?: ServeError): void {
     if (this.dead) return;
     this.dead = true;
-    // Calls are written as soon as the connection is open: before that, none has left this process.
+    // Calls are written as soon as the connection is open: before that, none has left this process
+    // (a replica that exited before the link opened — drained, or gone — took none: another may).
     const err = cause ?? this.#deadError(this.#open ? "inflight" : "unsent");
+    if (cause && !this.#open) lost.set(cause, "unsent");
     for (const p of this.#pending.values()) {
       p.sink?.fail(err);
       p.reject(err);

@@ -69,7 +69,7 @@ export async function controllerRole(argv: string[]): Promise<number> {
   // Only the Lease holder acts; a second controller waits here, not ready, until the first is gone.
   await kube?.lead(() => process.kill(process.pid, "SIGTERM"));
   const scaler: Scaler | undefined = kind === "swarm" ? new SwarmScaler(new DockerApi(values["docker-socket"]), env.swarmStack ?? "", info) : (kube?.engine ?? undefined);
-  const engine = new RemoteEngine(listen, { token: env.clusterToken }, scaler, kube?.eligible);
+  const engine = new RemoteEngine(listen, { token: env.clusterToken }, scaler, kube?.eligible, kube?.rollout.appOf);
   serverLog("info", `control links on ${engine.address} (${kind} engine)`, {}, true);
 
   const tables = new Map<string, RoutingTable>();

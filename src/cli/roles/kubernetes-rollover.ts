@@ -13,6 +13,7 @@ import type { DeploymentConfig } from "../../config/schema.ts";
 import type { KubeClient } from "../../cluster/kubernetes/client.ts";
 import type { KubernetesEngine } from "../../cluster/kubernetes/engine.ts";
 import { rolloverStep } from "../../cluster/kubernetes/rollout.ts";
+import { PREVIOUS_SUFFIX } from "../../cluster/kubernetes/names.ts";
 import type { RemoteEngine } from "../../cluster/remote-engine.ts";
 import type { Server } from "../../http/server.ts";
 
@@ -26,8 +27,8 @@ export interface RolloverOptions {
   remote: RemoteEngine;
   /** Whether a pod of this revision may take a claim (same code as the current revision). */
   eligible: (app: string, deployment: string, revision: string | undefined) => boolean;
-  /** Deployments left alone (an HPA owns their count). */
-  skip: (d: DeploymentConfig) => boolean;
+  /** Deployments left alone (an HPA owns their count, or the weighted rollout moves them). */
+  skip: (app: string, d: DeploymentConfig) => boolean;
   log: (line: string) => void;
 }
 
@@ -58,12 +59,13 @@ export class Rollover {
     try {
       const status = this.o.server.status();
       for (const app of this.o.server.appliedConfig().applications) {
+        if (app.name.endsWith(PREVIOUS_SUFFIX)) continue; // a rollout's previous variant: its pods are the previous revisions
         for (const d of app.deployments) {
           const previous = this.o.engine.previousOf(app.name, d.name);
           const key = `${app.name}/${d.name}`;
           const state = this.#rolling.get(key) ?? { starvedSince: 0, linkedAtLower: null, done: false };
           this.#rolling.set(key, state);
-          if (!previous.length || state.done || this.o.skip(d)) continue;
+          if (!previous.length || state.done || this.o.skip(app.name, d)) continue;
           const counts = await Promise.all(previous.map((name) => this.o.client.getScale(name).then((s) => ({ name, replicas: s.spec.replicas ?? 0 }), () => ({ name, replicas: 0 }))));
           const old = counts.reduce((n, c) => n + c.replicas, 0);
           const ds = status.applications[app.name]?.deployments[d.name];

@@ -21,7 +21,7 @@
  *   - upgrades: each deployment moved off its previous revisions pod by pod
  *     (kubernetes-rollover.ts).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { ServeEnv } from "../../config/env.ts";
@@ -31,12 +31,32 @@ import { KubeApiError, KubeClient } from "../../cluster/kubernetes/client.ts";
 import { KubernetesEngine, type KubeDeployment, type ReplicaSet } from "../../cluster/kubernetes/engine.ts";
 import { inClusterConfig } from "../../cluster/kubernetes/in-cluster.ts";
 import { ControllerLease } from "../../cluster/kubernetes/lease.ts";
-import { KUBE_OBJECTS, REVISIONS_FILE, type Revisions } from "../../cluster/kubernetes/names.ts";
+import { KUBE_OBJECTS, PLANS_FILE, PREVIOUS_SUFFIX, REVISIONS_FILE, type Revisions, type StoredPlans } from "../../cluster/kubernetes/names.ts";
 import type { RemoteEngine } from "../../cluster/remote-engine.ts";
 import type { Server } from "../../http/server.ts";
 import { hpaOwns } from "../kubernetes-manifests.ts";
 import { Rollover } from "./kubernetes-rollover.ts";
+import { WeightedRollout } from "./kubernetes-rollout.ts";
 import { UsageError } from "../args.ts";
+
+/** A config without rollouts' previous variants (`<app>~previous`) and their splits: those are the controller's own, planned from revisions, not from a file. */
+function withoutVariants(config: ServeConfig): ServeConfig {
+  const variant = (name: string) => name.endsWith(PREVIOUS_SUFFIX);
+  return { ...config, applications: config.applications.filter((a) => !variant(a.name)), routes: config.routes.filter((r) => !Object.keys(r.split).some(variant)) };
+}
+
+/**
+ * A controller container restarted in the same pod finds the applied config
+ * in --state-dir, rollout variants included; a variant restored from there
+ * would be planned from the application's file (the new code), so it is
+ * dropped: the rollout begins again from revisions.json and plans.json.
+ */
+function forgetVariants(file: string): void {
+  if (!existsSync(file)) return;
+  const state = JSON.parse(readFileSync(file, "utf8")) as { config: ServeConfig };
+  const config = withoutVariants(state.config);
+  if (config.applications.length !== state.config.applications.length) writeFileSync(file, JSON.stringify({ ...state, config }, null, 2));
+}
 
 /** How long a Lease holder keeps it without renewing; renewed every third of it. */
 const LEASE_S = 15;
@@ -74,6 +94,8 @@ export class KubernetesControl {
   #rollover: Rollover | null = null;
   #revisions: Revisions | undefined;
   #patch: Server["patchDeployment"] | null = null;
+  /** Code upgrades with traffic moved in steps (kubernetes-rollout.ts). */
+  readonly rollout: WeightedRollout;
 
   constructor(
     readonly flags: KubeFlags,
@@ -95,6 +117,11 @@ export class KubernetesControl {
     const revisionsFile = join(dirname(flags.configFile), REVISIONS_FILE);
     const revisions = (this.#revisions = existsSync(revisionsFile) ? (JSON.parse(readFileSync(revisionsFile, "utf8")) as Revisions) : undefined);
     this.engine = new KubernetesEngine({ client: this.client, deployments: [], configMap: env.kube?.configMap, autoscaler, revisions, log });
+    // Beside them: the previous revisions' planned graphs, to serve their code during a rollout.
+    const plansFile = join(dirname(flags.configFile), PLANS_FILE);
+    const plans = existsSync(plansFile) ? (JSON.parse(readFileSync(plansFile, "utf8")) as StoredPlans) : {};
+    this.rollout = new WeightedRollout({ engine: this.engine, client: this.client, revisions: revisions ?? {}, plans, skip: (app, d) => this.#hpa && this.#hpaDeployment(app, d), log });
+    forgetVariants(join(flags.stateDir, "config.json"));
     const identity = env.kube?.podName ?? `controller-${process.pid}`;
     this.#leaseName = env.kube?.lease ?? KUBE_OBJECTS.lease;
     this.#lease = new ControllerLease({ client: this.client, name: this.#leaseName, identity, durationS: LEASE_S });
@@ -151,7 +178,8 @@ export class KubernetesControl {
    * construct this controller's graph); an image- or env-only revision can.
    */
   eligible = (app: string, deployment: string, revision: string | undefined): boolean => {
-    if (!revision) return true;
+    // A rollout's previous variant is given only its previous revision's pods (appOf).
+    if (!revision || this.rollout.isVariant(app)) return true;
     const service = this.engine.kubeName(app, deployment);
     const current = this.engine.deploymentName(app, deployment);
     const code = this.#revisions?.[service]?.code;
@@ -163,7 +191,19 @@ export class KubernetesControl {
   attach(server: Server, remote: RemoteEngine): void {
     this.#server = server;
     this.#syncDeployments();
-    this.#rollover = new Rollover({ engine: this.engine, client: this.client, server, remote, eligible: this.eligible, skip: (d) => this.#hpa && hpaOwns("hpa", d), log: this.log });
+    this.rollout.start(server);
+    this.#rollover = new Rollover({ engine: this.engine, client: this.client, server, remote, eligible: this.eligible, skip: (app, d) => (this.#hpa && hpaOwns("hpa", d)) || this.rollout.owns(app, d.name), log: this.log });
+    server.rollback = (app) => this.rollout.rollback(app);
+    const status = server.status.bind(server);
+    // Each application a rollout moves shows it.
+    server.status = () => {
+      const s = status();
+      for (const [name, a] of Object.entries(s.applications)) {
+        const r = this.rollout.statusOf(name);
+        if (r) (a as typeof a & { rollout?: unknown }).rollout = r;
+      }
+      return s;
+    };
     const patch = (this.#patch = server.patchDeployment.bind(server));
     if (this.#hpa) this.#follow = setInterval(() => void this.#followHpa(), FOLLOW_HPA_MS);
     // Refused before anything changes: one owner of each count.
@@ -173,6 +213,12 @@ export class KubernetesControl {
     };
     this.engine.onLost((address) => remote.lost(address));
     this.engine.onReplicas((sets) => this.#logListed(sets));
+  }
+
+  /** Whether an HPA owns the deployment's count (under --autoscaler hpa). */
+  #hpaDeployment(app: string, deployment: string): boolean {
+    const d = this.#server?.appliedConfig().applications.find((a) => a.name === app)?.deployments.find((x) => x.name === deployment);
+    return d === undefined || hpaOwns("hpa", d);
   }
 
   #followHpa = async (): Promise<void> => {
@@ -197,7 +243,7 @@ export class KubernetesControl {
 
   #syncDeployments(): void {
     const config = this.#server!.changes.current.config;
-    const deployments: KubeDeployment[] = this.#server!.appliedConfig().applications.flatMap((a) =>
+    const deployments: KubeDeployment[] = this.#server!.appliedConfig().applications.filter((a) => !this.rollout.isVariant(a.name)).flatMap((a) =>
       a.deployments.map((d) => ({ app: a.name, deployment: d.name, hpa: this.#hpa && hpaOwns("hpa", d) })),
     );
     const sig = JSON.stringify(deployments) + config.applications.length;
@@ -212,7 +258,9 @@ export class KubernetesControl {
     this.#syncDeployments();
     const file = join(this.flags.stateDir!, "config.json");
     if (this.#saving || !existsSync(file)) return;
-    const applied = (JSON.parse(readFileSync(file, "utf8")) as { config: ServeConfig }).config;
+    const saved = (JSON.parse(readFileSync(file, "utf8")) as { config: ServeConfig }).config;
+    // A rollout's previous variant and its split are the controller's own: the ConfigMap never holds them.
+    const applied = withoutVariants(saved);
     // What a PATCH can change; the ConfigMap holds the start-up config (as built, or as last written) until one did.
     const sig = JSON.stringify([applied.applications, applied.routes]);
     this.#savedSig ??= JSON.stringify([this.#server.opts.config.applications, this.#server.opts.config.routes]);
@@ -238,6 +286,7 @@ export class KubernetesControl {
     if (this.#renew) clearInterval(this.#renew);
     if (this.#follow) clearInterval(this.#follow);
     this.#rollover?.stop();
+    this.rollout.stop();
     await this.engine.stop();
   }
 }

@@ -87,6 +87,8 @@ export class KubernetesEngine implements Scaler {
   readonly errors = new Map<string, string>();
   /** Ceilings on a Deployment's count while its previous revisions still run pods (rollout.ts). */
   readonly #caps = new Map<string, number>();
+  /** A rollout's previous variant (an application of its own to the controller): its base application and each deployment's previous Deployment. */
+  readonly #variants = new Map<string, { app: string; deployments: Map<string, string> }>();
 
   constructor(opts: KubernetesEngineOptions) {
     this.#client = opts.client;
@@ -99,11 +101,19 @@ export class KubernetesEngine implements Scaler {
 
   /** The headless Service of a serve deployment (every revision's pods are behind it). */
   kubeName(app: string, deployment: string): string {
-    return kubeDeploymentName(app, deployment);
+    return kubeDeploymentName(this.#variants.get(app)?.app ?? app, deployment);
+  }
+
+  /** Scales a rollout's previous variant `variant` of `app` through the previous revisions' Deployments (deployment → Deployment), or forgets it (null). */
+  setVariant(variant: string, app: string, deployments: Record<string, string> | null): void {
+    if (deployments) this.#variants.set(variant, { app, deployments: new Map(Object.entries(deployments)) });
+    else this.#variants.delete(variant);
   }
 
   /** The Deployment (and HPA) of a serve deployment's current revision. */
   deploymentName(app: string, deployment: string): string {
+    const previous = this.#variants.get(app)?.deployments.get(deployment);
+    if (previous) return previous;
     const service = this.kubeName(app, deployment);
     return this.#revisions[service]?.current ?? service;
   }
@@ -153,14 +163,18 @@ export class KubernetesEngine implements Scaler {
     return next;
   }
 
-  /** Caps (or with undefined, uncaps) the count of the deployment's current revision; the last count asked is sent again under it. */
-  setCap(app: string, deployment: string, cap: number | undefined): void {
+  /**
+   * Caps (or with undefined, uncaps) the count of the deployment's current
+   * revision; the last count asked is sent again under it (`exactly`: also
+   * lowered to it, as a rollback does).
+   */
+  setCap(app: string, deployment: string, cap: number | undefined, how: How = "atLeast"): void {
     const name = this.deploymentName(app, deployment);
     const next = cap ?? Number.MAX_SAFE_INTEGER;
     if (this.#caps.get(name) === next) return;
     this.#caps.set(name, next);
     const want = this.#want.get(name);
-    if (want && !this.#hpaOwns(app, deployment)) this.scale(app, deployment, want.replicas, "atLeast");
+    if (want && !this.#hpaOwns(app, deployment)) this.scale(app, deployment, want.replicas, how);
   }
 
   /** Previous revisions of a deployment (from the build's revisions.json), whose pods a rollover takes down. */

@@ -5,6 +5,7 @@
  * no lookup (the controller's Role may not list Deployments).
  */
 import { createHash } from "node:crypto";
+import type { GraphPlan } from "../../runtime/planner/graph-plan.ts";
 
 /** Fixed names of the objects there is one of per build. */
 export const KUBE_OBJECTS = {
@@ -91,3 +92,17 @@ export type Revisions = Record<string, { current: string; previous: string[]; /*
 
 /** The ConfigMap key (and build-directory file) holding the Revisions. */
 export const REVISIONS_FILE = "revisions.json";
+
+/** The ConfigMap key (and build-directory file) holding the StoredPlans. */
+export const PLANS_FILE = "plans.json";
+
+/**
+ * Each listed revision's planned graph, by code hash (the `code` values of
+ * Revisions): what the controller, which runs the new code's image, needs to
+ * serve a previous revision's code beside the new one during a rollout.
+ * `modulePath` is where that revision's image has the module.
+ */
+export type StoredPlans = Record<string, { modulePath: string; exportName: string; fileHash: string; graph: GraphPlan }>;
+
+/** An application's previous code while a rollout moves traffic off it is served as this application: `<app>~previous`. */
+export const PREVIOUS_SUFFIX = "~previous";

@@ -140,6 +140,19 @@ export class Controller {
     this.reconcile();
   }
 
+  /**
+   * Holds a deployment's target at most `ceiling` replicas (undefined: lifts
+   * it) without changing its config: replicas above it drain and stop as on
+   * a scale-down. A Kubernetes rollout moves a deployment between revisions
+   * with it.
+   */
+  setCeiling(appName: string, name: string, ceiling: number | undefined): void {
+    const d = this.apps.get(appName)?.deployments.get(name);
+    if (!d || d.ceiling === ceiling) return;
+    d.ceiling = ceiling;
+    this.reconcile();
+  }
+
   /** Removes an application gracefully: its replicas drain and stop. */
   async removeApp(name: string): Promise<void> {
     const app = this.#app(name);

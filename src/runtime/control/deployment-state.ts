@@ -80,6 +80,8 @@ export class DeploymentState {
   autoscale: AutoscaleState = { desired: null, since: 0 };
   /** No longer in the application's graph: it goes once nothing of the old code calls it. */
   removed = false;
+  /** An engine's ceiling on the target while it moves the deployment between code revisions (Kubernetes rollout); undefined: none. */
+  ceiling: number | undefined = undefined;
 
   constructor(
     readonly name: string,
@@ -109,6 +111,11 @@ export class DeploymentState {
 
   /** Replicas wanted now: numReplicas, or the autoscaler's count within its bounds. */
   target(): number {
+    return Math.min(this.wanted(), this.ceiling ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The target its config (and autoscaler) asks for, whatever the ceiling. */
+  wanted(): number {
     const c = this.config;
     if (c.numReplicas !== "auto" && !c.autoscalingConfig) return c.numReplicas as number;
     const a = c.autoscalingConfig;
