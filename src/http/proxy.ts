@@ -4,7 +4,7 @@ import { LazyAbort, type CancelToken } from "../api/request-context.ts";
 import { pathOf } from "../api/dag-driver.ts";
 import { packHeaders, unpackHeaders } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
-import type { ReplicaClient } from "../runtime/replica-client.ts";
+import type { ChunkSink, ReplicaClient } from "../runtime/replica-client.ts";
 import { proxyConfigSchema } from "../config/schema.ts";
 import { closing, readBody } from "./body-reader.ts";
 import { Deadlines } from "./deadlines.ts";
@@ -174,51 +174,74 @@ function fromWire(w: WireResponse, extra: [string, string][], body: BodyInit | n
  */
 function forward(router: CallTarget, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void, extra: [string, string][]): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
-    let stream: ReadableStreamDefaultController<Uint8Array> | null = null;
-    let started = false;
-    let credit = (_n: number) => {};
-    const early: Uint8Array[] = [];
-    let ended = false;
-    const sink = {
-      chunk(v: unknown) {
-        if (!started) {
-          started = true;
-          onHead();
-          const body = new ReadableStream<Uint8Array>({
-            start(c) {
-              stream = c;
-              for (const p of early) c.enqueue(p);
-              if (ended) c.close();
-            },
-            pull: () => credit(1),
-            cancel: onCancel,
-          });
-          return resolve(fromWire(v as WireResponse, extra, body));
-        }
-        if (stream) stream.enqueue(v as Uint8Array);
-        else early.push(v as Uint8Array);
-      },
-      end() {
-        ended = true;
-        try {
-          stream?.close();
-        } catch {}
-      },
-      fail(e: ServeError) {
-        if (!started) return reject(e);
-        try {
-          stream?.error(e);
-        } catch {}
-      },
-    };
-    const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    router.call({ method: HTTP_METHOD, args: [wire], requestId, cancel, sink, onSent }).then(
-      (v) => {
-        if (!started && v) resolve(fromWire(v as WireResponse, extra));
-      },
-      (e) => {
-        if (!started) reject(e);
-      },
+    const f = new Forwarding(resolve, reject, onHead, onCancel, extra);
+    router.call({ method: HTTP_METHOD, args: [wire], requestId, cancel, sink: f, onSent: f.sent }).then(
+      (v) => f.done(v),
+      (e) => f.failed(e),
     );
   });
+}
+
+/** One forwarded request's answer as it arrives: one object with methods, not a closure per event. */
+class Forwarding implements ChunkSink {
+  #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #started = false;
+  #ended = false;
+  #early: Uint8Array[] | null = null;
+  #credit: ((n: number) => void) | null = null;
+
+  constructor(
+    readonly resolve: (r: Response) => void,
+    readonly reject: (e: unknown) => void,
+    readonly onHead: () => void,
+    readonly onCancel: () => void,
+    readonly extra: [string, string][],
+  ) {}
+
+  /** Where a streamed body asks for more chunks, once the call is out. */
+  readonly sent = (client: ReplicaClient, id: number): void => {
+    this.#credit = (n) => client.credit(id, n);
+  };
+
+  chunk(v: unknown): void {
+    if (!this.#started) {
+      this.#started = true;
+      this.onHead();
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          this.#stream = c;
+          for (const p of this.#early ?? []) c.enqueue(p);
+          if (this.#ended) c.close();
+        },
+        pull: () => this.#credit?.(1),
+        cancel: this.onCancel,
+      });
+      return this.resolve(fromWire(v as WireResponse, this.extra, body));
+    }
+    if (this.#stream) this.#stream.enqueue(v as Uint8Array);
+    else (this.#early ??= []).push(v as Uint8Array);
+  }
+
+  end(): void {
+    this.#ended = true;
+    try {
+      this.#stream?.close();
+    } catch {}
+  }
+
+  fail(e: ServeError): void {
+    if (!this.#started) return this.reject(e);
+    try {
+      this.#stream?.error(e);
+    } catch {}
+  }
+
+  /** The call's result: a whole answer, unless it streamed. */
+  done(v: unknown): void {
+    if (!this.#started && v) this.resolve(fromWire(v as WireResponse, this.extra));
+  }
+
+  failed(e: unknown): void {
+    if (!this.#started) this.reject(e);
+  }
 }
