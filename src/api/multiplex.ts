@@ -7,6 +7,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { ServeError } from "../error.ts";
+import { liveHeaders, type WireRequest } from "./wire-request.ts";
 
 type AnyFunction = (...args: any[]) => any;
 
@@ -50,6 +51,14 @@ export function checkModelId(id: string): string {
 }
 
 const NEEDLE = new TextEncoder().encode(`${MULTIPLEX_HEADER}:`);
+
+/** The model id a request names: from its live headers when it came in this process, else from the packed ones. */
+export function modelIdOf(w: WireRequest): string | undefined {
+  const live = liveHeaders(w);
+  if (!live) return modelIdFromHead(w.head);
+  const id = live.get(MULTIPLEX_HEADER);
+  return id === null ? undefined : checkModelId(id.trim());
+}
 
 /** The model id in packed "name:value\n" headers (names lower-case, as Web Headers give them), if any. */
 export function modelIdFromHead(head: Uint8Array): string | undefined {

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { ServeError } from "../error.ts";
 import { LazyAbort, type CancelToken } from "../api/request-context.ts";
 import { pathOf } from "../api/dag-driver.ts";
-import { packHeaders, unpackHeaders } from "../api/wire-request.ts";
+import { packHeaders, unpackHeaders, wireRequestOf } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
 import type { ChunkSink, ReplicaClient } from "../runtime/replica-client.ts";
 import { proxyConfigSchema } from "../config/schema.ts";
@@ -94,7 +94,7 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
           return observed(hit.app, t0, closing(errorResponse(e, opts.errorDetail)));
         }
       }
-      const wire: WireRequest = { method: req.method, url: req.url, head: packHeaders(req.headers), prefix: hit.prefix, accept: req.headers.get("accept") ?? "", body };
+      const wire = wireRequestOf(req, hit.prefix, body);
       if (hit.shadow) shadow(hit.shadow, wire, requestId, timeouts);
       // The route's headers, and the id user code saw in requestContext() and logs carry, go into the answer as it is built.
       const extra: [string, string][] = hit.headers.length ? [...hit.headers, ["x-request-id", requestId]] : [["x-request-id", requestId]];
@@ -144,7 +144,7 @@ function shadow(v: Variant, wire: WireRequest, requestId: string, timeouts: Dead
   shadowInflight.set(router, inflight + 1);
   const ctl = new LazyAbort();
   const late = timeouts.add(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")));
-  const copy: WireRequest = { ...wire, head: packHeaders(unpackHeaders(wire.head), [["x-serve-shadow", "1"]]) };
+  const copy: WireRequest = { method: wire.method, url: wire.url, head: packHeaders(unpackHeaders(wire.head), [["x-serve-shadow", "1"]]), prefix: wire.prefix, accept: wire.accept, body: wire.body };
   const stop = () => ctl.abort(new ServeError("cancelled", "the shadow copy was abandoned"));
   forward(router, copy, `${requestId}-shadow`, ctl, () => {}, stop, [])
     .then(async (res) => {

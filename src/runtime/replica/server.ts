@@ -9,7 +9,7 @@ import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../../wire/codec.ts";
 import { exhaustive } from "../replica-client.ts";
-import { loadedModelIds, modelIdFromHead, withModelId } from "../../api/multiplex.ts";
+import { loadedModelIds, modelIdOf, withModelId } from "../../api/multiplex.ts";
 import { httpFailure, replicaStats } from "../metrics/replica-stats.ts";
 import { startCallSpan } from "../tracing/call-span.ts";
 
@@ -195,7 +195,7 @@ export class ReplicaServer {
       if (span) ctx.traceparent = span.traceparent;
       const args = await this.#fetchArgs(msg.a);
       // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
-      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdFromHead((args[0] as WireRequest).head) : undefined);
+      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(args[0] as WireRequest) : undefined);
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
       const out = await (modelId ? withModelId(modelId, run) : run());
       if (msg.m === HTTP_METHOD) failed = httpFailure(out);
