@@ -29,6 +29,8 @@ export interface KeepOptions {
 
 const kept = { now: 0, stored: 0, fetched: 0 };
 
+const isKept = (a: unknown): boolean => a instanceof KeptRef;
+
 /** This process's kept results (for tests and diagnostics): held now, ever stored, fetches served. */
 export function keptStats(): { now: number; stored: number; fetched: number } {
   return { ...kept };
@@ -153,8 +155,7 @@ export class ReplicaServer {
   }
 
   /** Replaces each top-level KeptRef argument by its value: from this replica's own store, or fetched from its producer. */
-  async #fetchArgs(args: unknown[]): Promise<unknown[]> {
-    if (!args.some((a) => a instanceof KeptRef)) return args;
+  #fetchArgs(args: unknown[]): Promise<unknown[]> {
     return Promise.all(
       args.map((a) => {
         if (!(a instanceof KeptRef)) return a;
@@ -193,7 +194,8 @@ export class ReplicaServer {
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
       if (span) ctx.traceparent = span.traceparent;
-      const args = await this.#fetchArgs(msg.a);
+      // Most calls carry no forwarded result: no await (and no turn of the microtask queue) for them.
+      const args = msg.a.some(isKept) ? await this.#fetchArgs(msg.a) : msg.a;
       // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
       const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(args[0] as WireRequest) : undefined);
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
