@@ -128,50 +128,58 @@ describe("the ingress replica killed with SIGKILL during a slow request", () => 
   });
 });
 
-describe("proxy.requestTimeoutS", () => {
-  it("answers 504 after the timeout and fires the user code's requestContext().signal", async () => {
-    await using dir = tempDir();
-    copyFileSync(fixture("timeout.ts"), join(dir.path, "timeout.ts"));
-    writeFileSync(join(dir.path, "app.yaml"), "proxy: { requestTimeoutS: 0.5 }\napplications:\n  - name: default\n    importPath: ./timeout.ts\n");
-    const server = await startServer(join(dir.path, "app.yaml"), { env: { SB_MARKS: dir.path } });
-    try {
-      const t0 = performance.now();
-      const res = await postJSON(server.url, "late", { headers: { "content-type": "application/json", "x-request-id": "req-timeout-1" } });
-      const seconds = (performance.now() - t0) / 1000;
-      expect({ status: res.status, body: await res.json() }).toEqual({
-        status: 504,
-        body: { error: "timeout", message: "the request took longer than proxy.requestTimeoutS (0.5 s); raise it or make the graph faster" },
-      });
-      expect(seconds).toBeGreaterThanOrEqual(0.45); // not before the timeout; the 504 says it was the timeout
-      const marker = join(dir.path, "aborted-late");
-      await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
-      expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "late", requestId: "req-timeout-1", why: expect.stringMatching(/^aborted: /) });
-    } finally {
-      await stopCleanly(server);
-    }
-  });
-});
+// The same proxy runs in the main process and, with proxy.location "ingress", in the DAGDriver replica.
+for (const location of ["main", "ingress"] as const) {
+  /** The timeout fixture served with `proxy` settings, copied into `dir`. */
+  const timeoutApp = (dir: string, proxy: string): string => {
+    copyFileSync(fixture("timeout.ts"), join(dir, "timeout.ts"));
+    writeFileSync(join(dir, "app.yaml"), `proxy: { location: ${location}${proxy} }\napplications:\n  - name: default\n    importPath: ./timeout.ts\n`);
+    return join(dir, "app.yaml");
+  };
 
-describe("a client that goes away", () => {
-  it("fires the user code's requestContext().signal", async () => {
-    await using marks = tempDir();
-    const server = await startServer(fixture("timeout.ts"), { env: { SB_MARKS: marks.path } });
-    try {
-      const ctl = new AbortController();
-      const pending = postJSON(server.url, "gone", { signal: ctl.signal, headers: { "content-type": "application/json", "x-request-id": "req-gone-1" } });
-      pending.catch(() => {});
-      await waitFor(() => existsSync(join(marks.path, "started-gone")), "the call to start");
-      ctl.abort();
-      await expect(pending).rejects.toThrow();
-      const marker = join(marks.path, "aborted-gone");
-      // Well before requestTimeoutS (60 s) and the fixture's own 20 s.
-      await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
-      expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "gone", requestId: "req-gone-1", why: expect.stringMatching(/^aborted: /) });
-    } finally {
-      await stopCleanly(server);
-    }
+  describe(`proxy.requestTimeoutS (proxy.location ${location})`, () => {
+    it("answers 504 after the timeout and fires the user code's requestContext().signal", async () => {
+      await using dir = tempDir();
+      const server = await startServer(timeoutApp(dir.path, ", requestTimeoutS: 0.5"), { env: { SB_MARKS: dir.path } });
+      try {
+        const t0 = performance.now();
+        const res = await postJSON(server.url, "late", { headers: { "content-type": "application/json", "x-request-id": "req-timeout-1" } });
+        const seconds = (performance.now() - t0) / 1000;
+        expect({ status: res.status, body: await res.json() }).toEqual({
+          status: 504,
+          body: { error: "timeout", message: "the request took longer than proxy.requestTimeoutS (0.5 s); raise it or make the graph faster" },
+        });
+        expect(seconds).toBeGreaterThanOrEqual(0.45); // not before the timeout; the 504 says it was the timeout
+        const marker = join(dir.path, "aborted-late");
+        await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
+        expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "late", requestId: "req-timeout-1", why: expect.stringMatching(/^aborted: /) });
+      } finally {
+        await stopCleanly(server);
+      }
+    });
   });
-});
+
+  describe(`a client that goes away (proxy.location ${location})`, () => {
+    it("fires the user code's requestContext().signal", async () => {
+      await using marks = tempDir();
+      const server = await startServer(timeoutApp(marks.path, ""), { env: { SB_MARKS: marks.path } });
+      try {
+        const ctl = new AbortController();
+        const pending = postJSON(server.url, "gone", { signal: ctl.signal, headers: { "content-type": "application/json", "x-request-id": "req-gone-1" } });
+        pending.catch(() => {});
+        await waitFor(() => existsSync(join(marks.path, "started-gone")), "the call to start");
+        ctl.abort();
+        await expect(pending).rejects.toThrow();
+        const marker = join(marks.path, "aborted-gone");
+        // Well before requestTimeoutS (60 s) and the fixture's own 20 s.
+        await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
+        expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "gone", requestId: "req-gone-1", why: expect.stringMatching(/^aborted: /) });
+      } finally {
+        await stopCleanly(server);
+      }
+    });
+  });
+}
 
 describe("a handle's own timeoutS", () => {
   it("answers 504 naming the deployment that was too slow, not 499 or 500", async () => {

@@ -96,8 +96,10 @@ const EMPTY = new Uint8Array(0);
 export function pathOf(url: string): string {
   const start = url.indexOf("/", url.indexOf("//") + 2);
   if (start < 0) return "/";
-  const end = url.slice(start).search(/[?#]/);
-  return end < 0 ? url.slice(start) : url.slice(start, start + end);
+  let end = url.indexOf("?", start);
+  const hash = url.indexOf("#", start);
+  if (hash >= 0 && (end < 0 || hash < end)) end = hash;
+  return end < 0 ? url.slice(start) : url.slice(start, end);
 }
 
 type DriverBind = {

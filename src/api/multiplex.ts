@@ -7,6 +7,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { ServeError } from "../error.ts";
+import { liveHeaders, type WireRequest } from "./wire-request.ts";
 
 type AnyFunction = (...args: any[]) => any;
 
@@ -51,14 +52,31 @@ export function checkModelId(id: string): string {
 
 const NEEDLE = new TextEncoder().encode(`${MULTIPLEX_HEADER}:`);
 
+/** The model id a request names: from its live headers when it came in this process, else from the packed ones. */
+export function modelIdOf(w: WireRequest): string | undefined {
+  const live = liveHeaders(w);
+  if (!live) return modelIdFromHead(w.head);
+  const id = live.get(MULTIPLEX_HEADER);
+  return id === null ? undefined : checkModelId(id.trim());
+}
+
 /** The model id in packed "name:value\n" headers (names lower-case, as Web Headers give them), if any. */
 export function modelIdFromHead(head: Uint8Array): string | undefined {
-  const at = Buffer.from(head.buffer, head.byteOffset, head.byteLength).indexOf(NEEDLE);
-  if (at < 0 || (at > 0 && head[at - 1] !== 0x0a)) return undefined;
-  const start = at + NEEDLE.length;
-  let end = head.indexOf(0x0a, start);
-  if (end < 0) end = head.length;
-  return checkModelId(new TextDecoder().decode(head.subarray(start, end)).trim());
+  // Looks at the start of each line only: no Buffer view or search over the whole head per request.
+  for (let at = 0; at < head.length; ) {
+    let end = head.indexOf(0x0a, at);
+    if (end < 0) end = head.length;
+    if (head[at] === NEEDLE[0] && end - at >= NEEDLE.length && startsWithNeedle(head, at)) {
+      return checkModelId(new TextDecoder().decode(head.subarray(at + NEEDLE.length, end)).trim());
+    }
+    at = end + 1;
+  }
+  return undefined;
+}
+
+function startsWithNeedle(head: Uint8Array, at: number): boolean {
+  for (let i = 1; i < NEEDLE.length; i++) if (head[at + i] !== NEEDLE[i]) return false;
+  return true;
 }
 
 /** Every model cache in this process (a replica hosts one deployment, so usually one). */

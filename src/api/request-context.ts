@@ -85,6 +85,7 @@ export class LazyAbort implements CancelToken {
   #ctl: AbortController | null = null;
   #reason: unknown = undefined;
   #aborted = false;
+  #one: ((reason: unknown) => void) | null = null;
   #listeners: Set<(reason: unknown) => void> | null = null;
 
   /** A token that aborts with its parent (if any). */
@@ -103,6 +104,13 @@ export class LazyAbort implements CancelToken {
     if (this.#aborted) {
       fn(this.#reason);
       return () => {};
+    }
+    // Most tokens get one listener at a time: no Set for it.
+    if (!this.#one && !this.#listeners) {
+      this.#one = fn;
+      return () => {
+        if (this.#one === fn) this.#one = null;
+      };
     }
     (this.#listeners ??= new Set()).add(fn);
     return () => void this.#listeners?.delete(fn);
@@ -125,8 +133,11 @@ export class LazyAbort implements CancelToken {
     this.#aborted = true;
     this.#reason = reason;
     this.#ctl?.abort(reason);
+    const one = this.#one;
     const listeners = this.#listeners;
+    this.#one = null;
     this.#listeners = null;
+    one?.(reason); // the first added, when it is still there
     if (listeners) for (const fn of listeners) fn(reason);
   }
 }

@@ -27,6 +27,37 @@ export function packHeaders(headers: Iterable<[string, string]>, extra: [string,
   return encoder.encode(text);
 }
 
+const LIVE = Symbol("serve-bin.live-headers");
+
+/**
+ * The WireRequest for a Request the proxy holds. Its `head` is packed only
+ * when something reads it (a socket send, a Web Request, tracing): an
+ * in-process ingress that needs no header but the model id never pays for
+ * it, and reads that one from the Request's own headers (`liveHeaders`).
+ */
+export function wireRequestOf(req: Request, prefix: string, body: Uint8Array | null): WireRequest {
+  const headers = req.headers;
+  let head: Uint8Array | undefined;
+  const w = {
+    method: req.method,
+    url: req.url,
+    get head(): Uint8Array {
+      return (head ??= packHeaders(headers));
+    },
+    prefix,
+    accept: headers.get("accept") ?? "",
+    body,
+  };
+  // Not enumerable: the codec and spreads never see it.
+  Object.defineProperty(w, LIVE, { value: headers });
+  return w;
+}
+
+/** The Request headers a WireRequest was made from in this process, if it was. */
+export function liveHeaders(w: WireRequest): Headers | undefined {
+  return (w as { [LIVE]?: Headers })[LIVE];
+}
+
 export function unpackHeaders(head: Uint8Array): [string, string][] {
   const out: [string, string][] = [];
   for (const line of decoder.decode(head).split("\n")) {

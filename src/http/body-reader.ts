@@ -1,4 +1,5 @@
 import { ServeError } from "../error.ts";
+import type { Deadline, Deadlines } from "./deadlines.ts";
 
 /** Limits on reading one request body, and the names of the settings that raise them (for the messages). */
 export interface BodyLimits {
@@ -8,6 +9,8 @@ export interface BodyLimits {
   maxSetting: string;
   /** e.g. "proxy.bodyTimeoutS" */
   timeoutSetting: string;
+  /** A listener's shared deadline queue of `timeoutS` (a timer per body otherwise). */
+  deadlines?: Deadlines;
 }
 
 /**
@@ -22,20 +25,21 @@ export interface BodyLimits {
 export async function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > limits.maxBytes) throw tooLarge(limits);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ServeError("request_timeout", `the request body did not arrive within ${limits.timeoutSetting} (${limits.timeoutS} s); send it faster or raise the limit`)),
-      limits.timeoutS * 1000,
-    );
-  });
   // A length-delimited body cannot run past its declared length: the fast path reads it at once.
-  const read = declared !== null ? req.arrayBuffer().then((b) => new Uint8Array(b)) : readCounted(req, limits);
+  const read = declared !== null ? req.bytes() : readCounted(req, limits);
+  let deadline: Deadline | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    return await Promise.race([read, late]);
+    // One promise settled by whichever comes first; after a timeout the read fails when the connection closes, handled here too.
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      read.then(resolve, reject);
+      const late = () => reject(new ServeError("request_timeout", `the request body did not arrive within ${limits.timeoutSetting} (${limits.timeoutS} s); send it faster or raise the limit`));
+      if (limits.deadlines) deadline = limits.deadlines.add(late);
+      else timer = setTimeout(late, limits.timeoutS * 1000);
+    });
   } finally {
+    deadline?.cancel();
     clearTimeout(timer);
-    read.catch(() => {}); // after a timeout the read fails when the connection closes: nobody waits for it
   }
 }
 

@@ -2,11 +2,12 @@ import { Hono } from "hono";
 import { ServeError } from "../error.ts";
 import { LazyAbort, type CancelToken } from "../api/request-context.ts";
 import { pathOf } from "../api/dag-driver.ts";
-import { packHeaders, unpackHeaders } from "../api/wire-request.ts";
+import { packHeaders, unpackHeaders, wireRequestOf } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
-import type { ReplicaClient } from "../runtime/replica-client.ts";
+import type { ChunkSink, ReplicaClient } from "../runtime/replica-client.ts";
 import { proxyConfigSchema } from "../config/schema.ts";
 import { closing, readBody } from "./body-reader.ts";
+import { Deadlines } from "./deadlines.ts";
 import { capRequests } from "./connection-cap.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import { RouteTable, type CallTarget, type RouteHit, type Variant } from "./route-table.ts";
@@ -51,7 +52,7 @@ export interface ProxyListener {
  * `Bun.serve({ hostname, port, ...createProxy(target, config.proxy) })`.
  */
 export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListener {
-  const bodyLimits = {
+  const limits = {
     maxBytes: opts.maxBodyBytes,
     timeoutS: Math.min(opts.bodyTimeoutS ?? proxyDefaults.bodyTimeoutS, opts.requestTimeoutS),
     maxSetting: "proxy.maxBodyBytes",
@@ -63,46 +64,49 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
   own.get("/-/healthz", (c) => (target.healthy() ? c.text("ok") : c.text("not ready", 503)));
   own.get("/-/routes", (c) => c.json(target.routes.describe()));
   own.all("*", () => errorResponse(new ServeError("not_found", '"/-/" is reserved for serve-bin\'s own endpoints: /-/healthz and /-/routes')));
+  // One timer per listener for each limit, not one per request (see Deadlines).
+  const timeouts = new Deadlines(opts.requestTimeoutS * 1000);
+  const bodyLimits = { ...limits, deadlines: new Deadlines(limits.timeoutS * 1000) };
+  const observed = (app: string, t0: number, res: Response): Response => {
+    target.metrics.observe(app, res.status, (performance.now() - t0) / 1000);
+    return res;
+  };
   const forwardRequest = async (req: Request, path: string): Promise<Response> => {
     const t0 = performance.now();
     const hit = target.routes.match(path, req.headers);
-    const res = await forwardHit(req, path, hit);
-    target.metrics.observe(hit?.app ?? "", res.status, (performance.now() - t0) / 1000);
-    return res;
-  };
-  const forwardHit = async (req: Request, path: string, hit: RouteHit | null): Promise<Response> => {
-    if (!hit) return errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail);
+    if (!hit) return observed("", t0, errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail));
     const requestId = req.headers.get("x-request-id") ?? nextRequestId();
     const ctl = new LazyAbort();
-    const timer = setTimeout(
-      () => ctl.abort(new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${opts.requestTimeoutS} s); raise it or make the graph faster`)),
-      opts.requestTimeoutS * 1000,
-    );
+    const late = timeouts.add(() => ctl.abort(new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${opts.requestTimeoutS} s); raise it or make the graph faster`)));
+    // Until the answer's head: a client that goes away cancels the call (later, the body stream's cancel does).
+    let answered = false;
     const onClientGone = () => ctl.abort(new ServeError("cancelled", "the client went away"));
-    req.signal.addEventListener("abort", onClientGone, { once: true });
+    // A handler property, not a listener: half the cost, and nothing to remove (the flag retires it).
+    req.signal.onabort = () => answered || onClientGone();
     target.active?.add(ctl);
+    let res: Response;
     try {
       let body: Uint8Array | null = null;
       if (req.method !== "GET" && req.method !== "HEAD") {
         try {
           body = await readBody(req, bodyLimits);
         } catch (e) {
-          return closing(errorResponse(e, opts.errorDetail));
+          return observed(hit.app, t0, closing(errorResponse(e, opts.errorDetail)));
         }
       }
-      const wire: WireRequest = { method: req.method, url: req.url, head: packHeaders(req.headers), prefix: hit.prefix, accept: req.headers.get("accept") ?? "", body };
-      if (hit.shadow) shadow(hit.shadow, wire, requestId, opts.requestTimeoutS);
-      const res = await forward(hit.router, wire, requestId, ctl, () => clearTimeout(timer), onClientGone);
-      for (const [k, v] of hit.headers) res.headers.set(k, v);
-      res.headers.set("x-request-id", requestId); // the id user code saw in requestContext() and logs carry
-      return res;
+      const wire = wireRequestOf(req, hit.prefix, body);
+      if (hit.shadow) shadow(hit.shadow, wire, requestId, timeouts);
+      // The route's headers, and the id user code saw in requestContext() and logs carry, go into the answer as it is built.
+      const extra: [string, string][] = hit.headers.length ? [...hit.headers, ["x-request-id", requestId]] : [["x-request-id", requestId]];
+      res = await forward(hit.router, wire, requestId, ctl, late.cancel, onClientGone, extra);
     } catch (e) {
-      return errorResponse(e, opts.errorDetail);
+      res = errorResponse(e, opts.errorDetail);
     } finally {
-      clearTimeout(timer);
-      req.signal.removeEventListener("abort", onClientGone);
+      late.cancel();
+      answered = true;
       target.active?.delete(ctl);
     }
+    return observed(hit.app, t0, res);
   };
   const fetch = (req: Request) => {
     const path = pathOf(req.url);
@@ -133,29 +137,34 @@ const shadowInflight = new WeakMap<CallTarget, number>();
  * replicas take at once are dropped, not queued, so a slow shadow cannot pile
  * up work in the proxy.
  */
-function shadow(v: Variant, wire: WireRequest, requestId: string, timeoutS: number): void {
+function shadow(v: Variant, wire: WireRequest, requestId: string, timeouts: Deadlines): void {
   const router = v.router;
   const inflight = shadowInflight.get(router) ?? 0;
   if (inflight >= Math.max(1, router.capacity)) return;
   shadowInflight.set(router, inflight + 1);
   const ctl = new LazyAbort();
-  const timer = setTimeout(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")), timeoutS * 1000);
-  const copy: WireRequest = { ...wire, head: packHeaders(unpackHeaders(wire.head), [["x-serve-shadow", "1"]]) };
+  const late = timeouts.add(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")));
+  const copy: WireRequest = { method: wire.method, url: wire.url, head: packHeaders(unpackHeaders(wire.head), [["x-serve-shadow", "1"]]), prefix: wire.prefix, accept: wire.accept, body: wire.body };
   const stop = () => ctl.abort(new ServeError("cancelled", "the shadow copy was abandoned"));
-  forward(router, copy, `${requestId}-shadow`, ctl, () => {}, stop)
+  forward(router, copy, `${requestId}-shadow`, ctl, () => {}, stop, [])
     .then(async (res) => {
       if (!res.body) return;
       for await (const _ of res.body);
     })
     .catch(() => {})
     .finally(() => {
-      clearTimeout(timer);
+      late.cancel();
       shadowInflight.set(router, (shadowInflight.get(router) ?? 1) - 1);
     });
 }
 
-function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<ArrayBuffer> | null): Response {
-  return new Response(body, { status: w.status, headers: w.headers });
+/** The answer as a Response, with `extra` headers in place of any of the same name (as `headers.set` would). */
+function fromWire(w: WireResponse, extra: [string, string][], body: BodyInit | null = w.body as Uint8Array<ArrayBuffer> | null): Response {
+  if (extra.length === 0) return new Response(body, { status: w.status, headers: w.headers });
+  const headers: [string, string][] = [];
+  for (const h of w.headers) if (!extra.some(([k]) => k === h[0].toLowerCase())) headers.push(h);
+  for (const h of extra) headers.push(h);
+  return new Response(body, { status: w.status, headers });
 }
 
 /**
@@ -163,53 +172,76 @@ function fromWire(w: WireResponse, body: BodyInit | null = w.body as Uint8Array<
  * chunk by chunk. `onCancel` runs when the body's reader goes away (the client
  * disconnected mid-stream), so the caller can abort the call and stop the producer.
  */
-function forward(router: CallTarget, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void): Promise<Response> {
+function forward(router: CallTarget, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void, extra: [string, string][]): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
-    let stream: ReadableStreamDefaultController<Uint8Array> | null = null;
-    let started = false;
-    let credit = (_n: number) => {};
-    const early: Uint8Array[] = [];
-    let ended = false;
-    const sink = {
-      chunk(v: unknown) {
-        if (!started) {
-          started = true;
-          onHead();
-          const body = new ReadableStream<Uint8Array>({
-            start(c) {
-              stream = c;
-              for (const p of early) c.enqueue(p);
-              if (ended) c.close();
-            },
-            pull: () => credit(1),
-            cancel: onCancel,
-          });
-          return resolve(fromWire(v as WireResponse, body));
-        }
-        if (stream) stream.enqueue(v as Uint8Array);
-        else early.push(v as Uint8Array);
-      },
-      end() {
-        ended = true;
-        try {
-          stream?.close();
-        } catch {}
-      },
-      fail(e: ServeError) {
-        if (!started) return reject(e);
-        try {
-          stream?.error(e);
-        } catch {}
-      },
-    };
-    const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    router.call({ method: HTTP_METHOD, args: [wire], requestId, cancel, sink, onSent }).then(
-      (v) => {
-        if (!started && v) resolve(fromWire(v as WireResponse));
-      },
-      (e) => {
-        if (!started) reject(e);
-      },
+    const f = new Forwarding(resolve, reject, onHead, onCancel, extra);
+    router.call({ method: HTTP_METHOD, args: [wire], requestId, cancel, sink: f, onSent: f.sent }).then(
+      (v) => f.done(v),
+      (e) => f.failed(e),
     );
   });
+}
+
+/** One forwarded request's answer as it arrives: one object with methods, not a closure per event. */
+class Forwarding implements ChunkSink {
+  #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #started = false;
+  #ended = false;
+  #early: Uint8Array[] | null = null;
+  #credit: ((n: number) => void) | null = null;
+
+  constructor(
+    readonly resolve: (r: Response) => void,
+    readonly reject: (e: unknown) => void,
+    readonly onHead: () => void,
+    readonly onCancel: () => void,
+    readonly extra: [string, string][],
+  ) {}
+
+  /** Where a streamed body asks for more chunks, once the call is out. */
+  readonly sent = (client: ReplicaClient, id: number): void => {
+    this.#credit = (n) => client.credit(id, n);
+  };
+
+  chunk(v: unknown): void {
+    if (!this.#started) {
+      this.#started = true;
+      this.onHead();
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          this.#stream = c;
+          for (const p of this.#early ?? []) c.enqueue(p);
+          if (this.#ended) c.close();
+        },
+        pull: () => this.#credit?.(1),
+        cancel: this.onCancel,
+      });
+      return this.resolve(fromWire(v as WireResponse, this.extra, body));
+    }
+    if (this.#stream) this.#stream.enqueue(v as Uint8Array);
+    else (this.#early ??= []).push(v as Uint8Array);
+  }
+
+  end(): void {
+    this.#ended = true;
+    try {
+      this.#stream?.close();
+    } catch {}
+  }
+
+  fail(e: ServeError): void {
+    if (!this.#started) return this.reject(e);
+    try {
+      this.#stream?.error(e);
+    } catch {}
+  }
+
+  /** The call's result: a whole answer, unless it streamed. */
+  done(v: unknown): void {
+    if (!this.#started && v) this.resolve(fromWire(v as WireResponse, this.extra));
+  }
+
+  failed(e: unknown): void {
+    if (!this.#started) this.reject(e);
+  }
 }

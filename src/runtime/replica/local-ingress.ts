@@ -68,7 +68,9 @@ export class LocalIngress {
       }
       // A stream's consumer asks for more chunks through what it thinks is the replica's client.
       c.onSent?.({ credit: (_id: number, n: number) => this.server.handle({ t: "credit", id, n }, this.#conn) } as unknown as ReplicaClient, id);
-      this.server.handle({ t: "call", id, m: c.method, a: c.args, r: c.requestId, ...(c.sink && { s: true }) }, this.#conn);
+      const call: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: c.method, a: c.args, r: c.requestId };
+      if (c.sink) call.s = true;
+      this.server.handle(call, this.#conn);
     });
   }
 

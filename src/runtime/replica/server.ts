@@ -9,7 +9,7 @@ import { WIRE_HANDLER, type WireHandler } from "../../api/dag-driver.ts";
 import { toRequest } from "../../api/wire-request.ts";
 import { KeptRef, roundTrip } from "../../wire/codec.ts";
 import { exhaustive } from "../replica-client.ts";
-import { loadedModelIds, modelIdFromHead, withModelId } from "../../api/multiplex.ts";
+import { loadedModelIds, modelIdOf, withModelId } from "../../api/multiplex.ts";
 import { httpFailure, replicaStats } from "../metrics/replica-stats.ts";
 import { startCallSpan } from "../tracing/call-span.ts";
 
@@ -28,6 +28,8 @@ export interface KeepOptions {
 }
 
 const kept = { now: 0, stored: 0, fetched: 0 };
+
+const isKept = (a: unknown): boolean => a instanceof KeptRef;
 
 /** This process's kept results (for tests and diagnostics): held now, ever stored, fetches served. */
 export function keptStats(): { now: number; stored: number; fetched: number } {
@@ -153,8 +155,7 @@ export class ReplicaServer {
   }
 
   /** Replaces each top-level KeptRef argument by its value: from this replica's own store, or fetched from its producer. */
-  async #fetchArgs(args: unknown[]): Promise<unknown[]> {
-    if (!args.some((a) => a instanceof KeptRef)) return args;
+  #fetchArgs(args: unknown[]): Promise<unknown[]> {
     return Promise.all(
       args.map((a) => {
         if (!(a instanceof KeptRef)) return a;
@@ -193,9 +194,10 @@ export class ReplicaServer {
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
       if (span) ctx.traceparent = span.traceparent;
-      const args = await this.#fetchArgs(msg.a);
+      // Most calls carry no forwarded result: no await (and no turn of the microtask queue) for them.
+      const args = msg.a.some(isKept) ? await this.#fetchArgs(msg.a) : msg.a;
       // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
-      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdFromHead((args[0] as WireRequest).head) : undefined);
+      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(args[0] as WireRequest) : undefined);
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
       const out = await (modelId ? withModelId(modelId, run) : run());
       if (msg.m === HTTP_METHOD) failed = httpFailure(out);

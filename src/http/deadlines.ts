@@ -1,0 +1,59 @@
+/** One pending deadline: `cancel()` once the work it bounds is done. */
+export interface Deadline {
+  cancel(): void;
+}
+
+interface Entry extends Deadline {
+  at: number;
+  fn: () => void;
+}
+
+/**
+ * Deadlines that all lie the same time ahead (a listener's requestTimeoutS,
+ * its bodyTimeoutS), behind one timer. A timer per request was two of a
+ * forwarded request's measurable costs (set, then cleared); with a fixed delay
+ * the deadlines come due in the order they were added, so a Set in insertion
+ * order is the queue, cancelling is a delete, and only its head needs a timer.
+ *
+ * @example const late = new Deadlines(30_000); const d = late.add(() => abort()); … d.cancel();
+ */
+export class Deadlines {
+  readonly #pending = new Set<Entry>();
+  #timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(readonly ms: number) {}
+
+  /** Runs `fn` `ms` from now unless cancelled first. */
+  add(fn: () => void): Deadline {
+    const pending = this.#pending;
+    const e: Entry = { at: performance.now() + this.ms, fn, cancel: () => void pending.delete(e) };
+    pending.add(e);
+    if (!this.#timer) this.#arm(this.ms);
+    return e;
+  }
+
+  /** Deadlines not yet due nor cancelled. */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  #arm(delay: number): void {
+    this.#timer = setTimeout(() => this.#fire(), Math.max(1, Math.ceil(delay)));
+  }
+
+  #fire(): void {
+    this.#timer = null;
+    const now = performance.now();
+    for (const e of this.#pending) {
+      if (e.at > now) return this.#arm(e.at - now);
+      this.#pending.delete(e);
+      try {
+        e.fn();
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err; // as a throwing timer callback would: reported, and the other deadlines still run
+        });
+      }
+    }
+  }
+}
