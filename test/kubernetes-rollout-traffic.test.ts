@@ -186,6 +186,10 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     );
     expect(failed).toEqual([]);
     for (const d of DEPLOYMENTS) expect(most.get(d)).toBeLessThanOrEqual(TARGET + 1);
+    // Each drained replica's pod was marked to go first before its Deployment's count went down (the ReplicaSet's pod-deletion-cost).
+    const marks = api.calls.filter((c) => c.method === "PATCH" && c.url.includes("/pods/"));
+    expect(marks.length).toBeGreaterThan(0);
+    expect(marks.every((c) => c.contentType === "application/merge-patch+json" && Number(c.body!.metadata.annotations["controller.kubernetes.io/pod-deletion-cost"]) < 0)).toBe(true);
     // Steps, not a switch: at least two weights strictly between 0 and 100.
     expect(mids.length).toBeGreaterThanOrEqual(2);
     // Before the first step every answer is the old code's; while a weight holds, the share of new answers follows it.

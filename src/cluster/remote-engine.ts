@@ -25,6 +25,8 @@ import { PING_EVERY_MS, SILENT_LINK_MS, sendLink, type LinkMessage, type ProxySn
  */
 export interface Scaler {
   scale(app: string, deployment: string, replicas: number, how: "atLeast" | "exactly"): void;
+  /** The controller drains the replica serving at `address`: the count lowered after it exits should take that one (Kubernetes: its pod-deletion-cost). */
+  draining?(app: string, deployment: string, address: string): void;
 }
 
 /** A replica's control link, as this engine holds it. */
@@ -147,7 +149,7 @@ export class RemoteEngine implements Engine {
         if (claim.ended) return;
         // Detached, nothing reaches a replica; asked to drain, the claim simply ends.
         if (this.#detached) return void (msg.t === "drain" && this.#end(claim, { code: 0, signal: null }));
-        if (msg.t === "drain" && claim.remote) claim.remote.leaving = true;
+        if (msg.t === "drain" && claim.remote) this.#leave(claim.remote);
         if (claim.remote) sendLink(claim.remote.conn, { t: "to-replica", m: msg });
         else claim.pending.push(msg);
       },
@@ -155,7 +157,7 @@ export class RemoteEngine implements Engine {
         if (this.#detached) return this.#end(claim, { code: 0, signal: null });
         // The replica process is not ours to signal: asked to leave, it drains and exits, and its engine does not bring it back.
         if (claim.remote) {
-          claim.remote.leaving = true;
+          this.#leave(claim.remote);
           sendLink(claim.remote.conn, { t: "to-replica", m: { t: "drain", timeoutS: 0 } });
         }
         this.#end(claim, { code: null, signal: "SIGKILL" });
@@ -196,6 +198,13 @@ export class RemoteEngine implements Engine {
     for (const c of [...this.#claims]) this.#end(c, { code: 0, signal: null });
     for (const r of this.#remotes) r.conn.socket.end();
     for (const p of this.#proxies) p.socket.end();
+  }
+
+  /** A replica the controller drains: no claim takes it again, and its engine hears which one goes. */
+  #leave(remote: Remote): void {
+    if (remote.leaving) return;
+    remote.leaving = true;
+    if (remote.running) this.scaler?.draining?.(remote.app, remote.deployment, remote.running.address);
   }
 
   #bind(claim: Claim, remote: Remote): void {
