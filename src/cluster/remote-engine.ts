@@ -55,6 +55,9 @@ interface Claim {
   resolveExit(info: ExitInfo): void;
 }
 
+/** How long a replica told to drain keeps serving first: two of the controller's snapshot periods (250 ms), for the routes without it to reach its callers. */
+const ROUTES_SETTLE_MS = 600;
+
 const keyOf = (app: string, deployment: string) => `${app}\u0000${deployment}`;
 
 /** Replicas listen on every interface; callers dial the address the controller saw the replica's link come from. */
@@ -149,7 +152,14 @@ export class RemoteEngine implements Engine {
         if (claim.ended) return;
         // Detached, nothing reaches a replica; asked to drain, the claim simply ends.
         if (this.#detached) return void (msg.t === "drain" && this.#end(claim, { code: 0, signal: null }));
-        if (msg.t === "drain" && claim.remote) this.#leave(claim.remote);
+        if (msg.t === "drain" && claim.remote) {
+          const remote = claim.remote;
+          this.#leave(remote);
+          // Its callers (proxies, other replicas) route by the controller's snapshots: it drains once the ones without it went out,
+          // so no call is sent to it after it drained and exited (until then it serves as before).
+          setTimeout(() => this.#byConn.get(remote.conn) === remote && sendLink(remote.conn, { t: "to-replica", m: msg }), ROUTES_SETTLE_MS);
+          return;
+        }
         if (claim.remote) sendLink(claim.remote.conn, { t: "to-replica", m: msg });
         else claim.pending.push(msg);
       },
