@@ -50,7 +50,11 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
   afterEach(async () => {
     if (process.env.SB_DEBUG) {
       for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
-      for (const p of kubelet?.pods ?? []) console.log(`==== pod ${p.name}\n${p.out}`);
+      for (const p of kubelet?.pods ?? []) {
+        // What the pod's readiness says now (waiting for a start, constructing, draining): which side a stuck claim is on.
+        const ready = await fetch(`http://127.0.0.1:${p.healthPort}/-/ready`).then((r) => r.text(), (e) => String(e));
+        console.log(`==== pod ${p.name} (link ${p.linkPort}, ready: ${ready})\n${p.out}`);
+      }
       console.log(`==== kubelet\n${kubelet?.events.join("\n")}`);
     }
     await endRoles(roles.splice(0));
