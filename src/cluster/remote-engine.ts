@@ -170,7 +170,11 @@ export class RemoteEngine implements Engine {
           this.#leave(claim.remote);
           sendLink(claim.remote.conn, { t: "to-replica", m: { t: "drain", timeoutS: 0 } });
         }
+        const unbound = !claim.remote && !claim.ended;
         this.#end(claim, { code: null, signal: "SIGKILL" });
+        // A claim still waiting for its replica: the count asked for it goes too (else its engine keeps starting a pod nobody claims,
+        // and a Kubernetes rollout that reads the Deployment's count waits for it forever).
+        if (unbound) this.#rescale(claim.key, claim.spec.app, claim.spec.deployment, "exactly");
       },
       exited,
     };
