@@ -12,6 +12,9 @@
  *     Deployment also plays its ReplicaSet and the EndpointSlice controller:
  *     pods appear as ready endpoints of the Deployment's Service;
  *   - ConfigMaps and Leases: GET and PUT, 409 on a stale resourceVersion;
+ *   - pods the test's kubelet published (`setEndpoints`, each endpoint's
+ *     `targetRef` names its pod): a merge PATCH of their annotations (the
+ *     pod-deletion-cost the ReplicaSet ranks by), kept in `podAnnotations`;
  *   - a bearer token, 401 without it.
  * Every request is recorded (`calls`) so a test can assert the exact calls.
  * `afterGet` runs a function once right after answering a GET of a path: the
@@ -70,6 +73,8 @@ export class KubeApiStandIn implements AsyncDisposable {
   readonly #watchers = new Set<Watcher>();
   readonly deployments = new Map<string, FakeDeployment>();
   readonly configMaps = new Map<string, Obj>();
+  /** Each published pod's annotations, as PATCHes left them. */
+  readonly podAnnotations = new Map<string, Record<string, string>>();
   readonly leases = new Map<string, Obj>();
   readonly #afterGet = new Map<string, () => void>();
   #nextIp = 10;
@@ -155,7 +160,8 @@ export class KubeApiStandIn implements AsyncDisposable {
     }
     for (const p of pods) {
       const name = `${service}-${p.name}`;
-      const endpoints = [{ addresses: [p.ip], conditions: { ready: p.ready, serving: p.ready, terminating: false } }];
+      this.podAnnotations.set(p.name, this.podAnnotations.get(p.name) ?? {});
+      const endpoints = [{ addresses: [p.ip], conditions: { ready: p.ready, serving: p.ready, terminating: false }, targetRef: { kind: "Pod", name: p.name, namespace: this.namespace } }];
       const before = this.#slices.get(name);
       if (before && JSON.stringify(before.endpoints) === JSON.stringify(endpoints)) continue;
       const slice = {
@@ -238,6 +244,16 @@ export class KubeApiStandIn implements AsyncDisposable {
         this.setReplicas(scale[1]!, body!.spec.replicas);
       } else if (method !== "GET") return status(405, "MethodNotAllowed", method);
       return Response.json({ kind: "Scale", apiVersion: "autoscaling/v1", metadata: { name: scale[1], namespace: this.namespace, resourceVersion: String(d.resourceVersion) }, spec: { replicas: d.replicas }, status: { replicas: d.replicas } });
+    }
+    const pod = new RegExp(`^/api/v1${ns}/pods/([^/]+)$`).exec(p);
+    if (pod) {
+      // Pods as the test's kubelet publishes them (setEndpoints): only their annotations are kept, and only a merge patch of them is taken.
+      const annotations = this.podAnnotations.get(pod[1]!);
+      if (!annotations) return status(404, "NotFound", `pods "${pod[1]}" not found`);
+      if (method !== "PATCH") return status(405, "MethodNotAllowed", method);
+      if (contentType !== "application/merge-patch+json") return status(415, "UnsupportedMediaType", `the body of the request was in an unknown format: ${contentType}`);
+      Object.assign(annotations, body?.metadata?.annotations ?? {});
+      return Response.json({ apiVersion: "v1", kind: "Pod", metadata: { name: pod[1], namespace: this.namespace, annotations } });
     }
     for (const [prefix, kind, store] of [
       [`/api/v1${ns}/configmaps/`, "configmaps", this.configMaps],

@@ -8,8 +8,9 @@
  * it serve-bin relies on:
  *   - a container that exits is restarted in the same pod (restartPolicy
  *     Always), at once (Kubernetes backs off; time is not what is tested);
- *   - a lower count deletes pods not ready first, then the newest (the
- *     ReplicaSet's ranking), with SIGTERM;
+ *   - a lower count deletes pods not ready first, then those of lower
+ *     `controller.kubernetes.io/pod-deletion-cost`, then the newest (the
+ *     ReplicaSet's ranking, in that order), with SIGTERM;
  *   - a readiness probe fails when the pod answers other than 200, or not
  *     within PROBE_TIMEOUT_MS: the manifests give it healthCheckTimeoutS
  *     (30 s by default), so one slow answer of a loaded machine does not
@@ -19,6 +20,7 @@
  * It only ever signals the processes it started.
  */
 import type { Subprocess } from "bun";
+import { POD_DELETION_COST } from "../src/cluster/kubernetes/client.ts";
 import type { KubeApiStandIn } from "./kube-api-standin.ts";
 
 /** How long a readiness probe waits for an answer (shorter than the manifests' timeoutSeconds, long enough for a loaded test machine). */
@@ -91,8 +93,9 @@ export class TestKubelet implements AsyncDisposable {
     const want = this.api.deployments.get(deployment)?.replicas ?? 0;
     const live = this.of(deployment);
     for (let i = live.length; i < want; i++) this.#create(deployment);
-    // The ReplicaSet's choice: pods not ready go first, then the newest.
-    const doomed = [...live].sort((a, b) => Number(a.ready) - Number(b.ready) || this.pods.indexOf(b) - this.pods.indexOf(a)).slice(0, Math.max(0, live.length - want));
+    // The ReplicaSet's ranking: pods not ready go first, then the lower pod-deletion-cost, then the newest.
+    const cost = (p: Pod) => Number(this.api.podAnnotations.get(p.name)?.[POD_DELETION_COST] ?? 0);
+    const doomed = [...live].sort((a, b) => Number(a.ready) - Number(b.ready) || cost(a) - cost(b) || this.pods.indexOf(b) - this.pods.indexOf(a)).slice(0, Math.max(0, live.length - want));
     for (const pod of doomed) {
       pod.deleting = true;
       this.events.push(`delete ${pod.name}`);

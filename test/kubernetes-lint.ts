@@ -36,7 +36,7 @@ export function schemaError(o: Obj): string | null {
 /** The verbs the controller's Role may hold, by resource: exactly these (issue 13). */
 export const CONTROLLER_VERBS: Record<string, string[]> = {
   "discovery.k8s.io/endpointslices": ["list", "watch"],
-  "/pods": ["list", "watch"],
+  "/pods": ["list", "watch", "patch"],
   "apps/deployments/scale": ["get", "patch"],
   "/configmaps": ["get", "update"],
   "coordination.k8s.io/leases": ["get", "update"],

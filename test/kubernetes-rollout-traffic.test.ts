@@ -50,7 +50,11 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
   afterEach(async () => {
     if (process.env.SB_DEBUG) {
       for (const r of roles) console.log(`==== ${r.name}\n${r.out}`);
-      for (const p of kubelet?.pods ?? []) console.log(`==== pod ${p.name}\n${p.out}`);
+      for (const p of kubelet?.pods ?? []) {
+        // What the pod's readiness says now (waiting for a start, constructing, draining): which side a stuck claim is on.
+        const ready = await fetch(`http://127.0.0.1:${p.healthPort}/-/ready`).then((r) => r.text(), (e) => String(e));
+        console.log(`==== pod ${p.name} (link ${p.linkPort}, ready: ${ready})\n${p.out}`);
+      }
       console.log(`==== kubelet\n${kubelet?.events.join("\n")}`);
     }
     await endRoles(roles.splice(0));
@@ -186,12 +190,16 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     );
     expect(failed).toEqual([]);
     for (const d of DEPLOYMENTS) expect(most.get(d)).toBeLessThanOrEqual(TARGET + 1);
+    // Each drained replica's pod was marked to go first before its Deployment's count went down (the ReplicaSet's pod-deletion-cost).
+    const marks = api.calls.filter((c) => c.method === "PATCH" && c.url.includes("/pods/"));
+    expect(marks.length).toBeGreaterThan(0);
+    expect(marks.every((c) => c.contentType === "application/merge-patch+json" && Number(c.body!.metadata.annotations["controller.kubernetes.io/pod-deletion-cost"]) < 0)).toBe(true);
     // Steps, not a switch: at least two weights strictly between 0 and 100.
     expect(mids.length).toBeGreaterThanOrEqual(2);
     // Before the first step every answer is the old code's; while a weight holds, the share of new answers follows it.
     const firstStep = seen.find((s) => (share(s.rollout) ?? 0) > 0)!.at;
+    // (On a loaded machine the first new pod can be ready before the proxy answered anything: then there is no "before" to check.)
     const before = answers.filter((a) => a.done < firstStep);
-    expect(before.length).toBeGreaterThan(0);
     expect(before.every((a) => a.body === "v1" && a.variant === "default~previous")).toBe(true);
     expect(measured.length).toBeGreaterThanOrEqual(1);
     for (const p of measured) expect(Math.abs(p.share * 100 - p.weight)).toBeLessThanOrEqual(25);

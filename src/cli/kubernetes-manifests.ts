@@ -271,11 +271,12 @@ function replicaObjects(opts: KubernetesOptions, hash: string, config: ResolvedS
   return [deployment, headless, autoscaler];
 }
 
-/** The controller's Role: watch EndpointSlices and pods, get and patch the scale of exactly these Deployments, its ConfigMap and Lease. */
+/** The controller's Role: watch EndpointSlices and pods, patch a pod's deletion cost, get and patch the scale of exactly these Deployments, its ConfigMap and Lease. */
 export function controllerRules(deploymentNames: string[]): PolicyRule[] {
   return [
     { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
-    { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
+    // patch: a drained replica's pod gets the lowest pod-deletion-cost, so lowering the count deletes that pod.
+    { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch", "patch"] },
     { apiGroups: ["apps"], resources: ["deployments/scale"], resourceNames: deploymentNames, verbs: ["get", "patch"] },
     { apiGroups: [""], resources: ["configmaps"], resourceNames: [KUBE_OBJECTS.config], verbs: ["get", "update"] },
     { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: [KUBE_OBJECTS.lease], verbs: ["get", "update"] },

@@ -25,6 +25,8 @@ import { PING_EVERY_MS, SILENT_LINK_MS, sendLink, type LinkMessage, type ProxySn
  */
 export interface Scaler {
   scale(app: string, deployment: string, replicas: number, how: "atLeast" | "exactly"): void;
+  /** The controller drains the replica serving at `address`: the count lowered after it exits should take that one (Kubernetes: its pod-deletion-cost). */
+  draining?(app: string, deployment: string, address: string): void;
 }
 
 /** A replica's control link, as this engine holds it. */
@@ -52,6 +54,9 @@ interface Claim {
   ended: boolean;
   resolveExit(info: ExitInfo): void;
 }
+
+/** How long a replica told to drain keeps serving first: two of the controller's snapshot periods (250 ms), for the routes without it to reach its callers. */
+const ROUTES_SETTLE_MS = 600;
 
 const keyOf = (app: string, deployment: string) => `${app}\u0000${deployment}`;
 
@@ -147,7 +152,14 @@ export class RemoteEngine implements Engine {
         if (claim.ended) return;
         // Detached, nothing reaches a replica; asked to drain, the claim simply ends.
         if (this.#detached) return void (msg.t === "drain" && this.#end(claim, { code: 0, signal: null }));
-        if (msg.t === "drain" && claim.remote) claim.remote.leaving = true;
+        if (msg.t === "drain" && claim.remote) {
+          const remote = claim.remote;
+          this.#leave(remote);
+          // Its callers (proxies, other replicas) route by the controller's snapshots: it drains once the ones without it went out,
+          // so no call is sent to it after it drained and exited (until then it serves as before).
+          setTimeout(() => this.#byConn.get(remote.conn) === remote && sendLink(remote.conn, { t: "to-replica", m: msg }), ROUTES_SETTLE_MS);
+          return;
+        }
         if (claim.remote) sendLink(claim.remote.conn, { t: "to-replica", m: msg });
         else claim.pending.push(msg);
       },
@@ -155,10 +167,14 @@ export class RemoteEngine implements Engine {
         if (this.#detached) return this.#end(claim, { code: 0, signal: null });
         // The replica process is not ours to signal: asked to leave, it drains and exits, and its engine does not bring it back.
         if (claim.remote) {
-          claim.remote.leaving = true;
+          this.#leave(claim.remote);
           sendLink(claim.remote.conn, { t: "to-replica", m: { t: "drain", timeoutS: 0 } });
         }
+        const unbound = !claim.remote && !claim.ended;
         this.#end(claim, { code: null, signal: "SIGKILL" });
+        // A claim still waiting for its replica: the count asked for it goes too (else its engine keeps starting a pod nobody claims,
+        // and a Kubernetes rollout that reads the Deployment's count waits for it forever).
+        if (unbound) this.#rescale(claim.key, claim.spec.app, claim.spec.deployment, "exactly");
       },
       exited,
     };
@@ -196,6 +212,13 @@ export class RemoteEngine implements Engine {
     for (const c of [...this.#claims]) this.#end(c, { code: 0, signal: null });
     for (const r of this.#remotes) r.conn.socket.end();
     for (const p of this.#proxies) p.socket.end();
+  }
+
+  /** A replica the controller drains: no claim takes it again, and its engine hears which one goes. */
+  #leave(remote: Remote): void {
+    if (remote.leaving) return;
+    remote.leaving = true;
+    if (remote.running) this.scaler?.draining?.(remote.app, remote.deployment, remote.running.address);
   }
 
   #bind(claim: Claim, remote: Remote): void {

@@ -247,7 +247,8 @@ export class WeightedRollout {
       }
       if (m.oldTargets.has(d)) weights.previous = Math.min(weights.previous, step.weights.old);
       if (step.old !== oldNow.replicas && m.oldTargets.has(d)) lower.push([d, step.old]);
-      done &&= step.done;
+      // Done once nothing is left to change: the step that lowers the last old pod is not the end (its count reaches the Deployment only after the replica drained, and the variant must still name that Deployment then).
+      done &&= step.done && step.old === oldNow.replicas && nextCount === nextNow.replicas;
     }
     if (weights.current + weights.previous > 0 && (weights.current !== m.status.weights.current || weights.previous !== m.status.weights.previous)) {
       m.status.weights = weights;

@@ -21,6 +21,9 @@ import type { Lease } from "kubernetes-types/coordination/v1";
 import type { ConfigMap } from "kubernetes-types/core/v1";
 import type { EndpointSlice } from "kubernetes-types/discovery/v1";
 
+/** The pod annotation the ReplicaSet controller ranks pods by when it scales down (lower goes first). */
+export const POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
+
 /** Where the API server is and how to authenticate to it. */
 export interface KubeClientOptions {
   /** Base URL, e.g. `https://10.96.0.1:443`. */
@@ -177,6 +180,16 @@ export class KubeClient {
       const patch = { metadata: { resourceVersion: current.metadata.resourceVersion }, spec: { replicas } };
       return this.#json<Scale>("PATCH", this.#scalePath(name), { body: patch, contentType: "application/merge-patch+json" });
     });
+  }
+
+  /**
+   * Sets a pod's `controller.kubernetes.io/pod-deletion-cost` (merge patch):
+   * when its Deployment's count goes down, the ReplicaSet deletes the pods of
+   * lowest cost first (after the ones not ready).
+   */
+  setDeletionCost(pod: string, cost: number): Promise<unknown> {
+    const body = { metadata: { annotations: { [POD_DELETION_COST]: String(cost) } } };
+    return this.#json("PATCH", `/api/v1/namespaces/${this.namespace}/pods/${pod}`, { body, contentType: "application/merge-patch+json" });
   }
 
   #configMapPath(name: string): string {

@@ -63,6 +63,17 @@ export class EndpointSliceFeed {
     return this.#current;
   }
 
+  /** The pod behind a link address (`tcp://ip:port`), as its slice's endpoint names it (`targetRef`), ready or not. */
+  podOf(address: string): string | undefined {
+    for (const slice of this.#slices.values()) {
+      const port = (slice.ports ?? []).find((p) => p.name === this.portName)?.port ?? slice.ports?.[0]?.port;
+      for (const e of slice.endpoints ?? []) {
+        if (e.targetRef?.kind === "Pod" && e.targetRef.name && e.addresses.some((ip) => `tcp://${ip.includes(":") ? `[${ip}]` : ip}:${port}` === address)) return e.targetRef.name;
+      }
+    }
+    return undefined;
+  }
+
   start(): this {
     this.#loop ??= this.#run();
     return this;

@@ -29,7 +29,7 @@
  */
 import { ServeError } from "../../error.ts";
 import type { Scaler } from "../remote-engine.ts";
-import { KubeClient } from "./client.ts";
+import { KubeClient, POD_DELETION_COST } from "./client.ts";
 import { EndpointSliceFeed, type FeedStats, type ReadyAddresses } from "./endpoint-feed.ts";
 import { KUBE_OBJECTS, REPLICA_SLICES_SELECTOR, kubeDeploymentName, type Revisions } from "./names.ts";
 
@@ -89,6 +89,8 @@ export class KubernetesEngine implements Scaler {
   readonly #caps = new Map<string, number>();
   /** A rollout's previous variant (an application of its own to the controller): its base application and each deployment's previous Deployment. */
   readonly #variants = new Map<string, { app: string; deployments: Map<string, string> }>();
+  /** The pod-deletion-cost last given to a drained replica's pod: each next one lower, so the latest drained goes first. */
+  #lowestCost = -1000;
 
   constructor(opts: KubernetesEngineOptions) {
     this.#client = opts.client;
@@ -175,6 +177,29 @@ export class KubernetesEngine implements Scaler {
     this.#caps.set(name, next);
     const want = this.#want.get(name);
     if (want && !this.#hpaOwns(app, deployment)) this.scale(app, deployment, want.replicas, how);
+  }
+
+  /**
+   * A replica the controller drains is leaving (the `Scaler`'s hook): its pod
+   * gets the lowest pod-deletion-cost yet, before any later count of its
+   * Deployment is sent (same queue), so the count lowered once it drained
+   * deletes that pod and not a serving one — even while its container is
+   * still seen ready, or restarting after it exited.
+   */
+  draining(app: string, deployment: string, address: string): void {
+    const pod = this.#feed?.podOf(address);
+    if (!pod || this.#hpaOwns(app, deployment)) return;
+    const name = this.deploymentName(app, deployment);
+    const cost = --this.#lowestCost;
+    // A count already queued goes first; one asked after this waits for it.
+    this.#queued.delete(name);
+    const next = (this.#driving.get(name) ?? Promise.resolve()).then(() =>
+      this.#client.setDeletionCost(pod, cost).then(
+        () => {},
+        (e) => this.#log(`serve-bin: cannot mark pod ${pod} to go first (${POD_DELETION_COST}): ${(e as Error).message}`),
+      ),
+    );
+    this.#driving.set(name, next);
   }
 
   /** Previous revisions of a deployment (from the build's revisions.json), whose pods a rollover takes down. */
