@@ -25,10 +25,50 @@ export interface ChunkSink {
   fail(e: ServeError): void;
 }
 
-interface Pending {
+/** A call waiting for its answer: the promise's ends and, for a stream, where its chunks go. */
+export interface PendingCall {
   resolve(r: Reply): void;
   reject(e: ServeError): void;
   sink?: ChunkSink;
+}
+
+/**
+ * Settles the call a replica's answer is for (ok, busy, err, chunk, end),
+ * removing it from `pending` once it has ended; an answer to no pending call
+ * is dropped. Both a socket's caller and an ingress calling itself in process
+ * read answers through this.
+ */
+export function settleAnswer(pending: Map<number, PendingCall>, msg: DataMessage): void {
+  const p = pending.get(msg.id);
+  if (!p) return;
+  switch (msg.t) {
+    case "ok":
+      pending.delete(msg.id);
+      return p.resolve({ busy: false, value: msg.v });
+    case "busy":
+      pending.delete(msg.id);
+      return p.resolve({ busy: true });
+    case "err": {
+      pending.delete(msg.id);
+      const e = ServeError.fromJSON(msg.e);
+      p.sink?.fail(e);
+      return p.reject(e);
+    }
+    case "chunk":
+      return p.sink?.chunk(msg.v);
+    case "end":
+      pending.delete(msg.id);
+      p.sink?.end();
+      return p.resolve({ busy: false, value: undefined });
+    case "call":
+    case "cancel":
+    case "credit":
+    case "fetch":
+    case "release":
+      return; // caller → replica only
+    default:
+      return exhaustive(msg);
+  }
 }
 
 /**
@@ -52,7 +92,7 @@ export class ReplicaClient implements OutlierState {
   #retiring = false;
   #conn: Promise<Connection> | null = null;
   #open: Connection | null = null;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new Map<number, PendingCall>();
   #nextId = 1;
 
   constructor(
@@ -134,37 +174,9 @@ export class ReplicaClient implements OutlierState {
   }
 
   #handle(msg: DataMessage): void {
-    const p = this.#pending.get(msg.id);
-    if (!p) return;
-    switch (msg.t) {
-      case "ok":
-        this.#pending.delete(msg.id);
-        if (msg.mm) this.models = new Set(msg.mm);
-        return p.resolve({ busy: false, value: msg.v });
-      case "busy":
-        this.#pending.delete(msg.id);
-        return p.resolve({ busy: true });
-      case "err": {
-        this.#pending.delete(msg.id);
-        const e = ServeError.fromJSON(msg.e);
-        if (p.sink) p.sink.fail(e);
-        return p.reject(e);
-      }
-      case "chunk":
-        return p.sink?.chunk(msg.v);
-      case "end":
-        this.#pending.delete(msg.id);
-        p.sink?.end();
-        return p.resolve({ busy: false, value: undefined });
-      case "call":
-      case "cancel":
-      case "credit":
-      case "fetch":
-      case "release":
-        return; // caller → replica only
-      default:
-        return exhaustive(msg);
-    }
+    // The models a replica holds ride on its answers; only an answer to a call of ours counts.
+    if (msg.t === "ok" && msg.mm && this.#pending.has(msg.id)) this.models = new Set(msg.mm);
+    settleAnswer(this.#pending, msg);
   }
 
   #deadError(how?: "unsent" | "inflight"): ServeError {

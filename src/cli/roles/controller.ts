@@ -11,11 +11,9 @@
  */
 import { readEnv } from "../../config/env.ts";
 import { RemoteEngine, type Scaler } from "../../cluster/remote-engine.ts";
-import type { ProxySnapshot } from "../../cluster/control-link.ts";
 import { DockerApi } from "../../cluster/swarm/docker-api.ts";
 import { SwarmScaler } from "../../cluster/swarm/swarm-scaler.ts";
 import { KubernetesControl } from "./kubernetes.ts";
-import type { RoutingTable } from "../../runtime/channel/messages.ts";
 import type { Server } from "../../http/server.ts";
 import { parse, UsageError } from "../args.ts";
 import { runCommand } from "../run.ts";
@@ -45,13 +43,6 @@ const flags = {
 /** How often the proxies' snapshot is compared with what they last got. */
 const SNAPSHOT_EVERY_MS = 250;
 
-function snapshotOf(server: Server, tables: Map<string, RoutingTable>): ProxySnapshot {
-  const apps = [...server.controller.apps.values()]
-    .filter((a) => !a.deleting && tables.has(a.name))
-    .map((a) => ({ name: a.name, routePrefix: a.planned.config.routePrefix, ingress: a.planned.graph.ingress, table: tables.get(a.name)! }));
-  return { apps, routes: server.changes.current.config.routes };
-}
-
 /** Runs the controller role until SIGTERM. */
 export async function controllerRole(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, flags, USAGE);
@@ -72,7 +63,6 @@ export async function controllerRole(argv: string[]): Promise<number> {
   const engine = new RemoteEngine(listen, { token: env.clusterToken }, scaler, kube?.eligible, kube?.rollout.appOf);
   serverLog("info", `control links on ${engine.address} (${kind} engine)`, {}, true);
 
-  const tables = new Map<string, RoutingTable>();
   let server: Server | null = null;
   let stopping = false;
   let sent = "";
@@ -80,7 +70,7 @@ export async function controllerRole(argv: string[]): Promise<number> {
     if (!server) return;
     // The start-up config is still being planned (in its own process): an empty snapshot now would make proxies ready with no routes, or wipe the routes they kept.
     if (server.changes.current.config.applications.length === 0 && server.opts.config.applications.length > 0) return;
-    const snapshot = snapshotOf(server, tables);
+    const snapshot = server.proxySnapshot();
     const sig = JSON.stringify(snapshot);
     kube?.tick();
     if (sig === sent) return;
@@ -94,10 +84,8 @@ export async function controllerRole(argv: string[]): Promise<number> {
   const code = await runCommand([values.config, ...run], "run", {
     cluster: {
       engine,
-      onRoutes: (app, table) => {
-        tables.set(app, table);
-        queueMicrotask(publish);
-      },
+      // The server keeps each application's table; the snapshot is read from it.
+      onRoutes: () => queueMicrotask(publish),
     },
     wrapProxy: (listener) =>
       withReadiness(listener, () => {

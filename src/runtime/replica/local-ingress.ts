@@ -2,15 +2,9 @@ import { ServeError } from "../../error.ts";
 import type { CancelToken } from "../../api/request-context.ts";
 import type { Connection } from "../channel/connection.ts";
 import type { DataMessage } from "../channel/messages.ts";
-import type { ChunkSink, Reply, ReplicaClient } from "../replica-client.ts";
+import { settleAnswer, type PendingCall, type Reply, type ReplicaClient } from "../replica-client.ts";
 import type { RouteCall, Router } from "../router.ts";
 import type { ReplicaServer } from "./server.ts";
-
-interface Pending {
-  resolve(r: Reply): void;
-  reject(e: ServeError): void;
-  sink?: ChunkSink;
-}
 
 /**
  * This replica's own ingress as its data-plane listener calls it: a request
@@ -26,9 +20,9 @@ export class LocalIngress {
   siblings: Router | null = null;
   #nextId = 1;
   #waiting = 0;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new Map<number, PendingCall>();
   /** Stands where a caller's socket would: the replica server answers through it. */
-  readonly #conn = { send: (msg: DataMessage) => this.#answer(msg), close() {} } as unknown as Connection;
+  readonly #conn = { send: (msg: DataMessage) => settleAnswer(this.#pending, msg), close() {} } as unknown as Connection;
 
   constructor(readonly server: ReplicaServer) {}
 
@@ -72,33 +66,6 @@ export class LocalIngress {
       if (c.sink) call.s = true;
       this.server.handle(call, this.#conn);
     });
-  }
-
-  #answer(msg: DataMessage): void {
-    const p = this.#pending.get(msg.id);
-    if (!p) return;
-    switch (msg.t) {
-      case "ok":
-        this.#pending.delete(msg.id);
-        return p.resolve({ busy: false, value: msg.v });
-      case "busy":
-        this.#pending.delete(msg.id);
-        return p.resolve({ busy: true });
-      case "err": {
-        this.#pending.delete(msg.id);
-        const e = ServeError.fromJSON(msg.e);
-        p.sink?.fail(e);
-        return p.reject(e);
-      }
-      case "chunk":
-        return p.sink?.chunk(msg.v);
-      case "end":
-        this.#pending.delete(msg.id);
-        p.sink?.end();
-        return p.resolve({ busy: false, value: undefined });
-      default:
-        return; // caller → replica messages never come back this way
-    }
   }
 
   /** Waits for a call of this replica to end; beyond maxQueuedRequests waiting, 503 at once. */
