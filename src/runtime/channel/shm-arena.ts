@@ -521,6 +521,8 @@ export class ArenaView {
   held = 0;
   /** Bytes received as views since this process last asked for a garbage collection (SharedMemory's). */
   sinceCollect = 0;
+  /** Bytes received as views since this process last ran a full collection for them. */
+  sinceFull = Infinity;
   readonly #granules: number;
   readonly #dataOffset: number;
 

@@ -19,8 +19,8 @@
  * frees it with a compare-and-swap, no message); a receiver that dies lets go
  * of everything (the sender takes back blocks of dead holders). So that a slow
  * collector cannot fill a sender's arena, a receiver holds at most half of it
- * and copies beyond that; while it holds views it asks for a young-generation
- * collection after every 16 MiB it receives (a full one only at the limit),
+ * and copies beyond that; while it holds views it runs a young-generation
+ * collection after every 64 MiB it receives (a full one only at the limit),
  * letting go at once of what the collection found unreachable, and it sweeps
  * on its own 50 ms after a receipt (see shm-views.ts). When the arena is full the
  * value goes inline through the socket, and `shmStats().fallbacks` counts it.
@@ -36,7 +36,7 @@ import { setSharedBufferSource } from "../../api/shared-array.ts";
 import type { BinaryReader, BinaryWriter } from "../../wire/codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
 import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Ref } from "./shm-arena.ts";
-import { heldBlock, producedBlock, producedBuffer, receiveView, sweepViews } from "./shm-views.ts";
+import { collectViews, heldBlock, producedBlock, producedBuffer, receiveView } from "./shm-views.ts";
 import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
@@ -75,8 +75,13 @@ export function shmStats(): ShmStats {
   return { ...stats };
 }
 
-/** Bytes received as views between two requests for a young-generation collection, at most. */
-const COLLECT_EVERY = 16 << 20;
+/**
+ * Bytes received as views between two young-generation collections, at most (a quarter of a
+ * smaller arena). A collection costs 0.5-2 ms in a replica here, on the path of the value that
+ * asks for it; once per 64 MiB it is a fraction of what the bytes cost, and the blocks it gives
+ * back are few enough that the sender keeps reusing the same pages (bench/payload.ts).
+ */
+const COLLECT_EVERY = 64 << 20;
 /** How long an exiting process lets receivers take what it sent before it frees its arena. */
 const EXIT_WAIT_MS = 200;
 /** How often the server's process looks for arenas of replicas that died without cleaning up. */
@@ -282,16 +287,20 @@ export class SharedMemory implements BinaryChannel {
     if (!read) return view.take(ref, length, false, skew);
     const eighth = view.dataBytes / 8;
     // Views die when the collector runs, which a heap that allocates little rarely asks for. While views
-    // are held, ask for a young-generation pass (~0.2 ms) once per COLLECT_EVERY received (or per eighth of
-    // a smaller arena) and let go at once of what it found dead: the sender then reuses the same blocks,
-    // whose pages exist already (a first write to a /dev/shm page costs more than the copy itself). A view
-    // that lived through an earlier collection is old and only a full one (10-40 ms in a replica here)
-    // finds it dead: that runs only when this value would not fit under the limit otherwise.
+    // are held, run a young-generation collection once per COLLECT_EVERY received (or per quarter of a
+    // smaller arena), before this value's view exists, and let go at once of what it found dead: the
+    // sender then reuses the same blocks, whose pages exist already (a first write to a /dev/shm page
+    // costs more than the copy itself). A view that lived through an earlier collection is old and only
+    // a full one (10-40 ms in a replica here) finds it dead: that runs when this value would not fit
+    // under the limit otherwise, unless one ran less than an eighth of the arena ago (views kept on
+    // purpose must not cost a full collection per value; past the limit they are copies).
     view.sinceCollect += length;
-    if (view.held > 0 && view.sinceCollect >= Math.min(eighth, COLLECT_EVERY)) {
+    view.sinceFull += length;
+    const full = view.held + length > 4 * eighth && view.sinceFull >= eighth;
+    if (view.held > 0 && (full || view.sinceCollect >= Math.min(2 * eighth, COLLECT_EVERY))) {
       view.sinceCollect = 0;
-      Bun.gc(view.held + length > 4 * eighth);
-      sweepViews(view);
+      if (full) view.sinceFull = 0;
+      collectViews(full);
     }
     if (view.held + length > 4 * eighth) {
       stats.copies++;

@@ -18,21 +18,45 @@
  * (`heldBlock`) rather than copying it: the block then has two holders, and goes
  * back to its owner when both have let go.
  *
+ * A process holds a block through one reference (one slot of the block's record)
+ * however many of its buffers show it: a block that comes back while still held
+ * (the same array sent every call) gives its new reference back at once, so a
+ * block's few slots are never filled by one process's not yet collected buffers.
+ * Those buffers share this process's private pages of the block; a block this
+ * process has written comes back as a copy instead, so that a new value shows
+ * the bytes its sender sent.
+ *
  * @example
  *   const bytes = receiveView(view, ref, length, skew); // held until `bytes` (and its buffer) is collected
  *   const buf = producedBuffer(arena, block, 1 << 20);      // a sharedArray's memory, unpinned when collected
  */
 import { ptr, toArrayBuffer } from "bun:ffi";
+import { edenGC } from "bun:jsc";
 import type { ArenaView, Block, OwnArena, Ref } from "./shm-arena.ts";
 import { privatePages } from "./private-pages.ts";
 
-/** A block this process holds through a received buffer: the buffer shows `length` bytes from `skew` in the block. */
-export interface Held {
-  view: ArenaView;
+/** This process's one reference to a block of another process's arena, shared by every buffer of it. */
+interface BlockHold {
   granule: number;
   tag: number;
   /** The slot of this process's reference. */
   slot: number;
+  /** Bytes counted in the view's `held` for it (the first buffer's length). */
+  counted: number;
+  /** Address of the block's first byte in the view's private mapping. */
+  start: number;
+  /** Bytes from the block's start that some buffer of it showed: what `forget` must cover. */
+  extent: number;
+  /** Buffers of it not yet let go. */
+  buffers: number;
+}
+
+/** A block this process holds through a received buffer: the buffer shows `length` bytes from `skew` in the block. */
+export interface Held {
+  view: ArenaView;
+  block: BlockHold;
+  granule: number;
+  tag: number;
   skew: number;
   length: number;
   /** Address of the buffer's first byte (in the view's private mapping). */
@@ -52,8 +76,8 @@ const received = new FinalizationRegistry<Held>(letGo);
 const holds = new Map<ArenaView, Set<Held>>();
 /** Received buffers, to their hold: sending one on forwards its block. */
 const heldBy = new WeakMap<ArrayBuffer, Held>();
-/** Holds per block (arena mapping, then granule): a block this process received twice shares its private pages. */
-const perBlock = new Map<ArenaView, Map<number, number>>();
+/** This process's references, per arena mapping and granule. */
+const perBlock = new Map<ArenaView, Map<number, BlockHold>>();
 
 function letGo(h: Held): void {
   if (h.done) return;
@@ -61,16 +85,14 @@ function letGo(h: Held): void {
   const set = holds.get(h.view);
   set?.delete(h);
   if (set?.size === 0) holds.delete(h.view);
+  const b = h.block;
+  if (--b.buffers > 0) return;
   const blocks = perBlock.get(h.view)!;
-  const left = blocks.get(h.granule)! - 1;
-  if (left > 0) blocks.set(h.granule, left);
-  else {
-    blocks.delete(h.granule);
-    if (blocks.size === 0) perBlock.delete(h.view);
-    // Before the block goes back: pages this process wrote are its own copies, which would hide the next block there.
-    if (h.view.data !== h.view.bytes) privatePages.forget(h.address - h.skew, h.skew + h.length);
-  }
-  h.view.letGo(h.granule, h.slot, h.length);
+  blocks.delete(b.granule);
+  if (blocks.size === 0) perBlock.delete(h.view);
+  // Before the block goes back: pages this process wrote are its own copies, which would hide the next block there.
+  if (h.view.data !== h.view.bytes) privatePages.forget(b.start, b.extent);
+  h.view.letGo(b.granule, b.slot, b.counted);
 }
 
 /** First delay of the deferred sweep, and its longest (it doubles while views stay held). */
@@ -100,23 +122,30 @@ function sweepSoon(): void {
     if (holds.size === 0) return;
     const full = sweepDelay >= FULL_AFTER_MS && performance.now() - lastFull >= FULL_EVERY_MS;
     if (full) lastFull = performance.now();
-    Bun.gc(full);
     const count = () => [...holds.values()].reduce((n, set) => n + set.size, 0);
     const before = count();
-    for (const view of [...holds.keys()]) sweepViews(view);
+    collectViews(full);
     // Something died: more may soon. Nothing did: what is held is kept on purpose, look less often.
     sweepDelay = count() < before ? SWEEP_MS[0] : Math.min(sweepDelay * 2, SWEEP_MS[1]);
     if (holds.size > 0) sweepSoon();
   }, sweepDelay).unref();
 }
 
-/**
- * Lets go at once of every block of `view` whose buffer a collection has already found
- * unreachable, without waiting for its finalizer (SharedMemory calls it right after
- * asking for a collection, when it needs room).
- */
-export function sweepViews(view: ArenaView): void {
+/** Lets go at once of every block of `view` whose buffer a collection has already found unreachable, without waiting for its finalizer. */
+function sweepViews(view: ArenaView): void {
   for (const h of [...(holds.get(view) ?? [])]) if (h.buffer.deref() === undefined) letGo(h);
+}
+
+/**
+ * Runs a collection now, of the young generation only unless `full`, and lets go of every
+ * view it found unreachable. Synchronous: `Bun.gc(false)` only asks for one, which mostly
+ * runs later (a WeakRef of a dead young object was still set right after it in 29 of 30
+ * tries here), so nothing could be let go right after it.
+ */
+export function collectViews(full: boolean): void {
+  if (full) Bun.gc(true);
+  else edenGC();
+  for (const view of [...holds.keys()]) sweepViews(view);
 }
 
 const produced = new FinalizationRegistry<Produced>((p) => p.arena.unpin(p.block));
@@ -140,9 +169,13 @@ function external(mapping: Uint8Array, offset: number, length: number): ArrayBuf
 /**
  * Holds the block `ref` names in another process's arena and returns its `length` bytes from
  * `skew` on without a copy. The registry's record refers to `view`, so the mapping outlives
- * every such buffer.
+ * every such buffer. A block this process holds already is not held twice (see the file
+ * comment); if this process wrote it meanwhile, the value comes as a copy of the sender's bytes.
  */
 export function receiveView(view: ArenaView, ref: Ref, length: number, skew: number): Uint8Array {
+  let blocks = perBlock.get(view);
+  const again = blocks?.get(ref.granule);
+  if (again !== undefined && again.tag === ref.tag) return receiveAgain(view, again, ref, length, skew);
   const offset = view.hold(ref, length, skew);
   let buffer: ArrayBuffer;
   try {
@@ -151,16 +184,34 @@ export function receiveView(view: ArenaView, ref: Ref, length: number, skew: num
     view.letGo(ref.granule, ref.slot, length);
     throw e;
   }
-  const h: Held = { view, granule: ref.granule, tag: ref.tag, slot: ref.slot, skew, length, address: baseOf(view.data) + offset, buffer: new WeakRef(buffer), done: false };
-  let blocks = perBlock.get(view);
+  const start = baseOf(view.data) + offset - skew;
+  const block: BlockHold = { granule: ref.granule, tag: ref.tag, slot: ref.slot, counted: length, start, extent: skew + length, buffers: 0 };
   if (!blocks) perBlock.set(view, (blocks = new Map()));
-  blocks.set(ref.granule, (blocks.get(ref.granule) ?? 0) + 1);
+  blocks.set(ref.granule, block);
+  return track(view, block, buffer, skew, length);
+}
+
+/** A block this process holds already came again: its new reference goes back at once (the block stays held by the first). */
+function receiveAgain(view: ArenaView, block: BlockHold, ref: Ref, length: number, skew: number): Uint8Array {
+  const written = view.data !== view.bytes && privatePages.written(block.start, Math.max(block.extent, skew + length));
+  // Take (validating the descriptor) and give back; or copy out of the shared mapping, which never shows this process's writes.
+  if (written) return view.take(ref, length, true, skew);
+  const offset = view.hold(ref, length, skew);
+  view.letGo(ref.granule, ref.slot, length);
+  const buffer = external(view.data, offset, length);
+  block.extent = Math.max(block.extent, skew + length);
+  return track(view, block, buffer, skew, length);
+}
+
+function track(view: ArenaView, block: BlockHold, buffer: ArrayBuffer, skew: number, length: number): Uint8Array {
+  block.buffers++;
+  const h: Held = { view, block, granule: block.granule, tag: block.tag, skew, length, address: block.start + skew, buffer: new WeakRef(buffer), done: false };
   received.register(buffer, h);
   heldBy.set(buffer, h);
   let set = holds.get(view);
   if (!set) holds.set(view, (set = new Set()));
   set.add(h);
-  // Debounced: while views keep arriving the collections at each 16 MiB received do the work, and a
+  // Debounced: while views keep arriving the collections at each 64 MiB received do the work, and a
   // sweep in the middle of a call would only make its views old; the sweep runs once arrivals pause.
   if (sweepTimer !== null && sweepDelay === SWEEP_MS[0]) {
     clearTimeout(sweepTimer);
