@@ -9,6 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sharedArray } from "../src/index.ts";
 import { shmStats } from "../src/runtime/channel/shm-channel.ts";
+import { heldViews } from "../src/runtime/channel/shm-views.ts";
 import { ROOT, startServer, tempDir, waitFor, type RunningServer, type TempDir } from "./harness.ts";
 import { allBack, hash, MiB, noise, opened, pair, T } from "./shm-helpers.ts";
 import { produceLocally, series } from "./fixtures/shm-views-graph.ts";
@@ -146,6 +147,43 @@ describe("sharedArray", () => {
       return a.inFlight === 1;
     }, "the first receiver to let go");
     expect(sums(y[0]!, null)).toEqual([expected, 3, 1]); // and once it let go, no copy either
+    y.pop();
+    await allBack(a);
+  });
+
+  it("sent to the same receiver again and again, is held there through one reference: 12 views kept at once, none a copy", async () => {
+    const { a, send, receive } = pair({ arenaBytes: 16 * MiB });
+    const before = shmStats();
+    const y = [series(MiB / 4, 3, sharedArray(Float32Array, MiB / 4))];
+    // A block has 6 slots: were each view a reference of its own, the 7th send would have to copy.
+    const views = Array.from({ length: 12 }, () => receive(send(y[0]!)) as Float32Array);
+    const expected = hash(series(MiB / 4, 3));
+    expect([...new Set(views.map(hash))]).toEqual([expected]);
+    expect([shmStats().zeroCopy - before.zeroCopy, shmStats().views - before.views, shmStats().copies - before.copies, a.inFlight]).toEqual([12, 12, 0, 1]);
+    views.length = 0;
+    y.pop();
+    await allBack(a);
+  });
+
+  it("sent again to a receiver that wrote its view, comes as a copy of the sender's bytes, and the written view keeps its write", async () => {
+    const { a, send, receive } = pair({ arenaBytes: 16 * MiB });
+    const y = [series(MiB / 4, 4, sharedArray(Float32Array, MiB / 4))];
+    const expected = hash(series(MiB / 4, 4));
+    const first = [receive(send(y[0]!)) as Float32Array];
+    first[0]![0] = -1; // this process's own copy of that page now
+    const before = shmStats();
+    const again = receive(send(y[0]!)) as Float32Array;
+    expect([hash(again), shmStats().copies - before.copies, first[0]![0], y[0]![0]]).toEqual([expected, 1, -1, series(MiB / 4, 4)[0]]);
+    // Once the written view is gone, its page is dropped: the next one is a view again, of the sender's bytes.
+    first.pop();
+    await waitFor(() => {
+      Bun.gc(true);
+      return heldViews() === 0;
+    }, "the written view to be let go");
+    const views = shmStats().views;
+    const third = [receive(send(y[0]!)) as Float32Array];
+    expect([hash(third[0]!), shmStats().views - views, shmStats().copies - before.copies]).toEqual([expected, 1, 1]);
+    third.pop();
     y.pop();
     await allBack(a);
   });

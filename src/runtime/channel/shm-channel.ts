@@ -36,7 +36,7 @@ import { setSharedBufferSource } from "../../api/shared-array.ts";
 import type { BinaryReader, BinaryWriter } from "../../wire/codec.ts";
 import type { BinaryChannel, BinaryLink } from "./connection.ts";
 import { ArenaView, arenaEmpty, mapFd, openArenaFile, OwnArena, retire, ShmReadError, type Ref } from "./shm-arena.ts";
-import { collectViews, heldBlock, producedBlock, producedBuffer, receiveView } from "./shm-views.ts";
+import { collectViews, heldBlock, isView, producedBlock, producedBuffer, receiveView } from "./shm-views.ts";
 import { processAlive } from "../process-alive.ts";
 
 export interface SharedMemoryOptions {
@@ -61,7 +61,7 @@ export interface ShmStats {
   forwards: number;
   /** Values received as views of a sender's arena. */
   views: number;
-  /** Values received as copies because this process already held half of the sender's arena. */
+  /** Values received as copies: this process already held half of the sender's arena, or had written the block it held already. */
   copies: number;
 }
 
@@ -306,8 +306,9 @@ export class SharedMemory implements BinaryChannel {
       stats.copies++;
       return view.take(ref, length, true, skew);
     }
-    stats.views++;
-    return receiveView(view, ref, length, skew);
+    const bytes = receiveView(view, ref, length, skew);
+    stats[isView(bytes) ? "views" : "copies"]++;
+    return bytes;
   }
 
   /** Frees a block without reading it; one already freed is fine. */

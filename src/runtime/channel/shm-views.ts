@@ -122,11 +122,10 @@ function sweepSoon(): void {
     if (holds.size === 0) return;
     const full = sweepDelay >= FULL_AFTER_MS && performance.now() - lastFull >= FULL_EVERY_MS;
     if (full) lastFull = performance.now();
-    const count = () => [...holds.values()].reduce((n, set) => n + set.size, 0);
-    const before = count();
+    const before = heldViews();
     collectViews(full);
     // Something died: more may soon. Nothing did: what is held is kept on purpose, look less often.
-    sweepDelay = count() < before ? SWEEP_MS[0] : Math.min(sweepDelay * 2, SWEEP_MS[1]);
+    sweepDelay = heldViews() < before ? SWEEP_MS[0] : Math.min(sweepDelay * 2, SWEEP_MS[1]);
     if (holds.size > 0) sweepSoon();
   }, sweepDelay).unref();
 }
@@ -220,6 +219,18 @@ function track(view: ArenaView, block: BlockHold, buffer: ArrayBuffer, skew: num
   if (sweepTimer === null) sweepDelay = SWEEP_MS[0];
   sweepSoon();
   return new Uint8Array(buffer);
+}
+
+/** Buffers `receiveView` made that this process has not let go of yet (for tests and diagnostics). */
+export function heldViews(): number {
+  let n = 0;
+  for (const set of holds.values()) n += set.size;
+  return n;
+}
+
+/** Whether `bytes` is a view `receiveView` made (not a copy it handed out instead). */
+export function isView(bytes: Uint8Array): boolean {
+  return heldBy.has(bytes.buffer as ArrayBuffer);
 }
 
 /**
