@@ -106,7 +106,7 @@ let lastFull = -Infinity;
 
 /**
  * A value is usually dead soon after its call ends, long before the process next
- * collects: 50 ms after views stop arriving, a young-generation collection (~0.2 ms)
+ * collects: 50 ms after views stop arriving, a young-generation collection (0.4-2 ms)
  * and a sweep give its block back, so that its sender can reuse it (and a sharedArray
  * can be sent again without a copy) even when no further value arrives. Not sooner: a
  * view alive during a collection becomes old, and only a full collection (10-40 ms in
