@@ -10,8 +10,9 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { decode, encode } from "../src/wire/codec.ts";
 import { SharedMemory, shmStats } from "../src/runtime/channel/shm-channel.ts";
+import { heldViews } from "../src/runtime/channel/shm-views.ts";
 import { BUN, ROOT, waitFor } from "./harness.ts";
-import { hash, MiB, noise, opened, options } from "./shm-helpers.ts";
+import { hash, MiB, noise, opened, options, T } from "./shm-helpers.ts";
 
 afterEach(() => {
   for (const s of opened.splice(0)) s.close();
@@ -236,6 +237,26 @@ describe("forwarding in one process (two arenas standing for two processes)", ()
     views.pop();
     await emptyAgain(a);
     await emptyAgain(b);
+  });
+
+  it("drops every page a receiver wrote in a block it got twice, also when the view it let go of last showed only part of it", async () => {
+    const [a, b, c] = [0, 1, 2].map(() => SharedMemory.open(options({ arenaBytes: 16 * MiB }), process.pid));
+    opened.push(a!, b!, c!);
+    const [lb, lc] = [b!.link(), c!.link()];
+    const take = (bytes: Uint8Array, link = lb) => (decode(bytes, { binary: link.reader }) as { value: Uint8Array }).value;
+    const held = [take(sendFrom(a!, noise(MiB, 1)))];
+    // c gets the block twice from b: a part of it first, then all of it, and writes the last page of the whole.
+    const part = [take(sendFrom(b!, held[0]!.subarray(0, 2 * T)), lc)];
+    const whole = [take(sendFrom(b!, held[0]!), lc)];
+    whole[0]![MiB - 1]! ^= 0xff;
+    held.pop();
+    whole.pop();
+    await waitFor(() => (Bun.gc(true), heldViews() === 1), "all but the part to be let go");
+    part.pop();
+    await waitFor(() => (Bun.gc(true), heldViews() === 0 && a!.inFlight === 0), "the part to be let go too");
+    // The block is given out again: c must see the new bytes on that last page, not its own old copy of it.
+    const next = take(sendFrom(a!, noise(MiB, 2)), lc);
+    expect(hash(next)).toEqual(hash(noise(MiB, 2)));
   });
 
   it("takes back a forwarded reference nobody read when its link closes", async () => {
