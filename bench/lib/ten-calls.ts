@@ -122,12 +122,14 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       () => timeHttp(bareUrl, bareMs),
       ...(["main", "colocated", "ingress"] as const).map((k) => () => meters[k].measure(() => timeHttp(servers[k].url, httpMs[k]))),
     ];
-    // Warm every side (JIT, connections) before anything counts.
-    await post(servers.main.url, JSON.stringify({ n: 100 }));
-    for (let i = 0; i < 200; i++) await peer.client.call(i);
-    for (let i = 0; i < 200; i++) await floorCall(i);
-    for (let i = 0; i < 100; i++) await post(bareUrl, JSON.stringify({ x: i }));
-    for (const s of Object.values(servers)) for (let i = 0; i < 100; i++) await post(s.url, JSON.stringify({ x: i }));
+    // Warm every side (JIT, connections) before anything counts. Bun's JIT threads still compile
+    // the call path after thousands of requests (bench/wake-probe.ts shows their CPU): 1000 each.
+    const warm = ctx.quick ? 100 : 1000;
+    await post(servers.main.url, JSON.stringify({ n: warm }));
+    for (let i = 0; i < warm; i++) await peer.client.call(i);
+    for (let i = 0; i < warm; i++) await floorCall(i);
+    for (let i = 0; i < warm; i++) await post(bareUrl, JSON.stringify({ x: i }));
+    for (const s of Object.values(servers)) for (let i = 0; i < warm; i++) await post(s.url, JSON.stringify({ x: i }));
     ctx.log(`${name}: ${rounds} rounds of ${perRound} requests per side (in the driver, raw ping-pongs, ten distinct raw peers, bare Bun.serve over HTTP, over HTTP as written / with the callees colocated / with proxy.location ingress; the order rotates)`);
     for (let r = 0; r < rounds; r++) for (let k = 0; k < sides.length; k++) await sides[(r + k) % sides.length]!();
     const served = (k: "main" | "colocated" | "ingress"): Served => ({ http: summarize(httpMs[k]), wakeups: meters[k].perUnit(httpMs[k].length), cpuUs: meters[k].cpuPerUnitUs(httpMs[k].length) });
