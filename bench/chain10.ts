@@ -1,33 +1,28 @@
 /**
  * chain10: one request through ten no-op deployments in a line (each calls
  * the next through its handle), timed in the calling replica; against ten
- * raw unix-socket ping-pongs in a row (the floor of ten hops).
+ * raw unix-socket ping-pongs in a row, and against ten distinct raw relay
+ * processes in a line (the floor of ten hops that each wake a process).
  */
-import { row, type Scenario } from "./lib/scenario.ts";
-import { roundSummary } from "./lib/stats.ts";
-import { measureTenCalls } from "./lib/ten-calls.ts";
+import type { Scenario } from "./lib/scenario.ts";
+import { measureTenCalls, tenCallRows, tenCallSeries } from "./lib/ten-calls.ts";
 
 export const chain10: Scenario = {
   name: "chain10",
   title: "ten no-op deployments in a line, one request",
   async run(ctx) {
-    const { served: s, raw: r, http: h, httpBare: hb, wakeupsPerRequest, httpColocated: hc, wakeupsColocated, n, rounds } = await measureTenCalls(ctx, "chain10", async (client, i) => {
-      for (let k = 0; k < 10; k++) await client.call(i);
-    });
+    const t = await measureTenCalls(
+      ctx,
+      "chain10",
+      async (client, i) => {
+        for (let k = 0; k < 10; k++) await client.call(i);
+      },
+      "chain",
+    );
     return {
-      method: `${n} requests, each one handle call from the driver replica into Link_9 → Link_8 → … → Link (ten deployments, one replica each, each awaiting the next), timed in the driver; baseline: ten sequential raw msgpack ping-pongs over one unix socket to an echo process; over HTTP: the same request as sequential POSTs from the bench process (fetch, one kept-alive connection), against the same POSTs to a bare Bun.serve that echoes the JSON, and to the same graph served with its ten callees colocated (bench/fixtures/chain10-colocated.yaml), with each serve-bin process's voluntary context switches (sleeps, so wake-ups) counted meanwhile; ${rounds} rounds, the order of the five sides rotating.`,
-      rows: [
-        row({ id: "chain10.mean", figure: "10-deployment linear chain, one request, mean", unit: "ms", value: s.mean, baseline: { label: "ten raw ping-pongs in a row, mean", value: r.mean }, target: "≤ 1 ms (Ray Serve: 46.7 ms with handles)", met: s.mean <= 1, digits: 3 }),
-        row({ id: "chain10.p99", figure: "10-deployment linear chain, p99", unit: "ms", value: s.p99, baseline: { label: "ten raw ping-pongs, p99", value: r.p99 }, digits: 3 }),
-        row({ id: "chain10.http-mean", figure: "the same, from an HTTP client (sequential POSTs), mean", unit: "ms", value: h.mean, baseline: { label: "the same client's POSTs to a bare Bun.serve, mean", value: hb.mean }, target: "≤ 1 ms", met: h.mean <= 1, digits: 3 }),
-        row({ id: "chain10.http-median", figure: "the same, from an HTTP client, median", unit: "ms", value: h.median, baseline: { label: "bare Bun.serve, median", value: hb.median }, digits: 3 }),
-        row({ id: "chain10.http-p99", figure: "the same, from an HTTP client, p99", unit: "ms", value: h.p99, baseline: { label: "bare Bun.serve, p99", value: hb.p99 }, digits: 3 }),
-        row({ id: "chain10.wakeups", figure: "wake-ups per HTTP request, all serve-bin processes (voluntary context switches)", unit: "wake-ups", value: wakeupsPerRequest.total ?? null, digits: 2 }),
-        row({ id: "chain10.http-colocated-mean", figure: "the same from an HTTP client with the ten callees colocated (colocate: true), mean", unit: "ms", value: hc.mean, baseline: { label: "bare Bun.serve, mean", value: hb.mean }, target: "≤ 1 ms", met: hc.mean <= 1, digits: 3 }),
-        row({ id: "chain10.http-colocated-p99", figure: "the same with the callees colocated, p99", unit: "ms", value: hc.p99, baseline: { label: "bare Bun.serve, p99", value: hb.p99 }, digits: 3 }),
-        row({ id: "chain10.wakeups-colocated", figure: "wake-ups per HTTP request with the callees colocated", unit: "wake-ups", value: wakeupsColocated.total ?? null, digits: 2 }),
-      ],
-      series: { chainMs: roundSummary(s, 4), rawTenMs: roundSummary(r, 4), httpMs: roundSummary(h, 4), bareHttpMs: roundSummary(hb, 4), colocatedHttpMs: roundSummary(hc, 4), wakeupsPerRequest, wakeupsColocated },
+      method: `${t.n} requests, each one handle call from the driver replica into Link_9 → Link_8 → … → Link (ten deployments, one replica each, each awaiting the next), timed in the driver; baselines: ten sequential raw msgpack ping-pongs over one unix socket to one echo process, and the floor of the graph's shape: ten raw relay processes in a line (bench/lib/relay-peer.ts: each decodes the call, passes it on, passes the answer back; the last answers), called from the bench process. Over HTTP: the same request as sequential POSTs from the bench process (fetch, one kept-alive connection), against the same POSTs to a bare Bun.serve that echoes the JSON, to the same graph with proxy.location ingress (bench/fixtures/chain10-ingress.yaml) and with its ten callees colocated (bench/fixtures/chain10-colocated.yaml), with each process's voluntary context switches (wake-ups) and CPU time counted meanwhile; ${t.rounds} rounds, the order of the seven sides rotating.`,
+      rows: tenCallRows("chain10", t, { figure: "10-deployment linear chain", raw: "ten raw ping-pongs in a row", floor: "ten relays in a line", ray: "46.7 ms" }),
+      series: tenCallSeries(t, "chainMs"),
       notes: [],
     };
   },

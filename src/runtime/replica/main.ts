@@ -19,6 +19,8 @@ import { setProcessTracer, Tracer } from "../tracing/tracer.ts";
 
 /** How often a replica pushes its counters to the main process. */
 const METRICS_EVERY_MS = 1000;
+/** How often a replica looks whether its ongoing count changed (and then reports it). */
+const LOAD_EVERY_MS = 500;
 
 /**
  * Where control messages go and how SIGTERM is taken: the IPC channel to the
@@ -261,7 +263,14 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
   warm = true;
   // An ingress replica listens before it says "ready": once its application runs, the main process has stepped aside.
   if (coldRoutes) void onControl({ t: "proxy-routes", snapshot: coldRoutes });
-  setInterval(() => send({ t: "load", ongoing: server.admitted, queued: 0 }), 500).unref();
+  // Load goes out when it changed: the controller keeps the last figure, and an unchanged one
+  // would only wake the main process (twice a second per replica) for nothing.
+  let lastLoad = 0;
+  setInterval(() => {
+    if (server.admitted === lastLoad) return;
+    lastLoad = server.admitted;
+    send({ t: "load", ongoing: lastLoad, queued: 0 });
+  }, LOAD_EVERY_MS).unref();
   observeBatches((n) => replicaStats.batch.observe(n));
   setInterval(() => send({ t: "metrics", snapshot: metrics() }), METRICS_EVERY_MS).unref();
   send({ t: "ready", socket: listener.address });
