@@ -13,6 +13,16 @@ import { row, type Scenario } from "./lib/scenario.ts";
 
 const BODY = { id: 7, text: "hello serve-bin", tags: ["a", "b"] };
 
+type Medians = ReturnType<typeof medians>;
+
+/** Throughput and p99 of one more configuration of the same graph, against the bare server, with the headline's targets. */
+function configRows(id: string, label: string, m: Medians, bare: Medians) {
+  return [
+    row({ id: `http-noop.${id}-throughput`, figure: `throughput at 64 connections, ${label}`, unit: "req/s", value: m.rps, baseline: { label: "bare Bun.serve, same JSON POST", value: bare.rps }, target: "≥ 25% of a bare Bun.serve", met: m.rps / bare.rps >= 0.25, digits: 0 }),
+    row({ id: `http-noop.${id}-p99`, figure: `p99 latency at 64 connections, ${label}`, unit: "ms", value: m.p99, baseline: { label: "bare Bun.serve p99", value: bare.p99 }, target: "≤ 10 ms", met: m.p99 <= 10, digits: 2 }),
+  ];
+}
+
 export const httpNoop: Scenario = {
   name: "http-noop",
   title: "HTTP → DAGDriver → one no-op deployment",
@@ -72,28 +82,8 @@ export const httpNoop: Scenario = {
         }),
         row({ id: "http-noop.ingress-vs-main", figure: 'throughput, proxy.location "ingress" against "main"', unit: "req/s", value: i.rps, baseline: { label: 'proxy.location "main" (the default)', value: s.rps }, digits: 0 }),
         row({ id: "http-noop.ingress-p99", figure: 'p99 latency at 64 connections, proxy.location "ingress"', unit: "ms", value: i.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, target: "≤ 10 ms", met: i.p99 <= 10, digits: 2 }),
-        row({
-          id: "http-noop.ingress2-throughput",
-          figure: 'throughput at 64 connections, proxy.location "ingress", 2 DAGDriver replicas',
-          unit: "req/s",
-          value: i2.rps,
-          baseline: { label: "bare Bun.serve, same JSON POST", value: b.rps },
-          target: "≥ 25% of a bare Bun.serve",
-          met: i2.rps / b.rps >= 0.25,
-          digits: 0,
-        }),
-        row({ id: "http-noop.ingress2-p99", figure: 'p99 latency at 64 connections, proxy.location "ingress", 2 DAGDriver replicas', unit: "ms", value: i2.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, target: "≤ 10 ms", met: i2.p99 <= 10, digits: 2 }),
-        row({
-          id: "http-noop.concurrent-throughput",
-          figure: "throughput at 64 connections, the no-op's maxOngoingRequests 100",
-          unit: "req/s",
-          value: k.rps,
-          baseline: { label: "bare Bun.serve, same JSON POST", value: b.rps },
-          target: "≥ 25% of a bare Bun.serve",
-          met: k.rps / b.rps >= 0.25,
-          digits: 0,
-        }),
-        row({ id: "http-noop.concurrent-p99", figure: "p99 latency at 64 connections, the no-op's maxOngoingRequests 100", unit: "ms", value: k.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, target: "≤ 10 ms", met: k.p99 <= 10, digits: 2 }),
+        ...configRows("ingress2", 'proxy.location "ingress", 2 DAGDriver replicas', i2, b),
+        ...configRows("concurrent", "the no-op's maxOngoingRequests 100", k, b),
       ],
       series: { serveBin: s, baseline: b, ingress: i, ingress2: i2, concurrent: k, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99), ingressRps: c.others.ingress!.map((r) => Math.round(r.rps)), ingress2Rps: c.others.ingress2!.map((r) => Math.round(r.rps)), concurrentRps: c.others.concurrent!.map((r) => Math.round(r.rps)) } },
       notes: s.errors || b.errors || i.errors || i2.errors || k.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}, ingress ${i.errors}, ingress with 2 DAGDriver replicas ${i2.errors}, no-op maxOngoingRequests 100 ${k.errors}`] : [],
