@@ -156,18 +156,21 @@ export class Connection {
   }
 
   onData(chunk: Uint8Array): void {
-    for (const body of this.#decoder.push(chunk)) {
-      if (this.#link.accept?.(body)) continue;
-      let msg: DataMessage;
-      try {
-        msg = decode(body, { binary: this.#link.reader }) as DataMessage;
-      } catch (e) {
-        this.#undecodable(body, e as Error);
-        continue;
-      }
-      this.handlers.message(msg, this);
-    }
+    this.#decoder.each(chunk, this.#onFrame);
   }
+
+  /** One frame's body, possibly a view of the socket's read buffer: decoded (values never alias it) and not kept. */
+  readonly #onFrame = (body: Uint8Array): void => {
+    if (this.#link.accept?.(body)) return;
+    let msg: DataMessage;
+    try {
+      msg = decode(body, { binary: this.#link.reader }) as DataMessage;
+    } catch (e) {
+      this.#undecodable(body, e as Error);
+      return;
+    }
+    this.handlers.message(msg, this);
+  };
 
   /**
    * A message whose values could not all be read (e.g. its sender's shared
