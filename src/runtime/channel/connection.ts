@@ -41,6 +41,12 @@ const EMPTY: BinaryReader = { get: () => new Uint8Array(0) };
 
 /** Queued bytes past which a turn's writes leave at once rather than at the end of the turn. */
 const TURN_BYTES = 256 * 1024;
+/**
+ * A turn that has lasted this long (ms) since its first write writes again at the next microtask:
+ * a producer that computes for long in one turn (a stream's chunks between awaits that never yield
+ * to the event loop) still has its messages leave as they are made, at most this late.
+ */
+const TURN_MS = 1;
 /** A frame at least this large is written on its own: copying it into a batch would cost more than the call saves. */
 const OWN_WRITE_BYTES = 64 * 1024;
 
@@ -52,8 +58,9 @@ const OWN_WRITE_BYTES = 64 * 1024;
  * turn leaves in a microtask (a lone call waits for nothing), and whatever is
  * sent after it in the same turn (other HTTP requests' calls, each handled in
  * its own callback, other replies) leaves together when the turn ends
- * (setImmediate), in one `write`. A busy caller then makes two writes per
- * turn instead of one per request, and its peer wakes once for the batch.
+ * (setImmediate), in one `write`, or after TURN_MS in a long turn. A busy
+ * caller then makes two writes per turn instead of one per request, and its
+ * peer wakes once for the batch.
  * What the kernel does not take waits for `drain`, in order.
  */
 export class Connection {
@@ -65,6 +72,8 @@ export class Connection {
   #soon = false;
   /** Something was written this turn; the turn's end (an immediate) writes what came after it. */
   #turn = false;
+  /** When this turn last wrote at a microtask (performance.now()). */
+  #turnAt = 0;
   /** The kernel took less than it was offered: nothing more is written until `drain`. */
   #blocked = false;
   readonly #link: BinaryLink;
@@ -94,7 +103,7 @@ export class Connection {
     if (ahead) for (const f of ahead) this.#push(f);
     this.#push(out);
     if (this.#blocked || this.#soon) return;
-    if (!this.#turn || this.#queuedBytes >= TURN_BYTES) {
+    if (!this.#turn || this.#queuedBytes >= TURN_BYTES || performance.now() - this.#turnAt >= TURN_MS) {
       this.#soon = true;
       queueMicrotask(this.#flushSoon);
     }
@@ -108,6 +117,7 @@ export class Connection {
   readonly #flushSoon = (): void => {
     this.#soon = false;
     this.#flush();
+    this.#turnAt = performance.now();
     if (!this.#turn && !this.closed) {
       this.#turn = true;
       setImmediate(this.#endTurn);
