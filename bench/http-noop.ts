@@ -1,8 +1,10 @@
 /**
  * http-noop: HTTP → proxy → DAGDriver → one no-op deployment, against a bare
  * Bun.serve answering the same JSON POST; wrk at 64 connections for both.
- * Measured twice in the same rounds: the main process relaying (proxy.location
- * "main", the default) and the DAGDriver listening itself ("ingress").
+ * Measured in the same rounds: the main process relaying (proxy.location
+ * "main", the default), the DAGDriver listening itself ("ingress"), two
+ * DAGDriver replicas listening, and the default with the no-op taking 100
+ * calls at once instead of 5 (each a config change of the same graph).
  */
 import { join } from "node:path";
 import { compareHttp, medians } from "./lib/http-compare.ts";
@@ -10,6 +12,16 @@ import { FIXTURES, LIB } from "./lib/paths.ts";
 import { row, type Scenario } from "./lib/scenario.ts";
 
 const BODY = { id: 7, text: "hello serve-bin", tags: ["a", "b"] };
+
+type Medians = ReturnType<typeof medians>;
+
+/** Throughput and p99 of one more configuration of the same graph, against the bare server, with the headline's targets. */
+function configRows(id: string, label: string, m: Medians, bare: Medians) {
+  return [
+    row({ id: `http-noop.${id}-throughput`, figure: `throughput at 64 connections, ${label}`, unit: "req/s", value: m.rps, baseline: { label: "bare Bun.serve, same JSON POST", value: bare.rps }, target: "≥ 25% of a bare Bun.serve", met: m.rps / bare.rps >= 0.25, digits: 0 }),
+    row({ id: `http-noop.${id}-p99`, figure: `p99 latency at 64 connections, ${label}`, unit: "ms", value: m.p99, baseline: { label: "bare Bun.serve p99", value: bare.p99 }, target: "≤ 10 ms", met: m.p99 <= 10, digits: 2 }),
+  ];
+}
 
 export const httpNoop: Scenario = {
   name: "http-noop",
@@ -19,17 +31,23 @@ export const httpNoop: Scenario = {
       target: join(FIXTURES, "noop.ts"),
       path: "/",
       baselineScript: join(LIB, "bare-server.ts"),
-      others: { ingress: { serve: join(FIXTURES, "noop-ingress.yaml") } },
+      others: {
+        ingress: { serve: join(FIXTURES, "noop-ingress.yaml") },
+        ingress2: { serve: join(FIXTURES, "noop-ingress-2.yaml") },
+        concurrent: { serve: join(FIXTURES, "noop-concurrent.yaml") },
+      },
       body: BODY,
       expected: JSON.stringify(BODY),
     });
     const s = medians(c.serveBin);
     const b = medians(c.baseline);
     const i = medians(c.others.ingress!);
+    const i2 = medians(c.others.ingress2!);
+    const k = medians(c.others.concurrent!);
     const share = s.rps / b.rps;
     return {
       generator: c.generator,
-      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; "ingress" is the same graph served with proxy.location "ingress" (bench/fixtures/noop-ingress.yaml: the DAGDriver replica takes the connections, the main process is off the data path); the load generator shares the same 2 cores. Figures are medians over rounds.`,
+      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; "ingress" is the same graph served with proxy.location "ingress" (bench/fixtures/noop-ingress.yaml: the DAGDriver replica takes the connections, the main process is off the data path); "ingress, 2 DAGDriver replicas" adds a second DAGDriver replica, both listening (bench/fixtures/noop-ingress-2.yaml: 4 processes, 2 taking connections, the no-op still one replica in its own process); "no-op maxOngoingRequests 100" is the default graph and proxy.location with the no-op deployment taking up to 100 calls at once instead of the default 5 (bench/fixtures/noop-concurrent.yaml: with 5, at most 5 calls per caller are on their way to the no-op at any moment, so each wake-up of the no-op carries at most 5 requests); the load generator shares the same 2 cores. Figures are medians over rounds.`,
       rows: [
         row({
           id: "http-noop.throughput",
@@ -64,9 +82,11 @@ export const httpNoop: Scenario = {
         }),
         row({ id: "http-noop.ingress-vs-main", figure: 'throughput, proxy.location "ingress" against "main"', unit: "req/s", value: i.rps, baseline: { label: 'proxy.location "main" (the default)', value: s.rps }, digits: 0 }),
         row({ id: "http-noop.ingress-p99", figure: 'p99 latency at 64 connections, proxy.location "ingress"', unit: "ms", value: i.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, target: "≤ 10 ms", met: i.p99 <= 10, digits: 2 }),
+        ...configRows("ingress2", 'proxy.location "ingress", 2 DAGDriver replicas', i2, b),
+        ...configRows("concurrent", "the no-op's maxOngoingRequests 100", k, b),
       ],
-      series: { serveBin: s, baseline: b, ingress: i, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99), ingressRps: c.others.ingress!.map((r) => Math.round(r.rps)) } },
-      notes: s.errors || b.errors || i.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}, ingress ${i.errors}`] : [],
+      series: { serveBin: s, baseline: b, ingress: i, ingress2: i2, concurrent: k, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99), ingressRps: c.others.ingress!.map((r) => Math.round(r.rps)), ingress2Rps: c.others.ingress2!.map((r) => Math.round(r.rps)), concurrentRps: c.others.concurrent!.map((r) => Math.round(r.rps)) } },
+      notes: s.errors || b.errors || i.errors || i2.errors || k.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}, ingress ${i.errors}, ingress with 2 DAGDriver replicas ${i2.errors}, no-op maxOngoingRequests 100 ${k.errors}`] : [],
     };
   },
 };

@@ -79,4 +79,29 @@ describe("FrameDecoder", () => {
     const d = new FrameDecoder(1024);
     expect(() => d.push(new Uint8Array([0xff, 0xff, 0xff, 0x7f]))).toThrow("over the limit of 1024");
   });
+
+  it("each: hands bodies whole in the chunk as views of it, split ones as their own buffers, in order", () => {
+    const d = new FrameDecoder();
+    const seen: { body: number[]; view: boolean; ofChunk: boolean }[] = [];
+    const first = stream.subarray(0, 12); // frames 1 and 2 whole, frame 3 begun
+    const record = (chunk: Uint8Array) => (b: Uint8Array, view: boolean) => seen.push({ body: [...b], view, ofChunk: b.buffer === chunk.buffer });
+    d.each(first, record(first));
+    const rest = new Uint8Array(stream.subarray(12));
+    d.each(rest, record(rest));
+    expect(seen.map((s) => s.body)).toEqual(bodies.map((b) => [...b]));
+    expect(seen.map((s) => [s.view, s.ofChunk])).toEqual([[true, true], [true, true], [false, false]]);
+  });
+
+  it("each: a callback that throws does not lose the framing; the first error comes after the chunk is read", () => {
+    const d = new FrameDecoder();
+    const got: number[][] = [];
+    expect(() =>
+      d.each(stream, (b) => {
+        got.push([...b]);
+        if (got.length < 3) throw new Error(`handler failed on frame ${got.length}`);
+      }),
+    ).toThrow("handler failed on frame 1");
+    expect(got).toEqual(bodies.map((b) => [...b]));
+    expect(d.push(frame(new Uint8Array([5])))).toEqual([new Uint8Array([5])]);
+  });
 });

@@ -16,11 +16,7 @@ type Fetch = (req: Request) => Response | Promise<Response>;
 export function capRequests(max: number, setting: string, fetch: Fetch): Fetch {
   let open = 0;
   const capped = async (req: Request): Promise<Response> => {
-    if (open >= max) {
-      const res = closing(errorResponse(new ServeError("unavailable", `the server is holding ${max} requests at once (${setting}); retry shortly, or raise the limit`)));
-      res.headers.set("retry-after", "1");
-      return res;
-    }
+    if (open >= max) return overCapacity(max, setting);
     open++;
     try {
       return await fetch(req);
@@ -29,4 +25,11 @@ export function capRequests(max: number, setting: string, fetch: Fetch): Fetch {
     }
   };
   return capped;
+}
+
+/** The answer past the cap: 503, retry in a second, and the connection closed. */
+export function overCapacity(max: number, setting: string): Response {
+  const res = closing(errorResponse(new ServeError("unavailable", `the server is holding ${max} requests at once (${setting}); retry shortly, or raise the limit`)));
+  res.headers.set("retry-after", "1");
+  return res;
 }

@@ -8,7 +8,7 @@ import type { ChunkSink, ReplicaClient } from "../runtime/replica-client.ts";
 import { proxyConfigSchema } from "../config/schema.ts";
 import { closing, readBody } from "./body-reader.ts";
 import { Deadlines } from "./deadlines.ts";
-import { capRequests } from "./connection-cap.ts";
+import { overCapacity } from "./connection-cap.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import { RouteTable, type CallTarget, type RouteHit, type Variant } from "./route-table.ts";
 import type { RequestMetrics } from "./request-metrics.ts";
@@ -71,10 +71,18 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
     target.metrics.observe(app, res.status, (performance.now() - t0) / 1000);
     return res;
   };
+  // The cap on requests held at once (proxy.maxConnections), counted here rather than by a wrapping
+  // async function: one promise and one turn of the microtask queue less per request.
+  const maxOpen = opts.maxConnections ?? proxyDefaults.maxConnections;
+  let open = 0;
+  /** A request past the cap's check (`open` counts it): it counts down when answered. */
   const forwardRequest = async (req: Request, path: string): Promise<Response> => {
     const t0 = performance.now();
     const hit = target.routes.match(path, req.headers);
-    if (!hit) return observed("", t0, errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail));
+    if (!hit) {
+      open--;
+      return observed("", t0, errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail));
+    }
     const requestId = req.headers.get("x-request-id") ?? nextRequestId();
     const ctl = new LazyAbort();
     const late = timeouts.add(() => ctl.abort(new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${opts.requestTimeoutS} s); raise it or make the graph faster`)));
@@ -102,18 +110,28 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
     } catch (e) {
       res = errorResponse(e, opts.errorDetail);
     } finally {
+      open--;
       late.cancel();
       answered = true;
       target.active?.delete(ctl);
     }
     return observed(hit.app, t0, res);
   };
-  const fetch = (req: Request) => {
+  const ownEndpoint = async (req: Request): Promise<Response> => {
+    try {
+      return await own.fetch(req);
+    } finally {
+      open--;
+    }
+  };
+  const fetch = (req: Request): Response | Promise<Response> => {
+    if (open >= maxOpen) return overCapacity(maxOpen, "proxy.maxConnections");
+    open++;
     const path = pathOf(req.url);
-    return path === "/-" || path.startsWith("/-/") ? own.fetch(req) : forwardRequest(req, path);
+    return path === "/-" || path.startsWith("/-/") ? ownEndpoint(req) : forwardRequest(req, path);
   };
   return {
-    fetch: capRequests(opts.maxConnections ?? proxyDefaults.maxConnections, "proxy.maxConnections", fetch),
+    fetch,
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 0,
   };

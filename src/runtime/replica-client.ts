@@ -131,7 +131,16 @@ export class ReplicaClient implements OutlierState {
       this.#pending.set(id, { resolve, reject, sink });
       this.#with((c) => {
         try {
-          c.send({ t: "call", id, m: method, a: args, r: requestId, ...(sink && { s: true }), ...(keep && { k: true }), ...extra });
+          // Built field by field: an object spread per call showed in profiles (copyDataProperties).
+          const msg: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: method, a: args, r: requestId };
+          if (sink) msg.s = true;
+          if (keep) msg.k = true;
+          if (extra) {
+            if (extra.x !== undefined) msg.x = extra.x;
+            if (extra.tp !== undefined) msg.tp = extra.tp;
+            if (extra.q !== undefined) msg.q = extra.q;
+          }
+          c.send(msg);
         } catch (e) {
           // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
           this.#pending.delete(id);

@@ -39,19 +39,47 @@ export interface BinaryLink {
 
 const EMPTY: BinaryReader = { get: () => new Uint8Array(0) };
 
+/** Queued bytes past which a turn's writes leave at once rather than at the end of the turn. */
+const TURN_BYTES = 256 * 1024;
+/**
+ * A turn that has lasted this long (ms) since its first write writes again at the next microtask:
+ * a producer that computes for long in one turn (a stream's chunks between awaits that never yield
+ * to the event loop) still has its messages leave as they are made, at most this late.
+ */
+const TURN_MS = 1;
+/** A frame at least this large is written on its own: copying it into a batch would cost more than the call saves. */
+const OWN_WRITE_BYTES = 64 * 1024;
+
 /**
  * One framed, msgpack-encoded message stream over a unix socket or an
- * authenticated TCP link (transport.ts). Writes made
- * in the same tick leave in one `write` call; what the kernel does not take
- * waits for `drain`, in order.
+ * authenticated TCP link (transport.ts).
+ *
+ * Writes are batched per event-loop turn, in order: the first message of a
+ * turn leaves in a microtask (a lone call waits for nothing), and whatever is
+ * sent after it in the same turn (other HTTP requests' calls, each handled in
+ * its own callback, other replies) leaves together when the turn ends
+ * (setImmediate), in one `write`, or after TURN_MS in a long turn. A busy
+ * caller then makes two writes per turn instead of one per request, and its
+ * peer wakes once for the batch.
+ * What the kernel does not take waits for `drain`, in order.
  */
 export class Connection {
   readonly #decoder = new FrameDecoder();
+  /** Frames not yet handed to the socket, in order (a partly written one first, as its unwritten rest). */
   #queued: Uint8Array[] = [];
-  #scheduled = false;
-  #backlog: Uint8Array | null = null;
+  #queuedBytes = 0;
+  /** A microtask will write the queue. */
+  #soon = false;
+  /** Something was written this turn; the turn's end (an immediate) writes what came after it. */
+  #turn = false;
+  /** When this turn last wrote at a microtask (performance.now()). */
+  #turnAt = 0;
+  /** The kernel took less than it was offered: nothing more is written until `drain`. */
+  #blocked = false;
   readonly #link: BinaryLink;
   closed = false;
+  /** Socket writes made so far (for tests and diagnostics: batching shows as fewer writes than messages). */
+  writes = 0;
 
   constructor(
     readonly socket: Socket<Connection>,
@@ -72,51 +100,87 @@ export class Connection {
       throw e;
     }
     const ahead = this.#link.commit();
-    if (ahead) for (const f of ahead) this.#queued.push(f);
-    this.#queued.push(out);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      queueMicrotask(() => this.#flush());
+    if (ahead) for (const f of ahead) this.#push(f);
+    this.#push(out);
+    if (this.#blocked || this.#soon) return;
+    if (!this.#turn || this.#queuedBytes >= TURN_BYTES || performance.now() - this.#turnAt >= TURN_MS) {
+      this.#soon = true;
+      queueMicrotask(this.#flushSoon);
     }
   }
 
-  #flush(): void {
-    this.#scheduled = false;
-    if (this.closed || this.#queued.length === 0) return;
-    const parts = this.#backlog ? [this.#backlog, ...this.#queued] : this.#queued;
-    this.#queued = [];
-    this.#backlog = null;
-    const out = parts.length === 1 ? parts[0]! : concat(parts);
-    this.#write(out);
+  #push(f: Uint8Array): void {
+    this.#queued.push(f);
+    this.#queuedBytes += f.byteLength;
   }
 
-  #write(out: Uint8Array): void {
-    const n = this.socket.write(out);
-    if (n < out.length) this.#backlog = out.subarray(Math.max(n, 0));
+  readonly #flushSoon = (): void => {
+    this.#soon = false;
+    this.#flush();
+    this.#turnAt = performance.now();
+    if (!this.#turn && !this.closed) {
+      this.#turn = true;
+      setImmediate(this.#endTurn);
+    }
+  };
+
+  readonly #endTurn = (): void => {
+    this.#turn = false;
+    this.#flush();
+  };
+
+  /** Hands the queue to the socket: small frames together in one write, large ones on their own, until the kernel stops taking. */
+  #flush(): void {
+    if (this.closed || this.#blocked) return;
+    const q = this.#queued;
+    let i = 0;
+    while (i < q.length) {
+      let out = q[i]!;
+      let j = i + 1;
+      if (out.byteLength < OWN_WRITE_BYTES) {
+        let len = out.byteLength;
+        while (j < q.length && q[j]!.byteLength < OWN_WRITE_BYTES && len < TURN_BYTES) len += q[j++]!.byteLength;
+        if (j > i + 1) out = concat(q, i, j, len);
+      }
+      this.writes++;
+      const n = this.socket.write(out);
+      if (n < out.byteLength) {
+        // The rest, and everything after it, waits for drain.
+        this.#blocked = true;
+        q.splice(0, j, out.subarray(Math.max(n, 0)));
+        this.#queuedBytes = 0;
+        for (const f of q) this.#queuedBytes += f.byteLength;
+        return;
+      }
+      i = j;
+    }
+    this.#queued = [];
+    this.#queuedBytes = 0;
   }
 
   /** Bun calls this when the socket can take more. */
   onDrain(): void {
-    if (!this.#backlog) return;
-    const out = this.#backlog;
-    this.#backlog = null;
-    this.#write(out);
-    if (!this.#backlog && this.#queued.length) this.#flush();
+    if (!this.#blocked) return;
+    this.#blocked = false;
+    this.#flush();
   }
 
   onData(chunk: Uint8Array): void {
-    for (const body of this.#decoder.push(chunk)) {
-      if (this.#link.accept?.(body)) continue;
-      let msg: DataMessage;
-      try {
-        msg = decode(body, { binary: this.#link.reader }) as DataMessage;
-      } catch (e) {
-        this.#undecodable(body, e as Error);
-        continue;
-      }
-      this.handlers.message(msg, this);
-    }
+    this.#decoder.each(chunk, this.#onFrame);
   }
+
+  /** One frame's body, possibly a view of the socket's read buffer: decoded (values never alias it) and not kept. */
+  readonly #onFrame = (body: Uint8Array): void => {
+    if (this.#link.accept?.(body)) return;
+    let msg: DataMessage;
+    try {
+      msg = decode(body, { binary: this.#link.reader }) as DataMessage;
+    } catch (e) {
+      this.#undecodable(body, e as Error);
+      return;
+    }
+    this.handlers.message(msg, this);
+  };
 
   /**
    * A message whose values could not all be read (e.g. its sender's shared
@@ -145,19 +209,20 @@ export class Connection {
   }
 
   close(): void {
+    // What was sent before close leaves before the end of the stream (as far as the kernel takes it).
+    this.#flush();
     this.socket.end();
     this.onClose();
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  let len = 0;
-  for (const p of parts) len += p.length;
+/** parts[from..to) in one buffer of `len` bytes. */
+function concat(parts: Uint8Array[], from: number, to: number, len: number): Uint8Array {
   const out = new Uint8Array(len);
   let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
+  for (let k = from; k < to; k++) {
+    out.set(parts[k]!, off);
+    off += parts[k]!.byteLength;
   }
   return out;
 }

@@ -30,9 +30,10 @@ export function frame(body: Uint8Array): Uint8Array {
  * a body's buffer is allocated once its length is known and every byte is copied
  * into it exactly once.
  *
- * Each returned body is its own copy, never a view of a pushed chunk: the socket
- * may reuse its chunk buffer after the data callback returns, and a body stays
- * valid for as long as the caller keeps it.
+ * Each body `push` returns is its own copy, never a view of a pushed chunk: the
+ * socket may reuse its chunk buffer after the data callback returns, and a body
+ * stays valid for as long as the caller keeps it. `each` hands out views where it
+ * can, for a reader that is done with a body when its callback returns.
  */
 export class FrameDecoder {
   #header = new Uint8Array(4);
@@ -45,8 +46,31 @@ export class FrameDecoder {
 
   push(chunk: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
+    this.each(chunk, (body, view) => out.push(view ? new Uint8Array(body) : body));
+    return out;
+  }
+
+  /**
+   * Hands each whole body to `fn` in order, without collecting them. A body
+   * that lay whole in `chunk` comes as a view of it (`view` true): valid only
+   * during the call, since the socket may reuse its buffer after the data
+   * callback returns (Bun hands data over as a Buffer). Copy it to keep it;
+   * a reader that only decodes it saves the copy and an allocation per frame.
+   * An exception from `fn` does not lose the framing: the rest of the chunk is
+   * still read, and the first exception is thrown after it.
+   */
+  each(chunk: Uint8Array, fn: (body: Uint8Array, view: boolean) => void): void {
     const end = chunk.byteLength;
     let pos = 0;
+    let failed = false;
+    let failure: unknown;
+    const give = (body: Uint8Array, view: boolean) => {
+      try {
+        fn(body, view);
+      } catch (e) {
+        if (!failed) [failed, failure] = [true, e];
+      }
+    };
     while (pos < end) {
       const body = this.#body;
       if (body !== null) {
@@ -55,8 +79,8 @@ export class FrameDecoder {
         this.#bodyFill += take;
         pos += take;
         if (this.#bodyFill === body.byteLength) {
-          out.push(body);
           this.#body = null;
+          give(body, false);
         }
         continue;
       }
@@ -64,11 +88,10 @@ export class FrameDecoder {
       if (this.#headerFill === 0 && end - pos >= 4) {
         length = readLength(chunk, pos);
         pos += 4;
-        // Common case: the whole body is in this chunk; one copy, no state.
+        // Common case: the whole body is in this chunk; no state, no copy.
         if (end - pos >= length && length <= this.maxBodyBytes) {
-          // Not chunk.slice(): a socket chunk is a Node Buffer, whose slice() is a view, not a copy.
-          out.push(new Uint8Array(chunk.subarray(pos, pos + length)));
           pos += length;
+          give(chunk.subarray(pos - length, pos), true);
           continue;
         }
       } else {
@@ -83,13 +106,13 @@ export class FrameDecoder {
       if (length > this.maxBodyBytes) {
         throw new RangeError(`a frame announces ${length} bytes, over the limit of ${this.maxBodyBytes}: the stream is corrupt or the peer is not a serve-bin process`);
       }
-      if (length === 0) out.push(new Uint8Array(0));
+      if (length === 0) give(new Uint8Array(0), false);
       else {
         this.#body = new Uint8Array(length);
         this.#bodyFill = 0;
       }
     }
-    return out;
+    if (failed) throw failure;
   }
 
   /** Bytes received and not yet returned in a body. */
