@@ -55,6 +55,7 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
         const ready = await fetch(`http://127.0.0.1:${p.healthPort}/-/ready`).then((r) => r.text(), (e) => String(e));
         console.log(`==== pod ${p.name} (link ${p.linkPort}, ready: ${ready})\n${p.out}`);
       }
+      for (const p of kubelet?.gone ?? []) console.log(`==== gone pod ${p.name} (link ${p.linkPort})\n${p.out}`);
       console.log(`==== kubelet\n${kubelet?.events.join("\n")}`);
     }
     await endRoles(roles.splice(0));
