@@ -124,12 +124,14 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     }, 5);
 
     // The controller's rollout, sampled: what the weights were at each moment.
-    const seen: { at: number; rollout: Rollout | null }[] = [];
+    const seen: { at: number; asked: number; rollout: Rollout | null }[] = [];
     const rolloutNow = async () => ((await (await fetch(`${admin}/api/applications`)).json()) as any).applications.default?.rollout as Rollout | undefined;
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        seen.push({ at: performance.now(), rollout: (await rolloutNow().catch(() => undefined)) ?? null });
+        // `asked`: the controller answered after this, so its rollout held at least from then until `at`.
+        const asked = performance.now();
+        seen.push({ asked, rollout: (await rolloutNow().catch(() => undefined)) ?? null, at: performance.now() });
         await Bun.sleep(20);
       }
     })();
@@ -185,7 +187,7 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
       const w = share(seen[i]!.rollout);
       let j = i;
       while (j + 1 < seen.length && share(seen[j + 1]!.rollout) === w) j++;
-      if (w !== undefined && j > i) phases.push({ weight: w, ...v2share(seen[i]!.at + 300, seen[j]!.at) });
+      if (w !== undefined && j > i) phases.push({ weight: w, ...v2share(seen[i]!.at + 300, seen[j]!.asked) });
       i = j + 1;
     }
     const measured = phases.filter((p) => p.n >= 40);
@@ -202,9 +204,11 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     // Steps, not a switch: at least two weights strictly between 0 and 100.
     expect(mids.length).toBeGreaterThanOrEqual(2);
     // Before the first step every answer is the old code's; while a weight holds, the share of new answers follows it.
-    const firstStep = seen.find((s) => (share(s.rollout) ?? 0) > 0)!.at;
+    // The first step came after the controller's last answer without it, which came after that sample was asked for.
+    const firstStep = seen.findIndex((s) => (share(s.rollout) ?? 0) > 0);
+    const noStepYet = firstStep > 0 ? seen[firstStep - 1]!.asked : 0;
     // (On a loaded machine the first new pod can be ready before the proxy answered anything: then there is no "before" to check.)
-    const before = answers.filter((a) => a.done < firstStep);
+    const before = answers.filter((a) => a.done < noStepYet);
     expect(before.every((a) => a.body === "v1" && a.variant === "default~previous")).toBe(true);
     expect(measured.length).toBeGreaterThanOrEqual(1);
     for (const p of measured) expect(Math.abs(p.share * 100 - p.weight)).toBeLessThanOrEqual(25);
