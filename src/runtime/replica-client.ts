@@ -66,6 +66,8 @@ export function settleAnswer(pending: Map<number, PendingCall>, msg: DataMessage
     case "fetch":
     case "release":
       return; // caller → replica only
+    case "drained":
+      return; // about the connection, not one call (ReplicaClient)
     default:
       return exhaustive(msg);
   }
@@ -169,6 +171,7 @@ export class ReplicaClient implements OutlierState {
   }
 
   #onMessage(msg: DataMessage): void {
+    if (msg.t === "drained") return this.#drained();
     this.#handle(msg);
     if (this.#retiring && this.#pending.size === 0) this.close();
   }
@@ -185,6 +188,19 @@ export class ReplicaClient implements OutlierState {
     });
     if (how) lost.set(e, how);
     return e;
+  }
+
+  /**
+   * The replica drained and leaves: it answered every call it took here
+   * before saying so, so the calls still waiting never ran — each goes to
+   * another replica (as if never sent). No call is sent here again.
+   */
+  #drained(): void {
+    if (this.dead) return;
+    const e = new ServeError("unavailable", `replica ${this.info.id} of ${this.deployment} drained and left before it took the request; retry it`, { deployment: this.deployment });
+    lost.set(e, "unsent");
+    this.#onClose(e);
+    this.#conn?.then((c) => c.close(), () => {});
   }
 
   #onClose(cause?: ServeError): void {
