@@ -2,7 +2,7 @@
  * A draining replica's last word (src/runtime/replica/farewell.ts) and what
  * its callers do with it (ReplicaClient): calls a caller still waits for when
  * the replica says it drained never ran there, so they go to another replica
- * and none fails; a connection with a call still running hears nothing; the
+ * and none fails (a stream too); a connection with a call still running hears nothing; the
  * replica leaves once its callers hung up. Real unix sockets and the real
  * RemoteInvoker; the replica side is a listener of this process that holds
  * the calls it is sent unanswered (as a replica that never read them).
@@ -27,8 +27,12 @@ function replica(socket: string, answer: "ok" | "hold", idle: () => boolean = ()
       open: (c) => (open.add(c), farewell.opened(c)),
       message: (m: DataMessage, c) => {
         if (m.t !== "call") return;
-        if (answer === "ok") c.send({ t: "ok", id: m.id, v: socket });
-        else held.push({ conn: c, id: m.id });
+        if (answer === "hold") held.push({ conn: c, id: m.id });
+        else if (!m.s) c.send({ t: "ok", id: m.id, v: socket });
+        else {
+          c.send({ t: "chunk", id: m.id, v: socket });
+          c.send({ t: "end", id: m.id });
+        }
       },
       close: (c) => (open.delete(c), farewell.closed(c)),
     },
@@ -58,9 +62,14 @@ describe("a draining replica's farewell", () => {
     const invoker = new RemoteInvoker();
     closing.push(() => (invoker.close(), a.listener.stop(), b.listener.stop()));
     invoker.update(table(1, [a.socket]));
-    // Three calls reach the leaving replica before it drained (it never read them: they are held unanswered).
+    // Calls reach the leaving replica before it drained (it never read them: they are held unanswered); one streams its answer.
     const calls = [1, 2, 3].map(() => invoker.call("Model", null, []));
-    await waitFor(() => a.held.length === 3, "the calls at the leaving replica");
+    const streamed = (async () => {
+      const chunks: unknown[] = [];
+      for await (const c of invoker.stream("Model", null, [])) chunks.push(c);
+      return chunks;
+    })();
+    await waitFor(() => a.held.length === 4, "the calls at the leaving replica");
     invoker.update(table(2, [a.socket, b.socket]));
     const deadline = new Deadline();
     deadline.within(60_000);
@@ -68,6 +77,7 @@ describe("a draining replica's farewell", () => {
     const leaving = a.farewell.leave(deadline).then(() => (left = true));
     // Every call is answered, by the replica that stays.
     expect(await Promise.all(calls)).toEqual([b.socket, b.socket, b.socket]);
+    expect(await streamed).toEqual([b.socket]);
     // The caller hung up on hearing it; the replica leaves then, long before its deadline.
     await waitFor(() => left && a.open.size === 0, "the leaving replica's callers to hang up");
     await leaving;

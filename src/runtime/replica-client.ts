@@ -210,8 +210,11 @@ export class ReplicaClient implements OutlierState {
     // (a replica that exited before the link opened — drained, or gone — took none: another may).
     const err = cause ?? this.#deadError(this.#open ? "inflight" : "unsent");
     if (cause && !this.#open) lost.set(cause, "unsent");
+    // A call that never reached the replica is sent again by its router (streams too): its stream has not begun, so it
+    // is not failed here; if the router gives up, its caller fails it.
+    const resent = lost.get(err) === "unsent";
     for (const p of this.#pending.values()) {
-      p.sink?.fail(err);
+      if (!resent) p.sink?.fail(err);
       p.reject(err);
     }
     this.#pending.clear();
