@@ -15,12 +15,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { kubeDeploymentName, replicaSelector } from "../src/cluster/kubernetes/names.ts";
 import { BUN, CLI, postJSON, tempDir, waitFor, type TempDir } from "./harness.ts";
-import { KubeApiStandIn } from "./kube-api-standin.ts";
+import type { KubeApiStandIn } from "./kube-api-standin.ts";
 import { TestKubelet } from "./kube-kubelet.ts";
+import { kubeController, steadyLoad } from "./kube-roles.ts";
 import { endRoles, startRole, type Role } from "./role-process.ts";
 
 const SECRET = "kubernetes-pod-deletion-secret-0123456789";
-const KUBE_ENV = { SERVE_BIN_KUBE_CONFIGMAP: "serve-bin-config", SERVE_BIN_KUBE_LEASE: "serve-bin-controller", SERVE_BIN_KUBE_AUTOSCALER: "serve-bin" };
 const GRAPH = `import { DAGDriver, deployment, InputNode, jsonRequest } from "serve-bin";
 export const Model = deployment(class Model { predict(_req: unknown) { return "ok"; } });
 const input = new InputNode();
@@ -55,21 +55,9 @@ describe("pods Kubernetes deletes under load (API server stand-in, real role pro
     const config = join(dir.path, "config");
     mkdirSync(config);
     writeFileSync(join(config, "serve.yaml"), `applications:\n  - name: default\n    importPath: ../graph.ts\n    deployments:\n${DEPLOYMENTS.map((d) => `      - { name: ${d}, numReplicas: 3 }\n`).join("")}`);
-    api = new KubeApiStandIn();
-    api.putConfigMap("serve-bin-config", { "serve.yaml": "# as built\n" });
-    api.putLease("serve-bin-controller");
-    const sa = join(dir.path, "sa");
-    mkdirSync(sa);
-    writeFileSync(join(sa, "token"), api.token);
-    writeFileSync(join(sa, "namespace"), api.namespace);
-    const start = (name: string, args: string[], env: Record<string, string> = {}) => startRole(roles, SECRET, name, args, env);
-    const controller = start(
-      "controller",
-      ["controller", "--config", join(config, "serve.yaml"), "--engine", "kubernetes", "--kube-api", api.url, "--kube-credentials", sa, "--listen", "tcp://127.0.0.1:0",
-        "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--state-dir", join(dir.path, "state"), "--app-dir", dir.path],
-      { HOSTNAME: "controller-d", ...KUBE_ENV },
-    );
-    const control = (await controller.line(/control links on (tcp:\/\/\S+)/, "its control address"))[1]!;
+    const started = await kubeController({ roles, secret: SECRET, dir: dir.path, config: join(config, "serve.yaml"), hostname: "controller-d" });
+    api = started.api;
+    const control = started.control;
     const deploymentOf = (name: string) => DEPLOYMENTS.find((d) => name.startsWith(service(d)))!;
     kubelet = new TestKubelet(
       api,
@@ -77,39 +65,26 @@ describe("pods Kubernetes deletes under load (API server stand-in, real role pro
       { SERVE_BIN_CLUSTER_TOKEN: SECRET, SERVE_BIN_CLUSTER_TOKEN_FILE: "" },
     );
     for (const d of DEPLOYMENTS) api.addDeployment(service(d), replicaSelector(service(d)), 3);
-    const proxy = start("proxy", ["proxy", "--controller", control, "--host", "127.0.0.1", "--port", "0"]);
+    const proxy = startRole(roles, SECRET, "proxy", ["proxy", "--controller", control, "--host", "127.0.0.1", "--port", "0"]);
     const url = (await proxy.line(/proxy listening on (http:\/\/\S+)/, "its address"))[1]!;
     const threeReady = () => kubelet.of(DRIVER).filter((p) => p.ready).length === 3 && api.deployments.get(DRIVER)!.replicas === 3;
     await waitFor(async () => (await fetch(`${url}/-/ready`)).status === 200 && threeReady(), "the proxy and three DAGDriver pods ready", 60_000);
 
-    let stop = false;
-    let ok = 0;
-    const failed: string[] = [];
-    const load = Promise.all(
-      Array.from({ length: 4 }, async () => {
-        while (!stop) {
-          const res = await postJSON(url, {}).catch((e) => e as Error);
-          const body = res instanceof Response ? await res.text() : String(res);
-          if (res instanceof Response && res.status === 200 && body.includes("ok")) ok++;
-          else failed.push(`${res instanceof Response ? res.status : "error"} ${body}`);
-        }
-      }),
-    );
+    const load = steadyLoad(4, () => postJSON(url, {}), (res, body) => res.status === 200 && body.includes("ok"));
     try {
       for (let i = 0; i < DELETIONS; i++) {
-        const before = ok;
+        const before = load.ok;
         // Traffic on every pod first, then Kubernetes takes one away (the kubelet SIGTERMs the newest serving pod);
         // the controller starts a replacement, which brings the count back to 3.
-        await waitFor(() => threeReady() && ok >= before + 200, "three serving DAGDriver pods with traffic through them", 120_000);
+        await waitFor(() => threeReady() && load.ok >= before + 200, "three serving DAGDriver pods with traffic through them", 120_000);
         api.setReplicas(DRIVER, 2);
       }
       await waitFor(threeReady, "the last replacement", 120_000);
     } finally {
-      stop = true;
-      await load;
+      await load.stop();
     }
-    console.log(`pod deletion under load: ${DELETIONS} serving DAGDriver pods deleted, ${ok} requests ok, ${failed.length} failed`);
+    console.log(`pod deletion under load: ${DELETIONS} serving DAGDriver pods deleted, ${load.ok} requests ok, ${load.failed.length} failed`);
     expect(kubelet.events.filter((e) => e.startsWith("delete")).length).toBeGreaterThanOrEqual(DELETIONS);
-    expect(failed).toEqual([]);
+    expect(load.failed).toEqual([]);
   }, 300_000);
 });

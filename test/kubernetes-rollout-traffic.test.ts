@@ -17,12 +17,12 @@ import { join } from "node:path";
 import { kubeDeploymentName, replicaSelector, type StoredPlans } from "../src/cluster/kubernetes/names.ts";
 import { planApp } from "../src/runtime/plan-app.ts";
 import { BUN, CLI, postJSON, tempDir, waitFor, type TempDir } from "./harness.ts";
-import { KubeApiStandIn } from "./kube-api-standin.ts";
+import type { KubeApiStandIn } from "./kube-api-standin.ts";
 import { TestKubelet } from "./kube-kubelet.ts";
+import { kubeController } from "./kube-roles.ts";
 import { endRoles, startRole, type Role } from "./role-process.ts";
 
 const SECRET = "kubernetes-rollout-traffic-secret-0123456789";
-const KUBE_ENV = { SERVE_BIN_KUBE_CONFIGMAP: "serve-bin-config", SERVE_BIN_KUBE_LEASE: "serve-bin-controller", SERVE_BIN_KUBE_AUTOSCALER: "serve-bin" };
 /** Each deployment's replicas in both versions: at most TARGET + 1 pods of one deployment at once. */
 const TARGET = 3;
 const graph = (version: string) => `import { DAGDriver, deployment, InputNode, jsonRequest } from "serve-bin";
@@ -83,22 +83,10 @@ describe("a code upgrade moves traffic in steps, and back (API server stand-in, 
     const plans: StoredPlans = Object.fromEntries([v1!, v2!].map((p) => [p.codeVersion, { modulePath: p.modulePath, exportName: p.exportName, fileHash: p.fileHash, graph: p.graph }]));
     writeFileSync(join(config, "plans.json"), JSON.stringify(plans));
 
-    api = new KubeApiStandIn();
-    api.putConfigMap("serve-bin-config", { "serve.yaml": "# as built\n" });
-    api.putLease("serve-bin-controller");
-    const sa = join(dir.path, "sa");
-    mkdirSync(sa);
-    writeFileSync(join(sa, "token"), api.token);
-    writeFileSync(join(sa, "namespace"), api.namespace);
+    const started = await kubeController({ roles, secret: SECRET, dir: dir.path, config: join(config, "serve.yaml"), hostname: "controller-w" });
+    api = started.api;
+    const { controller, control, admin } = started;
     const start = (name: string, args: string[], env: Record<string, string> = {}) => startRole(roles, SECRET, name, args, env);
-    const controller = start(
-      "controller",
-      ["controller", "--config", join(config, "serve.yaml"), "--engine", "kubernetes", "--kube-api", api.url, "--kube-credentials", sa, "--listen", "tcp://127.0.0.1:0",
-        "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--state-dir", join(dir.path, "state"), "--app-dir", dir.path],
-      { HOSTNAME: "controller-w", ...KUBE_ENV },
-    );
-    const control = (await controller.line(/control links on (tcp:\/\/\S+)/, "its control address"))[1]!;
-    const admin = (await controller.line(/admin API on (http:\/\/[^\s)]+)/, "its admin address"))[1]!;
     const deploymentOf = (name: string) => DEPLOYMENTS.find((d) => name.startsWith(service(d)))!;
     kubelet = new TestKubelet(
       api,
