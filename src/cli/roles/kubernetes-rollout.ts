@@ -125,6 +125,17 @@ export class WeightedRollout {
     return app.endsWith(PREVIOUS_SUFFIX) && this.#moving.has(app.slice(0, -PREVIOUS_SUFFIX.length));
   }
 
+  /**
+   * Whether every planned application has been looked at (its rollout begun,
+   * or nothing to move): until then a code change's new code would take its
+   * route alone, before the split is in place, so proxies are not given it.
+   */
+  decided(): boolean {
+    if (!this.#server || this.#busy) return false;
+    const { config, plans } = this.#server.changes.current;
+    return config.applications.every((a) => a.name.endsWith(PREVIOUS_SUFFIX) || !plans.has(a.name) || this.#seen.has(a.name));
+  }
+
   /** The rollout of each application moving, for its status. */
   statusOf(app: string): RolloutStatus | undefined {
     return this.#moving.get(app)?.status;
