@@ -59,7 +59,18 @@ interface Moving {
   /** Each deployment's pods asked for on the current side. */
   caps: Map<string, number>;
   status: RolloutStatus;
+  /** When it began, and whether the previous side has served yet (every deployment with its replicas running). */
+  began: number;
+  oldUp: boolean;
 }
+
+/**
+ * How long the first step waits for the previous side to serve (its pods are
+ * re-claimed by a restarted controller): weights follow ready pods, so a new
+ * pod ready first would otherwise take the whole route at once. Past this,
+ * the previous code is taken not to come back, and the rollout moves on.
+ */
+const OLD_UP_WAIT_MS = 30_000;
 
 export interface WeightedRolloutOptions {
   engine: KubernetesEngine;
@@ -201,6 +212,8 @@ export class WeightedRollout {
       ingress: stored.graph.ingress,
       caps: new Map(plan.config.deployments.map((d) => [d.name, 1])),
       status: { previous: variant, direction: "forward", weights: { current: 0, previous: 100 }, deployments: {}, state: "moving" },
+      began: performance.now(),
+      oldUp: false,
     };
     this.#moving.set(app.name, m);
     for (const d of m.caps.keys()) this.#server!.controller.setCeiling(app.name, d, 1);
@@ -235,6 +248,9 @@ export class WeightedRollout {
     if (!next || !old || !plans.has(m.variant)) return this.#end(m, `${m.variant} was removed`);
     const forward = m.status.direction === "forward";
     const running = (d: { replicas: { state: string }[] } | undefined) => d?.replicas.filter((r) => r.state === "RUNNING").length ?? 0;
+    // The first step waits until the previous side serves (OLD_UP_WAIT_MS).
+    m.oldUp ||= [...m.oldTargets].every(([d, n]) => running(old.deployments[d]) >= n) || performance.now() - m.began > OLD_UP_WAIT_MS;
+    if (!m.oldUp) return;
     // The controller's target for each deployment (an autoscaled one's current count), above the rollout's ceiling.
     const states = this.#server!.controller.apps.get(m.app)?.deployments;
     const targets = new Map(plans.get(m.app)!.config.deployments.filter((d) => !d.colocate).map((d) => [d.name, states?.get(d.name)?.wanted() ?? 1]));
