@@ -66,6 +66,8 @@ function freePort(): number {
 
 export class TestKubelet implements AsyncDisposable {
   readonly pods: Pod[] = [];
+  /** Pods deleted or lost, with what they printed (for a failing test's log). */
+  readonly gone: Pod[] = [];
   /** What happened, in order: "start NAME", "exit NAME CODE", "delete NAME" (a test asserts on the order). */
   readonly events: string[] = [];
   #seq = 0;
@@ -126,7 +128,7 @@ export class TestKubelet implements AsyncDisposable {
       pod.ready = false;
       if (pod.deleting || this.#closed) {
         const i = this.pods.indexOf(pod);
-        if (i >= 0) this.pods.splice(i, 1);
+        if (i >= 0) this.gone.push(...this.pods.splice(i, 1));
         return this.#publish(pod.deployment);
       }
       // restartPolicy: Always — the same pod, the same ports, a new process.
@@ -141,7 +143,7 @@ export class TestKubelet implements AsyncDisposable {
     pod.deleting = true;
     this.events.push(`lose ${pod.name}`);
     process.kill(pod.proc.pid, "SIGKILL");
-    this.pods.splice(this.pods.indexOf(pod), 1);
+    this.gone.push(...this.pods.splice(this.pods.indexOf(pod), 1));
     this.#publish(pod.deployment);
     this.#reconcile(pod.deployment);
   }

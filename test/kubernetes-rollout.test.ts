@@ -4,7 +4,7 @@
  * to go is gone at once, and one pod asked for becomes ready per step.
  */
 import { describe, expect, it } from "vitest";
-import { rolloutStep, rolloverStep, STARVED_MS, type RolloutState, type RolloutStep } from "../src/cluster/kubernetes/rollout.ts";
+import { leavingCount, rolloutStep, rolloverStep, STARVED_MS, type RolloutState, type RolloutStep } from "../src/cluster/kubernetes/rollout.ts";
 
 /** Runs steps until done; returns every step and the state each was taken in. */
 function drive(start: RolloutState, until?: (s: RolloutState, i: number) => RolloutState | null): { steps: RolloutStep[]; states: RolloutState[] } {
@@ -64,6 +64,42 @@ describe("rolloutStep", () => {
     const lowered = rolloutStep({ target: 1, old: { replicas: 1, ready: 1 }, next: { replicas: 2, ready: 2 }, direction: "forward" });
     expect(lowered).toEqual({ old: 1, next: 1, weights: { old: 50, next: 50 }, done: false });
     expect(rolloutStep({ target: 0, old: { replicas: 0, ready: 0 }, next: { replicas: 0, ready: 0 }, direction: "forward" })).toEqual({ old: 0, next: 0, weights: { old: 0, next: 0 }, done: true });
+  });
+});
+
+describe("leavingCount (the previous side of a graph, deployment by deployment)", () => {
+  it("keeps one pod of each deployment behind the ingress while an ingress pod still runs, then lets it go", () => {
+    // DAGDriver (the ingress, 3 replicas) calls Model (1 replica): on its own, Model's one old pod would go at the second step.
+    const targets = { DAGDriver: 3, Model: 1 } as const;
+    type D = keyof typeof targets;
+    let s = Object.fromEntries(Object.entries(targets).map(([d, t]) => [d, fresh(t)])) as Record<D, RolloutState>;
+    /** An ingress pod told to go is counted until it drained: its lowered count takes effect one step later. */
+    let draining = 0;
+    const seen: { ingressPods: number; modelPods: number }[] = [];
+    for (let i = 0; i < 100 && !(s.DAGDriver.old.replicas === 0 && s.Model.old.replicas === 0); i++) {
+      const ingressPods = s.DAGDriver.old.replicas + draining;
+      seen.push({ ingressPods, modelPods: s.Model.old.replicas });
+      const steps = { DAGDriver: rolloutStep(s.DAGDriver), Model: rolloutStep(s.Model) };
+      const apply = (c: { ready: number }, want: number) => ({ replicas: want, ready: Math.min(want, c.ready + 1) });
+      const next = { ...s };
+      for (const d of ["DAGDriver", "Model"] as const) {
+        const old = leavingCount({ deployment: d, ingress: "DAGDriver", ingressPods, now: s[d].old.replicas, step: steps[d].old });
+        next[d] = { ...s[d], old: apply(s[d].old, old), next: apply(s[d].next, steps[d].next) };
+      }
+      draining = s.DAGDriver.old.replicas - next.DAGDriver.old.replicas;
+      s = next;
+    }
+    expect(s.DAGDriver.old.replicas + s.Model.old.replicas).toBe(0);
+    // Never a moment with an ingress pod left and no Model pod behind it; Model's last pod goes once the ingress's are gone.
+    expect(seen.filter((x) => x.ingressPods > 0 && x.modelPods === 0)).toEqual([]);
+    expect(seen.at(-1)).toEqual({ ingressPods: 0, modelPods: 1 });
+  });
+
+  it("leaves the ingress itself, and every deployment once no ingress pod runs, to the step", () => {
+    expect(leavingCount({ deployment: "DAGDriver", ingress: "DAGDriver", ingressPods: 1, now: 1, step: 0 })).toBe(0);
+    expect(leavingCount({ deployment: "Model", ingress: "DAGDriver", ingressPods: 0, now: 1, step: 0 })).toBe(0);
+    expect(leavingCount({ deployment: "Model", ingress: "DAGDriver", ingressPods: 2, now: 3, step: 2 })).toBe(2);
+    expect(leavingCount({ deployment: "Model", ingress: "DAGDriver", ingressPods: 2, now: 0, step: 0 })).toBe(0); // none to keep
   });
 });
 

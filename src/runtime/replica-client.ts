@@ -66,6 +66,8 @@ export function settleAnswer(pending: Map<number, PendingCall>, msg: DataMessage
     case "fetch":
     case "release":
       return; // caller → replica only
+    case "drained":
+      return; // about the connection, not one call (ReplicaClient)
     default:
       return exhaustive(msg);
   }
@@ -178,6 +180,7 @@ export class ReplicaClient implements OutlierState {
   }
 
   #onMessage(msg: DataMessage): void {
+    if (msg.t === "drained") return this.#drained();
     this.#handle(msg);
     if (this.#retiring && this.#pending.size === 0) this.close();
   }
@@ -196,6 +199,19 @@ export class ReplicaClient implements OutlierState {
     return e;
   }
 
+  /**
+   * The replica drained and leaves: it answered every call it took here
+   * before saying so, so the calls still waiting never ran — each goes to
+   * another replica (as if never sent). No call is sent here again.
+   */
+  #drained(): void {
+    if (this.dead) return;
+    const e = new ServeError("unavailable", `replica ${this.info.id} of ${this.deployment} drained and left before it took the request; retry it`, { deployment: this.deployment });
+    lost.set(e, "unsent");
+    this.#onClose(e);
+    this.#conn?.then((c) => c.close(), () => {});
+  }
+
   #onClose(cause?: ServeError): void {
     if (this.dead) return;
     this.dead = true;
@@ -203,8 +219,11 @@ export class ReplicaClient implements OutlierState {
     // (a replica that exited before the link opened — drained, or gone — took none: another may).
     const err = cause ?? this.#deadError(this.#open ? "inflight" : "unsent");
     if (cause && !this.#open) lost.set(cause, "unsent");
+    // A call that never reached the replica is sent again by its router (streams too): its stream has not begun, so it
+    // is not failed here; if the router gives up, its caller fails it.
+    const resent = lost.get(err) === "unsent";
     for (const p of this.#pending.values()) {
-      p.sink?.fail(err);
+      if (!resent) p.sink?.fail(err);
       p.reject(err);
     }
     this.#pending.clear();

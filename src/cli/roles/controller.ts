@@ -73,6 +73,8 @@ export async function controllerRole(argv: string[]): Promise<number> {
     const snapshot = server.proxySnapshot();
     const sig = JSON.stringify(snapshot);
     kube?.tick();
+    // A code rollout not set up yet: its new code would take the whole route before the split is in place.
+    if (kube && !kube.rollout.decided()) return;
     if (sig === sent) return;
     sent = sig;
     engine.publish(snapshot);
@@ -91,6 +93,7 @@ export async function controllerRole(argv: string[]): Promise<number> {
       withReadiness(listener, () => {
         if (stopping) return "stopping";
         if (!server) return "starting";
+        if (kube && !kube.rollout.decided()) return "setting up a code rollout";
         return server.healthy() ? null : "an application has no running ingress replica yet";
       }),
     started: (s) => {

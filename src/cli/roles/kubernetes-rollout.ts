@@ -10,7 +10,9 @@
  * moves each deployment one pod: the current revision is raised (at most one
  * pod above the target of the two together), the previous one lowered once
  * the new pod is ready (a PATCH of the variant's numReplicas: the controller
- * drains the replica, then its Deployment goes down). The split's weights
+ * drains the replica, then its Deployment goes down; a deployment behind
+ * the previous ingress keeps a pod until the ingress's last one drained,
+ * `leavingCount`). The split's weights
  * follow the ready pods: each side gets the smallest share any of its
  * deployments has, so neither side's graph is sent more than its thinnest
  * deployment serves. When every deployment runs on the current revision
@@ -24,7 +26,7 @@ import { ServeError } from "../../error.ts";
 import type { KubeClient } from "../../cluster/kubernetes/client.ts";
 import type { KubernetesEngine } from "../../cluster/kubernetes/engine.ts";
 import { PREVIOUS_SUFFIX, type Revisions, type StoredPlans } from "../../cluster/kubernetes/names.ts";
-import { rolloutStep } from "../../cluster/kubernetes/rollout.ts";
+import { leavingCount, rolloutStep } from "../../cluster/kubernetes/rollout.ts";
 import { replan, type PlannedApp } from "../../runtime/plan-app.ts";
 import type { Server } from "../../http/server.ts";
 
@@ -52,10 +54,23 @@ interface Moving {
   prefix: string;
   /** Each deployment's pods on the previous side when the rollout began: where a rollback returns to. */
   oldTargets: Map<string, number>;
+  /** The previous code's ingress deployment: the one its requests enter by. */
+  ingress: string;
   /** Each deployment's pods asked for on the current side. */
   caps: Map<string, number>;
   status: RolloutStatus;
+  /** When it began, and whether the previous side has served yet (every deployment with its replicas running). */
+  began: number;
+  oldUp: boolean;
 }
+
+/**
+ * How long the first step waits for the previous side to serve (its pods are
+ * re-claimed by a restarted controller): weights follow ready pods, so a new
+ * pod ready first would otherwise take the whole route at once. Past this,
+ * the previous code is taken not to come back, and the rollout moves on.
+ */
+const OLD_UP_WAIT_MS = 30_000;
 
 export interface WeightedRolloutOptions {
   engine: KubernetesEngine;
@@ -121,6 +136,17 @@ export class WeightedRollout {
     return app.endsWith(PREVIOUS_SUFFIX) && this.#moving.has(app.slice(0, -PREVIOUS_SUFFIX.length));
   }
 
+  /**
+   * Whether every planned application has been looked at (its rollout begun,
+   * or nothing to move): until then a code change's new code would take its
+   * route alone, before the split is in place, so proxies are not given it.
+   */
+  decided(): boolean {
+    if (!this.#server || this.#busy) return false;
+    const { config, plans } = this.#server.changes.current;
+    return config.applications.every((a) => a.name.endsWith(PREVIOUS_SUFFIX) || !plans.has(a.name) || this.#seen.has(a.name));
+  }
+
   /** The rollout of each application moving, for its status. */
   statusOf(app: string): RolloutStatus | undefined {
     return this.#moving.get(app)?.status;
@@ -183,8 +209,11 @@ export class WeightedRollout {
       variant,
       prefix: plan.config.routePrefix,
       oldTargets,
+      ingress: stored.graph.ingress,
       caps: new Map(plan.config.deployments.map((d) => [d.name, 1])),
       status: { previous: variant, direction: "forward", weights: { current: 0, previous: 100 }, deployments: {}, state: "moving" },
+      began: performance.now(),
+      oldUp: false,
     };
     this.#moving.set(app.name, m);
     for (const d of m.caps.keys()) this.#server!.controller.setCeiling(app.name, d, 1);
@@ -219,6 +248,9 @@ export class WeightedRollout {
     if (!next || !old || !plans.has(m.variant)) return this.#end(m, `${m.variant} was removed`);
     const forward = m.status.direction === "forward";
     const running = (d: { replicas: { state: string }[] } | undefined) => d?.replicas.filter((r) => r.state === "RUNNING").length ?? 0;
+    // The first step waits until the previous side serves (OLD_UP_WAIT_MS).
+    m.oldUp ||= [...m.oldTargets].every(([d, n]) => running(old.deployments[d]) >= n) || performance.now() - m.began > OLD_UP_WAIT_MS;
+    if (!m.oldUp) return;
     // The controller's target for each deployment (an autoscaled one's current count), above the rollout's ceiling.
     const states = this.#server!.controller.apps.get(m.app)?.deployments;
     const targets = new Map(plans.get(m.app)!.config.deployments.filter((d) => !d.colocate).map((d) => [d.name, states?.get(d.name)?.wanted() ?? 1]));
@@ -228,6 +260,8 @@ export class WeightedRollout {
     const lower: [string, number][] = [];
     // Pods are counted as Kubernetes asks for them too: a count lowered by the controller reaches the Deployment only once its replica drained.
     const asked = async (app: string, d: string) => (await this.o.client.getScale(this.o.engine.deploymentName(app, d))).spec.replicas ?? 0;
+    // The previous side's deployments behind its ingress keep a pod while an ingress pod runs (leavingCount).
+    const ingressLeft = Math.max(old.deployments[m.ingress]?.targetReplicas ?? 0, await asked(m.variant, m.ingress));
     for (const d of names) {
       const oldNow = { replicas: m.oldTargets.has(d) ? Math.max(old.deployments[d]?.targetReplicas ?? 0, await asked(m.variant, d)) : 0, ready: running(old.deployments[d]) };
       const nextNow = { replicas: targets.has(d) ? Math.max(m.caps.get(d) ?? 1, await asked(m.app, d)) : 0, ready: running(next.deployments[d]) };
@@ -235,7 +269,8 @@ export class WeightedRollout {
       const step = rolloutStep({ target, old: oldNow, next: nextNow, direction: m.status.direction });
       // Back: the current revision keeps one idle pod, so the application stays ready; the previous build ends it.
       const nextCount = forward || !targets.has(d) ? step.next : Math.max(1, step.next);
-      m.status.deployments[d] = { current: { replicas: nextCount, ready: nextNow.ready }, previous: { replicas: step.old, ready: oldNow.ready } };
+      const oldCount = leavingCount({ deployment: d, ingress: m.ingress, ingressPods: ingressLeft, now: oldNow.replicas, step: step.old });
+      m.status.deployments[d] = { current: { replicas: nextCount, ready: nextNow.ready }, previous: { replicas: oldCount, ready: oldNow.ready } };
       if (targets.has(d)) {
         weights.current = Math.min(weights.current, step.weights.next);
         if (nextCount !== nextNow.replicas) {
@@ -246,7 +281,7 @@ export class WeightedRollout {
         }
       }
       if (m.oldTargets.has(d)) weights.previous = Math.min(weights.previous, step.weights.old);
-      if (step.old !== oldNow.replicas && m.oldTargets.has(d)) lower.push([d, step.old]);
+      if (oldCount !== oldNow.replicas && m.oldTargets.has(d)) lower.push([d, oldCount]);
       // Done once nothing is left to change: the step that lowers the last old pod is not the end (its count reaches the Deployment only after the replica drained, and the variant must still name that Deployment then).
       done &&= step.done && step.old === oldNow.replicas && nextCount === nextNow.replicas;
     }

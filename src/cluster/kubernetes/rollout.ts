@@ -74,6 +74,21 @@ export function rolloutStep(s: RolloutState): RolloutStep {
     : { old: to.replicas, next: from.replicas, weights: { old: toWeight, next: fromWeight }, done };
 }
 
+/**
+ * The count a step may give one deployment of the side that is leaving,
+ * given its graph: a deployment behind the ingress keeps one pod while an
+ * ingress pod still runs. A request the ingress took just before its
+ * replica left the split still calls the deployments behind it; with none of
+ * them left, that call would wait for a replica that never comes until the
+ * ingress's drain timed out, and the request would fail. (An ingress pod's
+ * count goes down only once it drained, so this holds until it is gone.)
+ * @example leavingCount({ deployment: "Model", ingress: "DAGDriver", ingressPods: 1, now: 1, step: 0 }) // 1
+ */
+export function leavingCount(c: { deployment: string; ingress: string; ingressPods: number; now: number; step: number }): number {
+  if (c.deployment === c.ingress || c.ingressPods === 0) return c.step;
+  return Math.max(c.step, Math.min(1, c.now));
+}
+
 /** What the controller sees of a deployment while its previous revisions still run pods. */
 export interface RolloverView {
   /** The controller's target replicas for the deployment. */

@@ -5,6 +5,8 @@ import { FrameDecoder } from "./frame.ts";
 import type { DataMessage } from "./messages.ts";
 
 export interface ConnectionHandlers {
+  /** A connection is open (for TCP: authenticated); before its first message. */
+  open?(conn: Connection): void;
   message(msg: DataMessage, conn: Connection): void;
   close(conn: Connection): void;
 }

@@ -29,7 +29,12 @@ export type DataMessage =
   /** The replica is at maxOngoingRequests (or draining): try another. */
   | { t: "busy"; id: number }
   | { t: "chunk"; id: number; v: unknown }
-  | { t: "end"; id: number };
+  | { t: "end"; id: number }
+  /**
+   * The replica drained (its last message on this connection): every call it admitted here was answered
+   * before this, so a call still unanswered never ran; send it to another replica (replica/farewell.ts).
+   */
+  | { t: "drained"; id: 0 };
 
 export type { WireRequest } from "../../api/wire-request.ts";
 

@@ -83,6 +83,7 @@ class Handshaking {
     const conn = new Connection(this.socket, this.handlers, new InlineChunks());
     this.socket.data = conn;
     this.open(conn);
+    this.handlers.open?.(conn);
     if (step.rest.byteLength) conn.onData(step.rest);
   }
 
@@ -107,6 +108,7 @@ function unixSocket(handlers: ConnectionHandlers, binary: BinaryChannel) {
     ...socketHandlers,
     open(socket: Socket<Connection>) {
       socket.data = new Connection(socket, handlers, binary);
+      handlers.open?.(socket.data);
     },
   };
 }

@@ -3,7 +3,8 @@ import { ServeError } from "../../error.ts";
 import { setAdmissionLimit } from "../../api/batch.ts";
 import { instantiate, warmUp, type Callable } from "../../graph/instantiate.ts";
 import { listenLink, type LinkListener, type LinkOptions } from "../channel/transport.ts";
-import type { ControlFromReplica, ControlToReplica, DataPlaneListen, ProxySnapshot, ReplicaSpec } from "../channel/messages.ts";
+import type { ControlFromReplica, ControlToReplica, DataMessage, DataPlaneListen, ProxySnapshot, ReplicaSpec } from "../channel/messages.ts";
+import type { Connection } from "../channel/connection.ts";
 import type { HttpCounts } from "../metrics/http-counts.ts";
 import { SharedMemory } from "../channel/shm-channel.ts";
 import { loadGraph } from "../load-graph.ts";
@@ -11,6 +12,7 @@ import { RemoteInvoker } from "../remote-invoker.ts";
 import { ColocatingInvoker } from "../colocating-invoker.ts";
 import { ReplicaServer } from "./server.ts";
 import { LocalIngress } from "./local-ingress.ts";
+import { Deadline, Farewell } from "./farewell.ts";
 import { replicaStats } from "../metrics/replica-stats.ts";
 import { observeBatches } from "../../api/batch.ts";
 import { readEnv } from "../../config/env.ts";
@@ -165,8 +167,18 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
   // spec.socket is a unix path, or tcp://host:port (port 0: any; the bound address is what peers are told).
   let server!: ReplicaServer;
   let listener: LinkListener;
+  /** Its callers' connections, told when it drained (farewell.ts). */
+  const farewell = new Farewell((c) => !server.awaitedOn(c));
   try {
-    listener = listenLink(spec.socket, { message: (m, c) => server.handle(m, c), close: (c) => server.dropConnection(c) }, shm, links);
+    const handlers = {
+      open: (c: Connection) => farewell.opened(c),
+      message: (m: DataMessage, c: Connection) => server.handle(m, c),
+      close: (c: Connection) => {
+        farewell.closed(c);
+        server.dropConnection(c);
+      },
+    };
+    listener = listenLink(spec.socket, handlers, shm, links);
   } catch (e) {
     fail(e, spec.deployment); // e.g. a TCP address without a cluster token, or a port in use
   }
@@ -181,6 +193,9 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
 
   /** The userConfig this replica last applied without error. */
   let applied: unknown = spec.userConfig;
+  /** Told to drain: by when it is gone (a second drain, a kill, only brings it forward). */
+  const deadline = new Deadline();
+  let leaving = false;
   obey = (msg) => void onControl(msg);
   for (const msg of early.splice(0)) obey(msg);
   async function onControl(msg: ControlToReplica): Promise<void> {
@@ -245,13 +260,18 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
         await plane?.stop(msg.timeoutS);
         return send({ t: "done", seq: msg.seq });
       case "drain": {
+        deadline.within(msg.timeoutS * 1000);
+        if (leaving) return;
+        leaving = true;
         // The listener stops taking connections first; what it holds is answered (by siblings once this one drains).
         const closed = plane?.stop(msg.timeoutS);
-        await server.drain(msg.timeoutS);
-        await closed;
+        await Promise.race([server.drain(msg.timeoutS), deadline.reached]);
+        await Promise.race([closed, deadline.reached]);
         send({ t: "metrics", snapshot: metrics() }); // the last counts, or the listener's final second is lost
         send({ t: "drained" });
         invoker.close();
+        // Its callers may still have calls on the way: each hears it drained and hangs up; it leaves once all have.
+        await farewell.leave(deadline);
         setTimeout(() => process.exit(0), 20);
         return;
       }

@@ -122,6 +122,7 @@ export class ReplicaServer {
       case "busy":
       case "chunk":
       case "end":
+      case "drained":
         return; // replica → caller only
       default:
         return exhaustive(msg);
@@ -325,6 +326,12 @@ export class ReplicaServer {
       }),
       Bun.sleep(timeoutS * 1000),
     ]);
+  }
+
+  /** Whether a call admitted on `conn` still runs for a caller waiting for it (a drain that timed out leaves some). */
+  awaitedOn(conn: Connection): boolean {
+    for (const a of this.#active.get(conn)?.values() ?? []) if (!a.abort.aborted) return true;
+    return false;
   }
 
   /** Whether some admitted call still has a caller waiting for it, or a kept result still waits for its fetch. */
