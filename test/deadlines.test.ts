@@ -34,4 +34,19 @@ describe("Deadlines (one timer for a listener's requests)", () => {
     await waitFor(() => runs === 1, "the new deadline to run");
     expect(late.size).toBe(0);
   });
+
+  test("a cancelled deadline does not keep the process alive until its time", async () => {
+    // An hour ahead and cancelled at once: the process must end when its script does.
+    const script = `import { Deadlines } from ${JSON.stringify(new URL("../src/http/deadlines.ts", import.meta.url).pathname)};
+new Deadlines(3_600_000).add(() => console.log("fired")).cancel();
+console.log("done");`;
+    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+    try {
+      await waitFor(() => proc.exitCode !== null, "the process to end");
+      expect(proc.exitCode).toBe(0);
+      expect((await new Response(proc.stdout).text()).trim()).toBe("done");
+    } finally {
+      proc.kill();
+    }
+  });
 });

@@ -27,7 +27,9 @@ describe.skipIf(unavailable !== null)("the tutorial on a three-node Docker Swarm
       const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
       if (code === 77) return console.warn(`\n*** test/swarm-cluster.test.ts SKIPPED by the harness:\n${err.slice(-500)} ***\n`);
       const results = out.split("\n").filter((l) => l.startsWith("RESULT "));
-      console.log(results.join("\n"));
+      // The harness's and the scenario's step lines carry their times: where a slow run spent them.
+      const steps = err.split("\n").filter((l) => /^\[swarm-(harness|tutorial) /.test(l));
+      console.log([...steps, ...results].join("\n"));
       expect({ code, tail: code === 0 ? "" : err.slice(-4000) }).toEqual({ code: 0, tail: "" });
       expect(results).toContain("RESULT tutorial: sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])");
       expect(results).toContain("RESULT scale load: ok=400 failed=0");

@@ -39,6 +39,9 @@ export class Deadlines {
 
   #arm(delay: number): void {
     this.#timer = setTimeout(() => this.#fire(), Math.max(1, Math.ceil(delay)));
+    // The work a deadline bounds keeps the process alive, not the deadline: a cancelled one stays
+    // armed here until its time, and held a script that called serve.shutdown() for requestTimeoutS.
+    this.#timer.unref();
   }
 
   #fire(): void {

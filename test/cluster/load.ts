@@ -1,11 +1,15 @@
 export {};
 /**
- * A bounded load for the cluster scripts: `bun load.ts URL N C` posts the
- * tutorial's request N times, C at a time, and prints `ok=… failed=…` (and the
- * first failures on stderr). Runs inside a harness namespace.
+ * A bounded load for the cluster scripts: `bun load.ts URL N C [PROGRESS]` posts
+ * the tutorial's request N times, C at a time, and prints `ok=… failed=…` (and
+ * the first failures on stderr). Runs inside a harness namespace. With a
+ * PROGRESS file it writes the number of answers so far there after each one,
+ * so a script can act once the load is flowing instead of sleeping.
  */
-const [url, n = "100", c = "4"] = process.argv.slice(2);
-if (!url) throw new Error("usage: bun load.ts URL N C");
+import { writeFileSync } from "node:fs";
+
+const [url, n = "100", c = "4", progress] = process.argv.slice(2);
+if (!url) throw new Error("usage: bun load.ts URL N C [PROGRESS]");
 const want = "sum(['(1 * (5 + 1.5))', '(2 * (5 + 1.5))'])";
 let next = 0;
 let ok = 0;
@@ -21,6 +25,7 @@ async function worker(): Promise<void> {
     } catch (e) {
       if (++failed <= 5) console.error(`failed: ${(e as Error).message}`);
     }
+    if (progress) writeFileSync(progress, String(ok + failed));
   }
 }
 await Promise.all(Array.from({ length: Number(c) }, worker));
