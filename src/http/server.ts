@@ -16,6 +16,7 @@ import { RouteTable, type RouteEntry } from "./route-table.ts";
 import { RequestMetrics } from "./request-metrics.ts";
 import { MetricsStore } from "../runtime/metrics/store.ts";
 import { MainListener } from "./main-listener.ts";
+import { unrefSleep } from "../runtime/unref-sleep.ts";
 
 export interface ServerOptions {
   config: ServeConfig;
@@ -308,7 +309,7 @@ export class Server {
       // One deadline for the whole shutdown, so SIGTERM ends inside shutdownTimeoutS (and Docker's grace).
       const deadline = performance.now() + this.#config.proxy.shutdownTimeoutS * 1000;
       const left = () => Math.max(0, deadline - performance.now());
-      await Promise.race([this.#listener?.stop(), Bun.sleep(left())]);
+      await Promise.race([this.#listener?.stop(), unrefSleep(left())]);
       // Ingress listeners answer what they hold first (a little before the deadline, so a late request's 503 is written).
       await this.controller.closeListeners(Math.max(0, left() - 250) / 1000);
       await this.controller.shutdown(left() / 1000);

@@ -13,6 +13,7 @@ import { describeExit, type Engine } from "./engine.ts";
 import { ReplicaControl } from "./replica-control.ts";
 import { appStatus, statusJSON, type AppStatus, type AppView, type ControllerEvent, type StatusJSON } from "./status.ts";
 import { catchUp, changeUserConfig, type ReconfigureScope } from "./user-config.ts";
+import { unrefSleep } from "../unref-sleep.ts";
 
 /** How often health checks, backoff timers and the autoscaler look. */
 const TICK_MS = 250;
@@ -510,7 +511,7 @@ export class Controller {
     }
     this.#step();
     const procs = () => [...this.#live.values()].map((l) => l.control.proc);
-    const deadline = Bun.sleep(timeoutS * 1000).then(() => "late" as const);
+    const deadline = unrefSleep(timeoutS * 1000).then(() => "late" as const);
     const done = Promise.all(procs().map((p) => p.exited)).then(() => "done" as const);
     if ((await Promise.race([done, deadline])) === "late") for (const p of procs()) p.kill("SIGKILL");
     await Promise.all(procs().map((p) => p.exited));
