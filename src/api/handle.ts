@@ -81,13 +81,15 @@ class Forwardable {
    * An outer call that carried the reference completed. The release waits one
    * macrotask, so that code awaiting the response right after that call
    * (`await b.remote(r); await r`, a microtask later) still gets the value.
+   * setImmediate, not setTimeout(0): a timer costs a timer-heap entry and,
+   * on an idle loop, a wake-up of its own about 1 ms later.
    */
   done(): void {
     if (--this.#holders > 0) return;
-    setTimeout(() => {
+    setImmediate(() => {
       if (this.#fetched) void this.#fetched.then(() => this.#release(), () => this.#release());
       else this.#release();
-    }, 0);
+    });
   }
 
   #release(): void {
@@ -181,20 +183,28 @@ export interface HandleTarget {
   methods: readonly string[];
 }
 
+/** Whether any argument is a DeploymentResponse (most calls carry none: a plain loop, no closure). */
+function hasResponse(args: unknown[]): boolean {
+  for (let i = 0; i < args.length; i++) if (isResponse(args[i])) return true;
+  return false;
+}
+
 async function resolveArgs(args: unknown[]): Promise<unknown[]> {
-  if (!args.some(isResponse)) return args;
+  if (!hasResponse(args)) return args;
   return Promise.all(args.map((a) => (isResponse(a) ? a.promise : a)));
 }
 
 function callOptions(opts: HandleOptions): CallOptions {
   const ctx = currentRequestContext();
-  return {
+  const co: CallOptions = {
     timeoutS: opts.timeoutS,
     requestId: ctx?.requestId,
     cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
-    ...(opts.multiplexedModelId !== undefined && { multiplexedModelId: checkModelId(opts.multiplexedModelId) }),
-    ...(opts.maxRetries && { maxRetries: opts.maxRetries }),
   };
+  // Set only when given, as before: callers test `in`-free, by value (no spreads on the hot path).
+  if (opts.multiplexedModelId !== undefined) co.multiplexedModelId = checkModelId(opts.multiplexedModelId);
+  if (opts.maxRetries) co.maxRetries = opts.maxRetries;
+  return co;
 }
 
 /** Builds the handle object for `target`, calling through `invoker`. */
@@ -219,25 +229,32 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
     return method;
   };
   const forwarding = invoker.callKept && invoker.fetchKept && invoker.releaseKept ? (invoker as Required<Invoker>) : null;
+  // One `remote` function per method, made on first use: `this.next.remote(x)` runs per call.
+  const remotes = new Map<string | null, (...args: unknown[]) => unknown>();
   const remote = (method: string | null) => {
-    const m = checkMethod(method);
-    return (...args: unknown[]) => {
-      const co = callOptions(opts);
-      if (opts.stream) return streamOf(resolveArgs(args), (a) => invoker.stream(target.name, m, a, co));
-      if (!forwarding) return new DeploymentResponse(resolveArgs(args).then((a) => invoker.call(target.name, m, a, co)));
-      // Decided now, synchronously: which un-started responses this call carries by reference.
-      const held = args.map((a) => (isResponse(a) && a.fwd?.forward(target.name) ? a.fwd : null));
-      const start = async (keep: boolean) => {
-        try {
-          // Most calls carry no response: no Promise.all on the hot path for them.
-          const a = args.some(isResponse) ? await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x))) : args;
-          return await (keep ? forwarding.callKept(target.name, m, a, co) : forwarding.call(target.name, m, a, co));
-        } finally {
-          for (const h of held) h?.done();
-        }
-      };
-      return new DeploymentResponse(new Forwardable(forwarding, target.name, start));
+    let fn = remotes.get(method);
+    if (fn === undefined) remotes.set(method, (fn = makeRemote(checkMethod(method))));
+    return fn;
+  };
+  const makeRemote = (m: string | null) => (...args: unknown[]) => {
+    const co = callOptions(opts);
+    if (opts.stream) return streamOf(resolveArgs(args), (a) => invoker.stream(target.name, m, a, co));
+    if (!forwarding) return new DeploymentResponse(resolveArgs(args).then((a) => invoker.call(target.name, m, a, co)));
+    // Most calls carry no response: then nothing is held, and no Promise.all runs.
+    if (!hasResponse(args)) {
+      return new DeploymentResponse(new Forwardable(forwarding, target.name, (keep) => (keep ? forwarding.callKept(target.name, m, args, co) : forwarding.call(target.name, m, args, co))));
+    }
+    // Decided now, synchronously: which un-started responses this call carries by reference.
+    const held = args.map((a) => (isResponse(a) && a.fwd?.forward(target.name) ? a.fwd : null));
+    const start = async (keep: boolean) => {
+      try {
+        const a = await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x)));
+        return await (keep ? forwarding.callKept(target.name, m, a, co) : forwarding.call(target.name, m, a, co));
+      } finally {
+        for (const h of held) h?.done();
+      }
     };
+    return new DeploymentResponse(new Forwardable(forwarding, target.name, start));
   };
   const base = {
     deploymentName: target.name,
