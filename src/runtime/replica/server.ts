@@ -281,7 +281,9 @@ export class ReplicaServer {
   async #httpResponse(conn: Connection, id: number, res: Response, a: Active): Promise<void> {
     const head: WireResponse = { status: res.status, headers: [...res.headers], body: null };
     if (!res.body || !isStreamingResponse(res)) {
-      if (res.body) {
+      // With its type in the headers already (Response.json does that), the bytes in one step: no Blob.
+      if (res.body && res.headers.has("content-type")) head.body = await res.bytes();
+      else if (res.body) {
         // A Response built from a string or a Blob carries its type in the body,
         // not yet in its headers (Bun adds it when it sends): keep it.
         const blob = await res.blob();
