@@ -81,8 +81,8 @@ class Forwardable {
    * An outer call that carried the reference completed. The release waits one
    * macrotask, so that code awaiting the response right after that call
    * (`await b.remote(r); await r`, a microtask later) still gets the value.
-   * setImmediate, not setTimeout(0): a timer costs a timer-heap entry and,
-   * on an idle loop, a wake-up of its own about 1 ms later.
+   * setImmediate, not setTimeout(0): a timer waits at least 1 ms, so it can
+   * wake an otherwise idle process once more.
    */
   done(): void {
     if (--this.#holders > 0) return;
@@ -201,7 +201,7 @@ function callOptions(opts: HandleOptions): CallOptions {
     requestId: ctx?.requestId,
     cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
   };
-  // Set only when given, as before: callers test `in`-free, by value (no spreads on the hot path).
+  // Optional fields only when given, as before, without an object spread per call.
   if (opts.multiplexedModelId !== undefined) co.multiplexedModelId = checkModelId(opts.multiplexedModelId);
   if (opts.maxRetries) co.maxRetries = opts.maxRetries;
   return co;
