@@ -33,6 +33,8 @@ export interface HandleOptions {
 export const MAX_RETRIES = 10;
 
 const RESPONSE = Symbol.for("serve-bin.response");
+/** Marks a promise's failure as handled (one shared function, not a closure per call). */
+const ignore = (): void => {};
 
 /**
  * A call through a forwarding invoker (one that crosses processes). It starts
@@ -50,8 +52,8 @@ class Forwardable {
   readonly run: Promise<unknown>;
   /** Outer calls that carry the reference and have not completed. */
   #holders = 0;
-  /** The deployments the result was forwarded to. */
-  #to: string[] = [];
+  /** The deployments the result was forwarded to (made on the first forward: most calls are never forwarded). */
+  #to: string[] | null = null;
   #released = false;
   /** This process's copy of a kept value, once awaited. */
   #fetched: Promise<unknown> | null = null;
@@ -65,7 +67,7 @@ class Forwardable {
       if (this.#mode === "open") this.#mode = "plain";
       return start(this.#mode === "kept");
     });
-    this.run.catch(() => {});
+    this.run.catch(ignore);
   }
 
   /** Called by an outer `.remote()`: true when the reference (`run`) will stand for the value, to be handed back with `done()`. */
@@ -73,7 +75,7 @@ class Forwardable {
     if (this.#mode === "open") this.#mode = "kept";
     if (this.#mode !== "kept" || this.#released) return false;
     this.#holders++;
-    this.#to.push(to);
+    (this.#to ??= []).push(to);
     return true;
   }
 
@@ -113,7 +115,7 @@ class Forwardable {
       });
     }
     this.#fetched = this.run.then((ref) => (ref instanceof KeptRef ? this.invoker.fetchKept(ref) : ref));
-    this.#fetched.catch(() => {});
+    this.#fetched.catch(ignore);
     return this.#fetched;
   }
 }
@@ -133,7 +135,7 @@ export class DeploymentResponse<T = unknown> implements PromiseLike<T> {
       this.fwd = promise;
       this.#promise = null;
     } else {
-      promise.catch(() => {});
+      promise.catch(ignore);
       this.fwd = null;
       this.#promise = promise;
     }
