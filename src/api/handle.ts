@@ -33,6 +33,8 @@ export interface HandleOptions {
 export const MAX_RETRIES = 10;
 
 const RESPONSE = Symbol.for("serve-bin.response");
+/** Marks a promise's failure as handled (one shared function, not a closure per call). */
+const ignore = (): void => {};
 
 /**
  * A call through a forwarding invoker (one that crosses processes). It starts
@@ -50,8 +52,8 @@ class Forwardable {
   readonly run: Promise<unknown>;
   /** Outer calls that carry the reference and have not completed. */
   #holders = 0;
-  /** The deployments the result was forwarded to. */
-  #to: string[] = [];
+  /** The deployments the result was forwarded to (made on the first forward: most calls are never forwarded). */
+  #to: string[] | null = null;
   #released = false;
   /** This process's copy of a kept value, once awaited. */
   #fetched: Promise<unknown> | null = null;
@@ -65,7 +67,7 @@ class Forwardable {
       if (this.#mode === "open") this.#mode = "plain";
       return start(this.#mode === "kept");
     });
-    this.run.catch(() => {});
+    this.run.catch(ignore);
   }
 
   /** Called by an outer `.remote()`: true when the reference (`run`) will stand for the value, to be handed back with `done()`. */
@@ -73,7 +75,7 @@ class Forwardable {
     if (this.#mode === "open") this.#mode = "kept";
     if (this.#mode !== "kept" || this.#released) return false;
     this.#holders++;
-    this.#to.push(to);
+    (this.#to ??= []).push(to);
     return true;
   }
 
@@ -81,13 +83,15 @@ class Forwardable {
    * An outer call that carried the reference completed. The release waits one
    * macrotask, so that code awaiting the response right after that call
    * (`await b.remote(r); await r`, a microtask later) still gets the value.
+   * setImmediate, not setTimeout(0): a timer waits at least 1 ms, so it can
+   * wake an otherwise idle process once more.
    */
   done(): void {
     if (--this.#holders > 0) return;
-    setTimeout(() => {
+    setImmediate(() => {
       if (this.#fetched) void this.#fetched.then(() => this.#release(), () => this.#release());
       else this.#release();
-    }, 0);
+    });
   }
 
   #release(): void {
@@ -111,7 +115,7 @@ class Forwardable {
       });
     }
     this.#fetched = this.run.then((ref) => (ref instanceof KeptRef ? this.invoker.fetchKept(ref) : ref));
-    this.#fetched.catch(() => {});
+    this.#fetched.catch(ignore);
     return this.#fetched;
   }
 }
@@ -131,7 +135,7 @@ export class DeploymentResponse<T = unknown> implements PromiseLike<T> {
       this.fwd = promise;
       this.#promise = null;
     } else {
-      promise.catch(() => {});
+      promise.catch(ignore);
       this.fwd = null;
       this.#promise = promise;
     }
@@ -181,20 +185,28 @@ export interface HandleTarget {
   methods: readonly string[];
 }
 
+/** Whether any argument is a DeploymentResponse (most calls carry none: a plain loop, no closure). */
+function hasResponse(args: unknown[]): boolean {
+  for (let i = 0; i < args.length; i++) if (isResponse(args[i])) return true;
+  return false;
+}
+
 async function resolveArgs(args: unknown[]): Promise<unknown[]> {
-  if (!args.some(isResponse)) return args;
+  if (!hasResponse(args)) return args;
   return Promise.all(args.map((a) => (isResponse(a) ? a.promise : a)));
 }
 
 function callOptions(opts: HandleOptions): CallOptions {
   const ctx = currentRequestContext();
-  return {
+  const co: CallOptions = {
     timeoutS: opts.timeoutS,
     requestId: ctx?.requestId,
     cancel: ctx?.cancel ?? (ctx ? signalToken(ctx.signal) : undefined),
-    ...(opts.multiplexedModelId !== undefined && { multiplexedModelId: checkModelId(opts.multiplexedModelId) }),
-    ...(opts.maxRetries && { maxRetries: opts.maxRetries }),
   };
+  // Optional fields only when given, as before, without an object spread per call.
+  if (opts.multiplexedModelId !== undefined) co.multiplexedModelId = checkModelId(opts.multiplexedModelId);
+  if (opts.maxRetries) co.maxRetries = opts.maxRetries;
+  return co;
 }
 
 /** Builds the handle object for `target`, calling through `invoker`. */
@@ -219,25 +231,32 @@ export function createHandle<T>(target: HandleTarget, invoker: Invoker, opts: Ha
     return method;
   };
   const forwarding = invoker.callKept && invoker.fetchKept && invoker.releaseKept ? (invoker as Required<Invoker>) : null;
+  // One `remote` function per method, made on first use: `this.next.remote(x)` runs per call.
+  const remotes = new Map<string | null, (...args: unknown[]) => unknown>();
   const remote = (method: string | null) => {
-    const m = checkMethod(method);
-    return (...args: unknown[]) => {
-      const co = callOptions(opts);
-      if (opts.stream) return streamOf(resolveArgs(args), (a) => invoker.stream(target.name, m, a, co));
-      if (!forwarding) return new DeploymentResponse(resolveArgs(args).then((a) => invoker.call(target.name, m, a, co)));
-      // Decided now, synchronously: which un-started responses this call carries by reference.
-      const held = args.map((a) => (isResponse(a) && a.fwd?.forward(target.name) ? a.fwd : null));
-      const start = async (keep: boolean) => {
-        try {
-          // Most calls carry no response: no Promise.all on the hot path for them.
-          const a = args.some(isResponse) ? await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x))) : args;
-          return await (keep ? forwarding.callKept(target.name, m, a, co) : forwarding.call(target.name, m, a, co));
-        } finally {
-          for (const h of held) h?.done();
-        }
-      };
-      return new DeploymentResponse(new Forwardable(forwarding, target.name, start));
+    let fn = remotes.get(method);
+    if (fn === undefined) remotes.set(method, (fn = makeRemote(checkMethod(method))));
+    return fn;
+  };
+  const makeRemote = (m: string | null) => (...args: unknown[]) => {
+    const co = callOptions(opts);
+    if (opts.stream) return streamOf(resolveArgs(args), (a) => invoker.stream(target.name, m, a, co));
+    if (!forwarding) return new DeploymentResponse(resolveArgs(args).then((a) => invoker.call(target.name, m, a, co)));
+    // Most calls carry no response: then nothing is held, and no Promise.all runs.
+    if (!hasResponse(args)) {
+      return new DeploymentResponse(new Forwardable(forwarding, target.name, (keep) => (keep ? forwarding.callKept(target.name, m, args, co) : forwarding.call(target.name, m, args, co))));
+    }
+    // Decided now, synchronously: which un-started responses this call carries by reference.
+    const held = args.map((a) => (isResponse(a) && a.fwd?.forward(target.name) ? a.fwd : null));
+    const start = async (keep: boolean) => {
+      try {
+        const a = await Promise.all(args.map((x, i) => (held[i] ? held[i].run : isResponse(x) ? x.promise : x)));
+        return await (keep ? forwarding.callKept(target.name, m, a, co) : forwarding.call(target.name, m, a, co));
+      } finally {
+        for (const h of held) h?.done();
+      }
     };
+    return new DeploymentResponse(new Forwardable(forwarding, target.name, start));
   };
   const base = {
     deploymentName: target.name,

@@ -257,7 +257,7 @@ function makeError([name, message, stack, code]: [string, string, string | undef
 // the library untouched for anyone else and costs two comparisons per value.
 type Internals = { doEncode(this: Encoder, o: unknown, depth: number): void; reinitializeState(): void; pos: number; bytes: Uint8Array };
 const baseDoEncode = (Encoder.prototype as unknown as Partial<Internals>).doEncode;
-if (typeof baseDoEncode !== "function") throw new Error("@msgpack/msgpack no longer has Encoder#doEncode: src/runtime/channel/codec.ts must be updated for this version");
+if (typeof baseDoEncode !== "function") throw new Error("@msgpack/msgpack no longer has Encoder#doEncode: src/wire/codec.ts must be updated for this version");
 class WireEncoder extends Encoder {
   /**
    * Like encodeSharedRef, with 4 bytes left in front for a length prefix: a framed message is
@@ -280,13 +280,40 @@ class WireEncoder extends Encoder {
 };
 const newEncoder = () => new WireEncoder({ extensionCodec, maxDepth: MAX_DEPTH });
 
+/**
+ * String values every message carries (its type, the default method names), by byte length:
+ * msgpack caches map keys but decodes every string value anew, byte by byte.
+ */
+const COMMON_VALUES: string[][] = [];
+for (const v of ["call", "fetch", "release", "cancel", "credit", "ok", "err", "busy", "chunk", "end", "__call__", "__http__"]) (COMMON_VALUES[v.length] ??= []).push(v);
+
+type DecoderInternals = { bytes: Uint8Array; pos: number; stateIsMapKey(): boolean; decodeUtf8String(byteLength: number, headerOffset: number): string };
+const baseDecodeUtf8 = (Decoder.prototype as unknown as Partial<DecoderInternals>).decodeUtf8String;
+if (typeof baseDecodeUtf8 !== "function") throw new Error("@msgpack/msgpack no longer has Decoder#decodeUtf8String: src/wire/codec.ts must be updated for this version");
+class WireDecoder extends Decoder {}
+(WireDecoder.prototype as unknown as DecoderInternals).decodeUtf8String = function (this: DecoderInternals, byteLength, headerOffset) {
+  const candidates = COMMON_VALUES[byteLength];
+  if (candidates !== undefined && this.bytes.byteLength >= this.pos + headerOffset + byteLength && !this.stateIsMapKey()) {
+    const at = this.pos + headerOffset;
+    for (const c of candidates) {
+      let i = 0;
+      while (i < byteLength && this.bytes[at + i] === c.charCodeAt(i)) i++;
+      if (i === byteLength) {
+        this.pos = at + byteLength;
+        return c;
+      }
+    }
+  }
+  return baseDecodeUtf8.call(this, byteLength, headerOffset);
+};
+
 const decoders: Decoder[] = [];
 let decLevel = 0;
 const NIL = new Uint8Array([0xc0]);
 
 function runDecoder(bytes: Uint8Array): unknown {
   const i = decLevel++;
-  const dec = (decoders[i] ??= new Decoder({ extensionCodec }));
+  const dec = (decoders[i] ??= new WireDecoder({ extensionCodec }));
   try {
     return dec.decode(bytes);
   } finally {

@@ -29,7 +29,11 @@ export interface KeepOptions {
 
 const kept = { now: 0, stored: 0, fetched: 0 };
 
-const isKept = (a: unknown): boolean => a instanceof KeptRef;
+/** Whether any top-level argument is a forwarded result (a plain loop: this runs per call). */
+function hasKept(args: unknown[]): boolean {
+  for (let i = 0; i < args.length; i++) if (args[i] instanceof KeptRef) return true;
+  return false;
+}
 
 /** This process's kept results (for tests and diagnostics): held now, ever stored, fetches served. */
 export function keptStats(): { now: number; stored: number; fetched: number } {
@@ -67,6 +71,8 @@ export class ReplicaServer {
   readonly #active = new Map<Connection, Map<number, Active>>();
   /** Results of forwarded calls, by token, until fetched and released (or their TTL passes). */
   readonly #kept = new Map<string, Kept>();
+  /** Bound methods by name, with the function each was bound from: resolve() binds anew on every call. */
+  readonly #methods = new Map<string | null, { raw: unknown; bound: (...a: unknown[]) => unknown }>();
 
   constructor(
     readonly callable: Callable,
@@ -196,18 +202,19 @@ export class ReplicaServer {
       const ctx = lazyContext(msg.r, active.abort);
       if (span) ctx.traceparent = span.traceparent;
       // Most calls carry no forwarded result: no await (and no turn of the microtask queue) for them.
-      const args = msg.a.some(isKept) ? await this.#fetchArgs(msg.a) : msg.a;
+      const args = hasKept(msg.a) ? await this.#fetchArgs(msg.a) : msg.a;
       // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
       const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(args[0] as WireRequest) : undefined);
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
       const out = await (modelId ? withModelId(modelId, run) : run());
       if (msg.m === HTTP_METHOD) failed = httpFailure(out);
-      // After a call that named a model, tell the caller which models this replica holds.
-      const ok = (v: unknown) => conn.send(msg.x ? { t: "ok", id: msg.id, v, mm: loadedModelIds() } : { t: "ok", id: msg.id, v });
-      if (msg.k && this.keep && !msg.s) ok(this.#store(out));
-      else if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx, modelId);
+      if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx, modelId);
       else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
-      else ok(out);
+      else {
+        const v = msg.k && this.keep && !msg.s ? this.#store(out) : out;
+        // After a call that named a model, tell the caller which models this replica holds.
+        conn.send(msg.x ? { t: "ok", id: msg.id, v, mm: loadedModelIds() } : { t: "ok", id: msg.id, v });
+      }
     } catch (e) {
       const err = ServeError.fromUser(e, this.name);
       failed = err.code;
@@ -230,7 +237,18 @@ export class ReplicaServer {
       if (typeof wire === "function") return (wire as WireHandler).call(this.callable.instance, w);
       return this.callable.resolve("fetch")(toRequest(w, abort.signal));
     }
-    return this.callable.resolve(method)(...args);
+    return this.#method(method)(...args);
+  }
+
+  /** callable.resolve(method), bound once per method for as long as the instance holds the same function. */
+  #method(method: string | null): (...a: unknown[]) => unknown {
+    const inst = this.callable.instance;
+    const raw = inst === null ? null : inst[method ?? "__call__"];
+    const hit = this.#methods.get(method);
+    if (hit !== undefined && hit.raw === raw) return hit.bound;
+    const bound = this.callable.resolve(method);
+    this.#methods.set(method, { raw, bound });
+    return bound;
   }
 
   async #stream(conn: Connection, id: number, source: AsyncIterable<unknown>, a: Active, ctx: RuntimeContext, modelId?: string): Promise<void> {
@@ -264,7 +282,9 @@ export class ReplicaServer {
   async #httpResponse(conn: Connection, id: number, res: Response, a: Active): Promise<void> {
     const head: WireResponse = { status: res.status, headers: [...res.headers], body: null };
     if (!res.body || !isStreamingResponse(res)) {
-      if (res.body) {
+      // With its type in the headers already (Response.json does that), the bytes in one step: no Blob.
+      if (res.body && res.headers.has("content-type")) head.body = await res.bytes();
+      else if (res.body) {
         // A Response built from a string or a Blob carries its type in the body,
         // not yet in its headers (Bun adds it when it sends): keep it.
         const blob = await res.blob();
