@@ -8,9 +8,16 @@ import { ServeError } from "../error.ts";
 import { isNode, type DAGNode } from "../api/nodes.ts";
 import { resolveDeployment } from "../config/diff.ts";
 import { parseConfig, type DeploymentOptions, type ResolvedApplicationConfig, type ServeConfig } from "../config/schema.ts";
-import { toYAML as configToYAML } from "../config/yaml.ts";
 import { planFromNode } from "../runtime/plan-app.ts";
 import type { AppliedConfig } from "./server.ts";
+
+/**
+ * The YAML writer, loaded on first use: this module is part of the public API every replica and
+ * planning process loads, and the yaml package costs ~20 ms of CPU to evaluate there for nothing.
+ */
+function configToYAML(config: ServeConfig): string {
+  return (require("../config/yaml.ts") as typeof import("../config/yaml.ts")).toYAML(config);
+}
 
 export interface RunOptions {
   port?: number;
