@@ -119,4 +119,37 @@ describe("a draining replica's farewell", () => {
     await d.reached;
     expect(reached).toBe(true);
   });
+  it("fails the calls waiting on a replica the controller saw end at once (503), where one merely left waits for its answers", async () => {
+    dir = tempDir("sb-gone-");
+    // Both hold every call unanswered and keep their connections open: as a node cut off, whose links never close.
+    const cut = replica(join(dir.path, "cut.sock"), "hold");
+    const leaving = replica(join(dir.path, "leaving.sock"), "hold");
+    const stays = replica(join(dir.path, "stays.sock"), "ok");
+    const invoker = new RemoteInvoker();
+    closing.push(() => (invoker.close(), cut.listener.stop(), leaving.listener.stop(), stays.listener.stop()));
+    const route = (s: string) => ({ id: `Model#${s}@${s}`, socket: s });
+    const at = (version: number, sockets: string[], gone?: string[]): RoutingTable => ({
+      version,
+      deployments: { Model: { replicas: sockets.map(route), maxOngoingRequests: 100, maxQueuedRequests: -1 } },
+      ...(gone && { gone }),
+    });
+    invoker.update(at(1, [cut.socket]));
+    const onCut = invoker.call("Model", null, []).then(
+      () => "answered",
+      (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`,
+    );
+    await waitFor(() => cut.held.length === 1, "the call at the cut-off replica");
+    invoker.update(at(2, [leaving.socket]));
+    const onLeaving = invoker.call("Model", null, []).then(() => "answered", () => "failed");
+    await waitFor(() => leaving.held.length === 1, "the call at the leaving replica");
+    // The cut-off replica is named gone; the leaving one only drops out of the table.
+    invoker.update(at(3, [stays.socket], [route(cut.socket).id]));
+    expect(await onCut).toBe(`unavailable: replica ${route(cut.socket).id} of Model went away while handling the request; retry it`);
+    invoker.update(at(4, [stays.socket], [route(cut.socket).id]));
+    expect(await invoker.call("Model", null, [])).toBe(stays.socket);
+    // A replica that left but did not end still owes its answer: its call is neither failed nor moved.
+    const { held } = leaving;
+    held[0]!.conn.send({ t: "ok", id: held[0]!.id, v: "late answer" });
+    expect(await onLeaving).toBe("answered");
+  });
 });

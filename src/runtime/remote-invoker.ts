@@ -24,9 +24,14 @@ function nextCallId(): string {
   return callPrefix + (++callCounter).toString(36);
 }
 
+/** How long a caller still reads from a replica the controller saw end before failing what waits on it. */
+const GONE_GRACE_MS = 250;
+
 export class RemoteInvoker implements Invoker {
   readonly #routers = new Map<string, Router>();
   readonly #clients = new Map<string, ReplicaClient>();
+  /** Clients that left the table with calls still waiting on them, until those are answered (or the replica is named gone). */
+  readonly #retired = new Map<string, ReplicaClient>();
   /** Clients for fetching kept results, one per producer socket. */
   readonly #producers = new Map<string, ReplicaClient>();
   version = -1;
@@ -67,10 +72,21 @@ export class RemoteInvoker implements Invoker {
       });
       this.router(name).update(route, clients);
     }
+    const gone = table.gone ? new Set(table.gone) : null;
     for (const [id, c] of this.#clients) {
       if (!live.has(id)) {
         this.#clients.delete(id);
         c.retire();
+        if (!c.dead) this.#retired.set(id, c);
+      }
+    }
+    for (const [id, c] of this.#retired) {
+      if (c.dead) this.#retired.delete(id);
+      else if (gone?.has(id)) {
+        // An ended replica answers nothing more: what still waits on it fails (503) instead of waiting for a link that may
+        // never close (a node cut off). After a grace, so answers it wrote just before it ended, already in the socket, are read.
+        this.#retired.delete(id);
+        setTimeout(() => c.close(), GONE_GRACE_MS).unref();
       }
     }
   }

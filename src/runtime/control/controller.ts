@@ -44,7 +44,12 @@ export interface AppRuntime extends AppView {
   invoker: RemoteInvoker;
   tableVersion: number;
   tableSig: string;
+  /** Route ids of this app's replicas whose process ended, newest last (at most GONE_KEPT): see RoutingTable.gone. */
+  gone: string[];
 }
+
+/** How many ended replicas a routing table names. */
+const GONE_KEPT = 32;
 
 /** A replica's process and what the loop tracks of it beside the state machine. */
 interface Live {
@@ -110,6 +115,7 @@ export class Controller {
         invoker: new RemoteInvoker(processSharedMemory(this.opts.sharedMemory)),
         tableVersion: 0,
         tableSig: "",
+        gone: [],
       };
       this.apps.set(name, app);
     }
@@ -268,8 +274,13 @@ export class Controller {
     const proc = this.opts.engine.start(spec, d.config.env ?? {}, {
       message: (msg) => this.#onMessage(app, d, view, msg),
       exit: (info) => {
-        const wasListening = this.#live.get(view)?.listening;
+        const ended = this.#live.get(view);
+        const wasListening = ended?.listening;
         this.#live.delete(view);
+        if (ended) {
+          app.gone.push(`${view.id}@${ended.socket}`);
+          if (app.gone.length > GONE_KEPT) app.gone.shift();
+        }
         if (wasListening) this.#countListeners();
         const asked = view.state === "STOPPING";
         const how = describeExit(info);
@@ -395,7 +406,7 @@ export class Controller {
         ...(d.config.outlierDetection && { outlierDetection: d.config.outlierDetection }),
       };
     }
-    return { version: app.tableVersion, deployments };
+    return { version: app.tableVersion, deployments, ...(app.gone.length > 0 && { gone: [...app.gone] }) };
   }
 
   /** Sends a new snapshot to every serving replica of the app and to this process's router, when it changed. */
