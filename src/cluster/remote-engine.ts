@@ -102,7 +102,7 @@ export class RemoteEngine implements Engine {
         continue;
       }
       conn.socket.terminate();
-      this.#onClose(conn);
+      this.#onClose(conn, true);
     }
   }
 
@@ -284,14 +284,14 @@ export class RemoteEngine implements Engine {
     if (waiting && this.#eligible(remote)) this.#bind(waiting, remote);
   }
 
-  #onClose(conn: Connection): void {
+  #onClose(conn: Connection, silent = false): void {
     this.#heard.delete(conn);
     this.#proxies.delete(conn);
     const remote = this.#byConn.get(conn);
     if (!remote) return;
     this.#byConn.delete(conn);
     this.#remotes.delete(remote);
-    if (remote.claim) this.#end(remote.claim, { code: null, signal: "SIGKILL" });
+    if (remote.claim) this.#end(remote.claim, { code: null, signal: "SIGKILL", ...(silent && { silent }) });
   }
 
   stop(): void {

@@ -70,10 +70,10 @@ export interface RoutingTable {
   version: number;
   deployments: Record<string, DeploymentRoute>;
   /**
-   * Replicas (ids as in `replicas`) whose process the controller saw end: a call still
-   * waiting on one will never be answered, so callers fail it at once (503) instead of
-   * waiting for a connection that may never close (a node cut off keeps its TCP links
-   * half-open). The last few, so a caller that missed a table still hears of it.
+   * Replicas (ids as in `replicas`) whose control link went silent (a node cut off): a
+   * call still waiting on one will never be answered, so callers fail it (503) instead of
+   * waiting on a data link the cut left half-open. The last few, so a caller that missed
+   * a table still hears of it.
    */
   gone?: string[];
 }

@@ -44,7 +44,7 @@ export interface AppRuntime extends AppView {
   invoker: RemoteInvoker;
   tableVersion: number;
   tableSig: string;
-  /** Route ids of this app's replicas whose process ended, newest last (at most GONE_KEPT): see RoutingTable.gone. */
+  /** Route ids of this app's replicas whose link went silent, newest last (at most GONE_KEPT): see RoutingTable.gone. */
   gone: string[];
 }
 
@@ -277,7 +277,9 @@ export class Controller {
         const ended = this.#live.get(view);
         const wasListening = ended?.listening;
         this.#live.delete(view);
-        if (ended) {
+        // Only a replica whose link went silent: one that exited closed its data links itself, and one that drained
+        // (on Kubernetes its claim ends before its process does) still answers what it took.
+        if (ended && info.silent) {
           app.gone.push(`${view.id}@${ended.socket}`);
           if (app.gone.length > GONE_KEPT) app.gone.shift();
         }

@@ -4,6 +4,8 @@ import type { ControlFromReplica, ControlToReplica, ReplicaSpec } from "../chann
 export interface ExitInfo {
   code: number | null;
   signal: string | null;
+  /** The replica's link went silent (a node cut off): its data links may stay half-open, so callers are told it is gone. */
+  silent?: boolean;
 }
 
 /** A running replica as the controller sees it, whatever runs it. */
