@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { Deadlines } from "../src/http/deadlines.ts";
-import { waitFor } from "./harness.ts";
+import { scriptEnds, waitFor } from "./harness.ts";
 
 describe("Deadlines (one timer for a listener's requests)", () => {
   test("each deadline runs once, oldest first, none before its time; a cancelled one never runs", async () => {
@@ -40,13 +40,6 @@ describe("Deadlines (one timer for a listener's requests)", () => {
     const script = `import { Deadlines } from ${JSON.stringify(new URL("../src/http/deadlines.ts", import.meta.url).pathname)};
 new Deadlines(3_600_000).add(() => console.log("fired")).cancel();
 console.log("done");`;
-    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
-    try {
-      await waitFor(() => proc.exitCode !== null, "the process to end");
-      expect(proc.exitCode).toBe(0);
-      expect((await new Response(proc.stdout).text()).trim()).toBe("done");
-    } finally {
-      proc.kill();
-    }
+    expect(await scriptEnds(script)).toEqual({ code: 0, stdout: "done" });
   });
 });

@@ -135,6 +135,17 @@ export async function runCli(args: string[], opts: { cwd?: string; env?: Record<
 }
 
 /** Pids of the direct children of `pid` (its replicas). */
+/** Runs `script` (bun -e) and waits for it to end by itself: for timers or handles that must not keep a process alive. */
+export async function scriptEnds(script: string): Promise<{ code: number | null; stdout: string }> {
+  const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+  try {
+    await waitFor(() => proc.exitCode !== null, "the process to end");
+    return { code: proc.exitCode, stdout: (await new Response(proc.stdout).text()).trim() };
+  } finally {
+    proc.kill();
+  }
+}
+
 export function childPids(pid: number): number[] {
   const out: number[] = [];
   for (const d of readdirSync("/proc")) {

@@ -3,7 +3,7 @@
  * must not outlive the stop: a script that stopped its server ends when the script does.
  */
 import { describe, expect, test } from "vitest";
-import { waitFor } from "./harness.ts";
+import { scriptEnds } from "./harness.ts";
 
 const src = (f: string) => JSON.stringify(new URL(`../src/${f}`, import.meta.url).pathname);
 
@@ -17,13 +17,6 @@ if (!parsed.ok) throw new Error(JSON.stringify(parsed.issues));
 const server = await Server.start({ config: parsed.value, baseDir: process.cwd() });
 await server.stop();
 console.log("stopped");`;
-    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
-    try {
-      await waitFor(() => proc.exitCode !== null, "the process to end");
-      expect(proc.exitCode).toBe(0);
-      expect((await new Response(proc.stdout).text()).trim()).toBe("stopped");
-    } finally {
-      proc.kill();
-    }
+    expect(await scriptEnds(script)).toEqual({ code: 0, stdout: "stopped" });
   });
 });

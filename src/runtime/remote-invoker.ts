@@ -24,7 +24,7 @@ function nextCallId(): string {
   return callPrefix + (++callCounter).toString(36);
 }
 
-/** How long a caller still reads from a replica the controller saw end before failing what waits on it. */
+/** How long a caller still reads from a replica named gone (its link went silent) before failing what waits on it. */
 const GONE_GRACE_MS = 250;
 
 export class RemoteInvoker implements Invoker {
@@ -83,8 +83,8 @@ export class RemoteInvoker implements Invoker {
     for (const [id, c] of this.#retired) {
       if (c.dead) this.#retired.delete(id);
       else if (gone?.has(id)) {
-        // An ended replica answers nothing more: what still waits on it fails (503) instead of waiting for a link that may
-        // never close (a node cut off). After a grace, so answers it wrote just before it ended, already in the socket, are read.
+        // A replica whose link went silent (a node cut off) answers nothing more: what still waits on it fails (503) instead of
+        // waiting on a link that may never close. After a grace, so answers already in the socket are read.
         this.#retired.delete(id);
         setTimeout(() => c.close(), GONE_GRACE_MS).unref();
       }

@@ -135,6 +135,7 @@ export class Connection {
   #flush(): void {
     if (this.closed || this.#blocked) return;
     const q = this.#queued;
+    if (q.length === 0) return; // a turn's end with nothing sent after its first write
     let i = 0;
     while (i < q.length) {
       let out = q[i]!;

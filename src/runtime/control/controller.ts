@@ -48,7 +48,7 @@ export interface AppRuntime extends AppView {
   gone: string[];
 }
 
-/** How many ended replicas a routing table names. */
+/** How many replicas whose link went silent a routing table names. */
 const GONE_KEPT = 32;
 
 /** A replica's process and what the loop tracks of it beside the state machine. */
