@@ -18,10 +18,13 @@ export interface RawFloor {
   clients: RawClient[];
   /** Pid of every peer, by name. */
   pids: Record<string, number>;
+  /** The sockets `clients` are connected to: another process may connect to them too (bench/lib/http-floor.ts). */
+  paths: string[];
   close(): Promise<void>;
 }
 
-async function connect(path: string): Promise<RawClient> {
+/** A raw client on a peer's unix socket. */
+export async function connectRaw(path: string): Promise<RawClient> {
   let client!: RawClient;
   const conn = await Bun.connect<FrameReader>({
     unix: path,
@@ -36,6 +39,7 @@ export async function startRawFloor(procs: ProcessSet, shape: "chain" | "fanout"
   const dir = mkdtempSync(join(tmpdir(), "sb-bench-floor-"));
   const peers: Tracked[] = [];
   const clients: RawClient[] = [];
+  const paths: string[] = [];
   try {
     // In a line the last peer starts first, so each relay finds its next one listening.
     for (let i = 0; i < n; i++) {
@@ -45,8 +49,8 @@ export async function startRawFloor(procs: ProcessSet, shape: "chain" | "fanout"
       peers.push(p);
       await p.waitFor(/relay peer ready/, 10_000);
     }
-    if (shape === "chain") clients.push(await connect(join(dir, `p${n - 1}.sock`)));
-    else for (let i = 0; i < n; i++) clients.push(await connect(join(dir, `p${i}.sock`)));
+    paths.push(...(shape === "chain" ? [join(dir, `p${n - 1}.sock`)] : peers.map((_, i) => join(dir, `p${i}.sock`))));
+    for (const path of paths) clients.push(await connectRaw(path));
   } catch (e) {
     for (const p of peers) await p.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -55,6 +59,7 @@ export async function startRawFloor(procs: ProcessSet, shape: "chain" | "fanout"
   return {
     clients,
     pids: Object.fromEntries(peers.map((p, i) => [`peer ${i}`, p.pid])),
+    paths,
     async close() {
       for (const c of clients) c.socket.end();
       for (const p of peers) await p.stop();
