@@ -97,6 +97,9 @@ const exactBuffer = (b: Uint8Array): ArrayBuffer =>
 
 function typed(C: TypedCtor): BinaryKind {
   const size = C.BYTES_PER_ELEMENT;
+  // Bytes arrive as a Uint8Array already: returned as they are. Reading `.buffer` of a small fresh
+  // typed array makes the engine move its bytes to a new ArrayBuffer (~0.3 µs a value on every hop).
+  if ((C as unknown) === Uint8Array) return { proto: C.prototype, make: (b) => (Object.getPrototypeOf(b) === Uint8Array.prototype ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) };
   return {
     proto: C.prototype,
     // An element view must be aligned to its element size; copy only when it is not.
@@ -125,7 +128,8 @@ const UNDEFINED_EXT = new ExtData(T_UNDEFINED, new Uint8Array(0));
 const NEG_ZERO_EXT = new ExtData(T_NEG_ZERO, new Uint8Array(0));
 
 function binaryExt(kind: number, v: ArrayBuffer | ArrayBufferView): ExtData {
-  const bytes = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  // A plain Uint8Array is its own bytes: no view over its `.buffer` (which a small one has to be moved to first).
+  const bytes = v instanceof ArrayBuffer ? new Uint8Array(v) : Object.getPrototypeOf(v) === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   if (writer !== undefined && bytes.byteLength >= writer.thresholdBytes) {
     const descriptor = writer.put(bytes);
     if (descriptor !== null) {
