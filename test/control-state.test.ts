@@ -89,6 +89,30 @@ describe("the deployment state machine", () => {
     expect(d.status(7600 + 61_000)).toBe("UPDATING");
   });
 
+  it("starts a replica its engine took away (a deleted pod) again at once, counting no failure and no restart, and never turns UNHEALTHY for it", () => {
+    const d = machine(1, { restartBackoffS: 2 });
+    let now = 0;
+    startAll(d, now);
+    for (let i = 1; i <= 5; i++) {
+      const [r] = d.replicas.values();
+      now += 100; // deleted 0.1 s after it was ready, five times in a row (a node drain, an HPA flapping)
+      d.evicted(r!.key);
+      expect(d.backoffS(now)).toBe(0);
+      expect(d.status(now)).toBe("UPDATING");
+      const [s] = starts(d.decide(now, 10));
+      expect([s!.id, s!.restarts]).toEqual(["Model#0", i]);
+      d.ready(d.started(s!, now).key, now);
+      expect(d.status(now)).toBe("HEALTHY");
+    }
+    expect(d.restartsTotal).toBe(0);
+    expect(d.message(now)).toBe("");
+    // A crash after all that is its first failure: back at once, as any first death.
+    const [r] = d.replicas.values();
+    d.exited(r!.key, now + 100, "exit code 1");
+    expect(d.backoffS(now + 100)).toBe(0);
+    expect(d.restartsTotal).toBe(1);
+  });
+
   it("counts starts that fail before ready, is UNHEALTHY after three, and gives up at maxConstructorRetries until its next change", () => {
     const d = machine(1, { maxConstructorRetries: 4, restartBackoffS: 1 });
     let now = 0;

@@ -150,7 +150,7 @@ export class KubeApiStandIn implements AsyncDisposable {
    * slice's port applies to all its endpoints); slices of pods no longer
    * listed are deleted, changed ones modified.
    */
-  setEndpoints(service: string, pods: { name: string; ip: string; port: number; ready: boolean }[]): void {
+  setEndpoints(service: string, pods: { name: string; ip: string; port: number; ready: boolean; terminating?: boolean }[]): void {
     const labels = { ...this.deployments.get(service)!.labels, "kubernetes.io/service-name": service };
     const names = new Set(pods.map((p) => `${service}-${p.name}`));
     for (const [name, slice] of this.#slices) {
@@ -161,7 +161,9 @@ export class KubeApiStandIn implements AsyncDisposable {
     for (const p of pods) {
       const name = `${service}-${p.name}`;
       this.podAnnotations.set(p.name, this.podAnnotations.get(p.name) ?? {});
-      const endpoints = [{ addresses: [p.ip], conditions: { ready: p.ready, serving: p.ready, terminating: false }, targetRef: { kind: "Pod", name: p.name, namespace: this.namespace } }];
+      // A deleted pod stays listed until its process exits, as terminating (not ready; serving while it drains).
+      const terminating = p.terminating === true;
+      const endpoints = [{ addresses: [p.ip], conditions: { ready: p.ready && !terminating, serving: p.ready, terminating }, targetRef: { kind: "Pod", name: p.name, namespace: this.namespace } }];
       const before = this.#slices.get(name);
       if (before && JSON.stringify(before.endpoints) === JSON.stringify(endpoints)) continue;
       const slice = {

@@ -173,7 +173,8 @@ export class TestKubelet implements AsyncDisposable {
     if (this.#closed) return;
     this.api.setEndpoints(
       deployment,
-      this.pods.filter((p) => p.deployment === deployment && !p.deleting).map((p) => ({ name: p.name, ip: "127.0.0.1", port: p.linkPort, ready: p.ready })),
+      // A pod being deleted stays in its slice as terminating until its process exits (the EndpointSlice controller's way).
+      this.pods.filter((p) => p.deployment === deployment).map((p) => ({ name: p.name, ip: "127.0.0.1", port: p.linkPort, ready: p.ready, terminating: p.deleting })),
     );
   }
 

@@ -29,7 +29,7 @@ export default DAGDriver.bind(Model.bind().predict.bind(input), { httpAdapter: j
 const DEPLOYMENTS = ["Model", "DAGDriver"];
 const service = (d: string) => kubeDeploymentName("default", d);
 const DRIVER = service("DAGDriver");
-/** Pods deleted one after another (each replacement counts as a restart for the controller, which backs off 1, 2, 4 … s). */
+/** Pods deleted one after another (none of them a failure: the controller claims a replacement at once, no backoff). */
 const DELETIONS = 4;
 
 describe("pods Kubernetes deletes under load (API server stand-in, real role processes)", () => {
@@ -57,7 +57,7 @@ describe("pods Kubernetes deletes under load (API server stand-in, real role pro
     writeFileSync(join(config, "serve.yaml"), `applications:\n  - name: default\n    importPath: ../graph.ts\n    deployments:\n${DEPLOYMENTS.map((d) => `      - { name: ${d}, numReplicas: 3 }\n`).join("")}`);
     const started = await kubeController({ roles, secret: SECRET, dir: dir.path, config: join(config, "serve.yaml"), hostname: "controller-d" });
     api = started.api;
-    const control = started.control;
+    const { control, admin } = started;
     const deploymentOf = (name: string) => DEPLOYMENTS.find((d) => name.startsWith(service(d)))!;
     kubelet = new TestKubelet(
       api,
@@ -86,5 +86,9 @@ describe("pods Kubernetes deletes under load (API server stand-in, real role pro
     console.log(`pod deletion under load: ${DELETIONS} serving DAGDriver pods deleted, ${load.ok} requests ok, ${load.failed.length} failed`);
     expect(kubelet.events.filter((e) => e.startsWith("delete")).length).toBeGreaterThanOrEqual(DELETIONS);
     expect(load.failed).toEqual([]);
+    // A deleted pod is not a crash: no restart counted, no backoff, and the deployment never UNHEALTHY for it.
+    const status = ((await (await fetch(`${admin}/api/applications`)).json()) as any).applications.default;
+    expect(status.deployments.DAGDriver).toMatchObject({ restarts: 0, backoffS: 0, status: "HEALTHY" });
+    expect(status.status).toBe("RUNNING");
   }, 300_000);
 });

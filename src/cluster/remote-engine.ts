@@ -268,7 +268,7 @@ export class RemoteEngine implements Engine {
         // SIGTERM from its engine: out of the routes now; the claim starts again elsewhere.
         const remote = this.#byConn.get(conn);
         if (!remote) return;
-        if (remote.claim) this.#end(remote.claim, { code: 0, signal: "SIGTERM" });
+        if (remote.claim) this.#end(remote.claim, { code: 0, signal: "SIGTERM", evicted: true });
         // Draining now: no claim may take it again (marked after the end: its engine chose this stop, so no count is lowered for it).
         remote.leaving = true;
         return;

@@ -27,13 +27,16 @@ export interface FeedStats {
 
 const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000];
 
-/** A slice's ready endpoints as link addresses. Kubernetes says a missing `ready` condition means ready. */
-function readyAddresses(slice: EndpointSlice, portName: string): string[] {
+/**
+ * A slice's ready endpoints as link addresses (Kubernetes says a missing `ready` condition means ready),
+ * or, with `terminating`, those of pods being deleted.
+ */
+function addressesOf(slice: EndpointSlice, portName: string, terminating = false): string[] {
   const port = (slice.ports ?? []).find((p) => p.name === portName)?.port ?? slice.ports?.[0]?.port;
   if (port == null || slice.addressType === "FQDN") return [];
   const out: string[] = [];
   for (const e of slice.endpoints ?? []) {
-    if (e.conditions?.ready === false) continue;
+    if (terminating ? e.conditions?.terminating !== true : e.conditions?.ready === false) continue;
     for (const ip of e.addresses) out.push(`tcp://${ip.includes(":") ? `[${ip}]` : ip}:${port}`);
   }
   return out;
@@ -63,6 +66,12 @@ export class EndpointSliceFeed {
     return this.#current;
   }
 
+  /** Whether the pod at a link address is being deleted (its endpoint listed as terminating): it left the ready set on purpose. */
+  terminating(address: string): boolean {
+    for (const slice of this.#slices.values()) if (addressesOf(slice, this.portName, true).includes(address)) return true;
+    return false;
+  }
+
   /** The pod behind a link address (`tcp://ip:port`), as its slice's endpoint names it (`targetRef`), ready or not. */
   podOf(address: string): string | undefined {
     for (const slice of this.#slices.values()) {
@@ -90,7 +99,7 @@ export class EndpointSliceFeed {
     for (const slice of this.#slices.values()) {
       const service = slice.metadata?.labels?.[KUBE_LABELS.serviceName];
       if (!service) continue;
-      next.set(service, [...(next.get(service) ?? []), ...readyAddresses(slice, this.portName)].sort());
+      next.set(service, [...(next.get(service) ?? []), ...addressesOf(slice, this.portName)].sort());
     }
     const key = (m: ReadyAddresses) => JSON.stringify([...m].sort());
     if (key(next) === key(this.#current)) return;

@@ -15,7 +15,7 @@
  *   - `onReplicas(listener)` → the discovery feed: for each known (app,
  *     deployment), the ready replicas' addresses (`tcp://ip:port`) from
  *     EndpointSlices, with the whole set on every change; one watch for all.
- *     `onLost(listener)` hears each address that left the ready set;
+ *     `onLost(listener)` hears each address that left the ready set (not as terminating);
  *   - `checkPatch(app, deployment, patch)` → throws ServeError `conflict`
  *     (HTTP 409) naming the HPA when `--autoscaler hpa` gave this deployment
  *     one and the PATCH sets numReplicas or autoscalingConfig: exactly one
@@ -230,7 +230,10 @@ export class KubernetesEngine implements Scaler {
     this.#feed ??= new EndpointSliceFeed(this.#client, REPLICA_SLICES_SELECTOR, (ready) => this.#emit(ready)).start();
   }
 
-  /** Hears each replica address that Kubernetes no longer lists as ready (its pod deleted, lost or failing its probe). */
+  /**
+   * Hears each replica address that Kubernetes no longer lists as ready because its pod was lost or fails its
+   * probe. A pod being deleted (listed as terminating) is left out: its replica says it is leaving and drains.
+   */
   onLost(listener: (address: string) => void): void {
     this.#lostListeners.push(listener);
   }
@@ -238,7 +241,7 @@ export class KubernetesEngine implements Scaler {
   #emit(ready: ReadyAddresses): void {
     const sets = [...this.#byName].map(([name, d]) => ({ app: d.app, deployment: d.deployment, addresses: ready.get(name) ?? [] }));
     const now = new Set([...ready.values()].flat());
-    const gone = [...this.#ready].filter((a) => !now.has(a));
+    const gone = [...this.#ready].filter((a) => !now.has(a) && !this.#feed?.terminating(a));
     this.#ready = now;
     for (const l of this.#listeners) l(sets);
     for (const a of gone) for (const l of this.#lostListeners) l(a);

@@ -285,6 +285,11 @@ export class Controller {
         }
         if (wasListening) this.#countListeners();
         const asked = view.state === "STOPPING";
+        if (info.evicted && !asked) {
+          d.evicted(view.key);
+          this.#emit(app, d, view, "replica-replaced", "its engine stopped it (Kubernetes deleted its pod, or Swarm moved its task); a replacement starts now");
+          return this.reconcile();
+        }
         const how = describeExit(info);
         const at = Date.now();
         d.exited(view.key, at, how);

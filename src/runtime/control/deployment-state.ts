@@ -252,6 +252,20 @@ export class DeploymentState {
   }
 
   /**
+   * A replica's engine took it away (ExitInfo.evicted: Kubernetes deleted its
+   * pod, Swarm moved its task): its id starts again at once, and it counts as
+   * neither a failure nor a restart, so a node drain never makes a
+   * deployment UNHEALTHY nor delays the replacement.
+   */
+  evicted(key: number): void {
+    const r = this.replicas.get(key);
+    if (!r) return;
+    this.replicas.delete(key);
+    if (r.state === "STOPPING") return;
+    this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+  }
+
+  /**
    * A replica that is unhealthy or stuck is replaced: its id goes to the
    * waiting list at once (no backoff). One replaced for its own fault
    * (`failure`: over its memory limit) counts as a failure in a row, under

@@ -6,6 +6,11 @@ export interface ExitInfo {
   signal: string | null;
   /** The replica's link went silent (a node cut off): its data links may stay half-open, so callers are told it is gone. */
   silent?: boolean;
+  /**
+   * Its engine took it away, not a fault of its own: Kubernetes deleted its pod (a scale-down, a node drain),
+   * Swarm moved its task; the replica said so before it drained. A replacement starts at once, with no backoff.
+   */
+  evicted?: boolean;
 }
 
 /** A running replica as the controller sees it, whatever runs it. */
