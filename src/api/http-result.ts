@@ -41,7 +41,26 @@ export function toWireResponse(value: unknown, _accept = ""): WireResponseLike |
 
 /** JSON.stringify that writes typed arrays as number arrays and BigInt as strings. */
 export function toJSON(value: unknown): string {
-  return JSON.stringify(value === undefined ? null : value, jsonReplacer);
+  const v = value === undefined ? null : value;
+  // A replacer is called back for every key; most results are plain data, which need none.
+  return plainJSON(v, 0) ? JSON.stringify(v) : JSON.stringify(v, jsonReplacer);
+}
+
+/**
+ * Whether JSON.stringify writes `v` the same with and without jsonReplacer:
+ * only primitives (not BigInt), arrays and plain objects, not too deep to walk.
+ */
+function plainJSON(v: unknown, depth: number): boolean {
+  if (v === null || typeof v !== "object") return typeof v !== "bigint";
+  if (depth > 32) return false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (!plainJSON(v[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const k in v) if (k === "toJSON" || !plainJSON((v as Record<string, unknown>)[k], depth + 1)) return false;
+  return true;
 }
 
 function jsonReplacer(this: unknown, _key: string, v: unknown): unknown {

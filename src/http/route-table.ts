@@ -50,16 +50,17 @@ function unit(key: string): number {
  * value when set, so one key always lands on one variant).
  */
 export class RouteTable {
-  #entries: RouteEntry[] = [];
+  #entries: (RouteEntry & { live: Variant[] })[] = [];
 
   set(entries: RouteEntry[]): void {
-    this.#entries = longestFirst(entries, (e) => e.prefix);
+    // The variants that take traffic, found once per routing change rather than per request.
+    this.#entries = longestFirst(entries, (e) => e.prefix).map((e) => ({ ...e, live: e.variants.filter((v) => v.weight > 0) }));
   }
 
   match(path: string, headers: Headers): RouteHit | null {
     for (const e of this.#entries) {
       if (!underPrefix(path, e.prefix)) continue;
-      const live = e.variants.filter((v) => v.weight > 0);
+      const live = e.live;
       if (live.length === 0) return null;
       let v = live[0]!;
       if (live.length > 1) {

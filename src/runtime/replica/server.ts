@@ -225,7 +225,7 @@ export class ReplicaServer {
       calls.delete(msg.id);
       this.admitted--;
       if (entered) this.running--;
-      if (this.running === 0) for (const f of this.#idle.splice(0)) f();
+      if (this.running === 0 && this.#idle.length) for (const f of this.#idle.splice(0)) f();
       if (this.#freed.length) for (const f of this.#freed.splice(0)) f();
     }
   }
