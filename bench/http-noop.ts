@@ -35,6 +35,7 @@ export const httpNoop: Scenario = {
         ingress: { serve: join(FIXTURES, "noop-ingress.yaml") },
         ingress2: { serve: join(FIXTURES, "noop-ingress-2.yaml") },
         concurrent: { serve: join(FIXTURES, "noop-concurrent.yaml") },
+        ingressConcurrent: { serve: join(FIXTURES, "noop-ingress-concurrent.yaml") },
         relay: { script: join(LIB, "http-relay.ts") },
       },
       body: BODY,
@@ -45,11 +46,12 @@ export const httpNoop: Scenario = {
     const i = medians(c.others.ingress!);
     const i2 = medians(c.others.ingress2!);
     const k = medians(c.others.concurrent!);
+    const ik = medians(c.others.ingressConcurrent!);
     const f = medians(c.others.relay!);
     const share = s.rps / b.rps;
     return {
       generator: c.generator,
-      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; "ingress" is the same graph served with proxy.location "ingress" (bench/fixtures/noop-ingress.yaml: the DAGDriver replica takes the connections, the main process is off the data path); "ingress, 2 DAGDriver replicas" adds a second DAGDriver replica, both listening (bench/fixtures/noop-ingress-2.yaml: 4 processes, 2 taking connections, the no-op still one replica in its own process); "no-op maxOngoingRequests 100" is the default graph and proxy.location with the no-op deployment taking up to 100 calls at once instead of the default 5 (bench/fixtures/noop-concurrent.yaml: with 5, at most 5 calls per caller are on their way to the no-op at any moment, so each wake-up of the no-op carries at most 5 requests); "the two-process relay" is the floor of the shape, with none of serve-bin in it (bench/lib/http-relay.ts: a bare Bun.serve that sends each parsed body as one msgpack frame over a unix socket to an echo process and answers what comes back; no routing, limits, timeouts, cancellation or metrics); the load generator shares the same 2 cores. Figures are medians over rounds.`,
+      method: `${c.serveBin.length} alternating rounds of ${c.durationS} s per side, ${c.connections} connections, POST of a ${JSON.stringify(BODY).length}-byte JSON body; serve-bin is 3 processes (main with the proxy, a DAGDriver replica, the no-op replica), the baseline 1; "ingress" is the same graph served with proxy.location "ingress" (bench/fixtures/noop-ingress.yaml: the DAGDriver replica takes the connections, the main process is off the data path); "ingress, 2 DAGDriver replicas" adds a second DAGDriver replica, both listening (bench/fixtures/noop-ingress-2.yaml: 4 processes, 2 taking connections, the no-op still one replica in its own process); "no-op maxOngoingRequests 100" is the default graph and proxy.location with the no-op deployment taking up to 100 calls at once instead of the default 5 (bench/fixtures/noop-concurrent.yaml: with 5, at most 5 calls per caller are on their way to the no-op at any moment, so each wake-up of the no-op carries at most 5 requests); "ingress and the no-op's maxOngoingRequests 100" combines the two (bench/fixtures/noop-ingress-concurrent.yaml); "the two-process relay" is the floor of the shape, with none of serve-bin in it (bench/lib/http-relay.ts: a bare Bun.serve that sends each parsed body as one msgpack frame over a unix socket to an echo process and answers what comes back; no routing, limits, timeouts, cancellation or metrics); the load generator shares the same 2 cores. Figures are medians over rounds.`,
       rows: [
         row({
           id: "http-noop.throughput",
@@ -86,12 +88,13 @@ export const httpNoop: Scenario = {
         row({ id: "http-noop.ingress-p99", figure: 'p99 latency at 64 connections, proxy.location "ingress"', unit: "ms", value: i.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, target: "≤ 10 ms", met: i.p99 <= 10, digits: 2 }),
         ...configRows("ingress2", 'proxy.location "ingress", 2 DAGDriver replicas', i2, b),
         ...configRows("concurrent", "the no-op's maxOngoingRequests 100", k, b),
+        ...configRows("ingress-concurrent", 'proxy.location "ingress" and the no-op\'s maxOngoingRequests 100', ik, b),
         row({ id: "http-noop.floor-throughput", figure: "the floor of this shape: a hand-written Bun.serve relaying each request to a second process over a unix socket (bench/lib/http-relay.ts), throughput", unit: "req/s", value: f.rps, baseline: { label: "bare Bun.serve, same JSON POST", value: b.rps }, digits: 0 }),
         row({ id: "http-noop.floor-p99", figure: "the floor of this shape (the hand-written two-process relay), p99 latency at 64 connections", unit: "ms", value: f.p99, baseline: { label: "bare Bun.serve p99", value: b.p99 }, digits: 2 }),
         row({ id: "http-noop.ingress-vs-floor", figure: 'throughput, proxy.location "ingress" against the hand-written two-process relay', unit: "req/s", value: i.rps, baseline: { label: "the two-process relay", value: f.rps }, digits: 0 }),
       ],
-      series: { serveBin: s, baseline: b, ingress: i, ingress2: i2, concurrent: k, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99), ingressRps: c.others.ingress!.map((r) => Math.round(r.rps)), ingress2Rps: c.others.ingress2!.map((r) => Math.round(r.rps)), concurrentRps: c.others.concurrent!.map((r) => Math.round(r.rps)), relayRps: c.others.relay!.map((r) => Math.round(r.rps)) }, relay: f },
-      notes: s.errors || b.errors || i.errors || i2.errors || k.errors || f.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}, ingress ${i.errors}, ingress with 2 DAGDriver replicas ${i2.errors}, no-op maxOngoingRequests 100 ${k.errors}, two-process relay ${f.errors}`] : [],
+      series: { serveBin: s, baseline: b, ingress: i, ingress2: i2, concurrent: k, cpuUsPerRequest: c.cpuUsPerRequest, perRound: { serveBinRps: c.serveBin.map((r) => Math.round(r.rps)), baselineRps: c.baseline.map((r) => Math.round(r.rps)), serveBinP99Ms: c.serveBin.map((r) => r.latencyMs.p99), baselineP99Ms: c.baseline.map((r) => r.latencyMs.p99), ingressRps: c.others.ingress!.map((r) => Math.round(r.rps)), ingress2Rps: c.others.ingress2!.map((r) => Math.round(r.rps)), concurrentRps: c.others.concurrent!.map((r) => Math.round(r.rps)), relayRps: c.others.relay!.map((r) => Math.round(r.rps)), ingressConcurrentRps: c.others.ingressConcurrent!.map((r) => Math.round(r.rps)) }, relay: f, ingressConcurrent: ik },
+      notes: s.errors || b.errors || i.errors || i2.errors || k.errors || f.errors || ik.errors ? [`errors (non-2xx or socket): serve-bin ${s.errors}, baseline ${b.errors}, ingress ${i.errors}, ingress with 2 DAGDriver replicas ${i2.errors}, no-op maxOngoingRequests 100 ${k.errors}, two-process relay ${f.errors}, ingress with maxOngoingRequests 100 ${ik.errors}`] : [],
     };
   },
 };
