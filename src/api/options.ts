@@ -1,5 +1,5 @@
 import { ServeError } from "../error.ts";
-import { deploymentOptionsSchema, type DeploymentOptions } from "../config/schema.ts";
+import { deploymentOptionsSchema, ONE_OFF, type DeploymentOptions } from "../config/schema.ts";
 
 const NO_OPTIONS: DeploymentOptions = Object.freeze({});
 
@@ -19,7 +19,7 @@ export function checkDeploymentOptions(options: DeploymentOptions, deployment: s
   // No option given (most deployment() calls): nothing to check, and the schema is not built
   // (building and first running it costs ~10 ms of CPU in every process that imports the graph).
   if (isPlain(options) && Object.values(options).every((v) => v === undefined)) return NO_OPTIONS;
-  const parsed = deploymentOptionsSchema().safeParse(options);
+  const parsed = deploymentOptionsSchema().safeParse(options, ONE_OFF);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === "symbol" ? String(p) : p)), message: i.message }));
     throw new ServeError("invalid", `invalid options for deployment ${deployment}: ${issues.map((i) => `${i.path.join(".") || "(options)"}: ${i.message}`).join("; ")}`, {

@@ -10,6 +10,7 @@ import {
   keyOrder,
   deploymentConfigSchema,
   formatIssues,
+  ONE_OFF,
   toIssues,
   type DeploymentConfig,
   type DeploymentOptions,
@@ -194,7 +195,7 @@ function layer(base: Record<string, unknown>, over: Record<string, unknown>): Re
 }
 
 function resolved(name: string, merged: Record<string, unknown>, what: string): DeploymentConfig {
-  const r = deploymentConfigSchema().safeParse({ ...merged, name });
+  const r = deploymentConfigSchema().safeParse({ ...merged, name }, ONE_OFF);
   if (r.success) return r.data;
   const issues = toIssues(r.error);
   throw new ServeError("invalid", `${what} leaves deployment "${name}" invalid:\n${formatIssues(issues)}`, { deployment: name, issues });
