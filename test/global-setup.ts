@@ -7,7 +7,8 @@ import { join, resolve } from "node:path";
  * package.json's "build" script's own flags (read from it, so the tests run
  * the binary users get: --compile-autoload-package-json lets it resolve a
  * graph's own packages, test/binary-deps.test.ts; --bytecode --format=esm
- * spares every process the parsing of the bundle, test/package.test.ts).
+ * --splitting spares every process the parsing of the bundle and the code
+ * its role does not import, test/binary.test.ts).
  * Built under a temporary name and renamed into place: a run that is spawning
  * the old binary meanwhile (another test run in the same tree) keeps its file
  * instead of failing with ETXTBSY.
