@@ -72,7 +72,6 @@ async function once(graph: string, path: string, body: string): Promise<void> {
   const seen = new Map<number, Seen>();
   seen.set(proc.pid, { pid: proc.pid, role: "server", firstMs: 0, goneMs: null, cpuMs: 0, mainMs: 0 });
   let url: string | null = null;
-  let ready = false;
   const lines = (async () => {
     const decoder = new TextDecoder();
     let buf = "";
@@ -85,7 +84,6 @@ async function once(graph: string, path: string, body: string): Promise<void> {
         events.push([at(), line.replace(/^serve-bin: /, "")]);
         const m = /listening on (http:\/\/\S+)/.exec(line);
         if (m) url = m[1]!;
-        if (/ready in/.test(line)) ready = true;
       }
     }
   })();
@@ -148,7 +146,6 @@ async function once(graph: string, path: string, body: string): Promise<void> {
   proc.kill("SIGTERM");
   await proc.exited;
   await lines;
-  void ready;
   events.sort((a, b) => a[0] - b[0]);
   for (const [t, e] of events) console.log(`${t.toFixed(1).padStart(8)} ms  ${e}`);
   console.log("\nCPU per process when the first 200 came (utime+stime, 10 ms ticks; main thread from schedstat):");
