@@ -75,7 +75,7 @@ WORKDIR /src
 COPY package.json package-lock.json bunfig.toml tsconfig.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY src ./src
-RUN node_modules/.bin/bun build --compile --compile-autoload-package-json src/cli/main.ts --outfile /out/serve-bin \
+RUN node_modules/.bin/bun build --compile --bytecode --format=esm --splitting --compile-autoload-package-json src/cli/main.ts --outfile /out/serve-bin \
  && /out/serve-bin --version
 
 # ---------------------------------------------------------------------------

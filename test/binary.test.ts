@@ -1,12 +1,13 @@
 /**
  * The compiled binary, run from a directory with no node_modules: it serves
  * the seed examples over real HTTP, one child process per replica, and leaves
- * nothing behind after SIGTERM.
+ * nothing behind after SIGTERM; and a graph of its own that uses zod through
+ * serve-bin's `z`, which the bytecode-compiled binary must load as from source.
  */
 import { describe, expect, it } from "vitest";
-import { copyFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { EXAMPLES, childPids, postJSON, startCompiled, stopCleanly, tempDir } from "./harness.ts";
+import { EXAMPLES, childPids, postJSON, runCli, startCompiled, stopCleanly, tempDir } from "./harness.ts";
 
 
 /** A directory with a copy of an example and no node_modules anywhere above it. */
@@ -92,5 +93,43 @@ describe("the compiled binary serving the content-understanding graph", () => {
     } finally {
       await stopCleanly(server);
     }
+  });
+});
+
+/** A graph that uses zod through serve-bin's `z` (types and runtime) and sets options the schema checks. */
+const ZOD_GRAPH = `import { DAGDriver, deployment, InputNode, z, zodRequest } from "serve-bin";
+
+const Order = z.object({ item: z.string().min(1), count: z.int().positive() });
+type Order = z.infer<typeof Order>;
+
+const price = deployment(function price(order: Order): string {
+  return \`\${order.count} × \${order.item}\`;
+}, { maxOngoingRequests: 3 });
+
+export default DAGDriver.options({ routePrefix: "/order", numReplicas: 1 }).bind(price.bind(new InputNode()), { httpAdapter: zodRequest(Order) });
+`;
+
+describe("the compiled binary (built with --bytecode) and a graph that uses zod", () => {
+  it("serves a graph whose adapter and types come from serve-bin's z, and answers 422 with zod's issues", async () => {
+    await using dir = tempDir();
+    writeFileSync(join(dir.path, "graph.ts"), ZOD_GRAPH);
+    const server = await startCompiled("graph.ts", dir.path);
+    try {
+      const ok = await postJSON(`${server.url}/order`, { item: "pear", count: 2 });
+      expect({ status: ok.status, body: await ok.text() }).toEqual({ status: 200, body: "2 × pear" });
+      const bad = await postJSON(`${server.url}/order`, { item: "", count: 0 });
+      const body = (await bad.json()) as { error: string; issues: { path: unknown[] }[] };
+      expect({ status: bad.status, error: body.error, paths: body.issues.map((i) => i.path) }).toEqual({ status: 422, error: "invalid", paths: [["item"], ["count"]] });
+    } finally {
+      await stopCleanly(server);
+    }
+  });
+
+  it("refuses a graph whose options break the schema, naming the field, and exits 2", async () => {
+    await using dir = tempDir();
+    writeFileSync(join(dir.path, "graph.ts"), ZOD_GRAPH.replace("maxOngoingRequests: 3", "maxOngoingRequests: 0"));
+    const r = await runCli(["run", "graph.ts", "--port", "0", "--admin-port", "0"], { cwd: dir.path, compiled: true });
+    expect(r.code).toBe(2);
+    expect(r.stderr + r.stdout).toContain("invalid options for deployment price: maxOngoingRequests: expected a whole number ≥ 1");
   });
 });

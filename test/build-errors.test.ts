@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DAGDriver, deployment, InputNode, ServeError, type DeploymentHandle } from "serve-bin";
+import { DAGDriver, deployment, Deployment, InputNode, ServeError, type DeploymentHandle } from "serve-bin";
 import { buildGraph } from "../src/graph/ir.ts";
 
 /** The error that `run` throws or rejects with, as plain data. */
@@ -273,6 +273,23 @@ describe("deployment options", () => {
       deployment: "Model",
       issues: [{ path: [], message: 'unknown key "numReplica" in deployment options: did you mean "numReplicas"?' }],
     });
+  });
+
+  it("refuses options that are not a mapping, even with no keys (a list), saying a mapping is expected", async () => {
+    const refusal = {
+      name: "ServeError",
+      code: "invalid",
+      message: "invalid options for deployment Model: (options): expected deployment options as a mapping (key: value)",
+      deployment: "Model",
+      issues: [{ path: [], message: "expected deployment options as a mapping (key: value)" }],
+    };
+    expect(await failure(() => deployment(Model, [] as never))).toEqual(refusal);
+  });
+
+  it("takes options given as undefined as not given, with or without other options", () => {
+    expect(deployment(Model, { numReplicas: undefined, name: undefined }).def.options).toEqual({});
+    expect(deployment(Model, { numReplicas: undefined, maxOngoingRequests: 3 }).def.options).toEqual({ maxOngoingRequests: 3 });
+    expect((DAGDriver.options({ numReplicas: undefined }) as unknown as Deployment).def.options).toEqual({ name: "DAGDriver", maxOngoingRequests: 100 });
   });
 
   it("names the deployment whose options are invalid by the name it had, even when the options rename it", async () => {

@@ -515,7 +515,7 @@ describe("diffConfigs", () => {
 
 describe("mergeDeploymentPatch", () => {
   const patch = (body: unknown) => {
-    const r = validate(deploymentPatchSchema, body);
+    const r = validate(deploymentPatchSchema(), body);
     if (!r.ok) throw new Error(formatIssues(r.issues));
     return r.value;
   };
@@ -566,11 +566,11 @@ describe("mergeDeploymentPatch", () => {
   });
 
   test("a PATCH body cannot rename a deployment or carry unknown keys", () => {
-    expect(validate(deploymentPatchSchema, { name: "Other" })).toEqual({
+    expect(validate(deploymentPatchSchema(), { name: "Other" })).toEqual({
       ok: false,
       issues: [{ path: ["name"], message: expect.stringContaining("name cannot be changed") }],
     });
-    expect(validate(deploymentPatchSchema, { replicas: 2 })).toEqual({
+    expect(validate(deploymentPatchSchema(), { replicas: 2 })).toEqual({
       ok: false,
       issues: [{ path: ["replicas"], message: expect.stringContaining('did you mean "numReplicas"?') }],
     });

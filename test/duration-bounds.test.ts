@@ -43,7 +43,7 @@ describe("every duration is bounded by what a timer can wait", () => {
     expect(() => batch(async (xs: number[]) => xs, { batchWaitTimeoutS: OVER })).toThrow(BOUND);
     expect(() => batch(async (xs: number[]) => xs, { batchWaitTimeoutS: MAX_SECONDS })).not.toThrow();
     expect(() => deployment(function f() {}, { gracefulShutdownTimeoutS: OVER })).toThrow(BOUND);
-    expect(validate(deploymentPatchSchema, { healthCheckTimeoutS: OVER }).ok).toBe(false);
+    expect(validate(deploymentPatchSchema(), { healthCheckTimeoutS: OVER }).ok).toBe(false);
   });
 
   it("a handle's timeoutS past the bound (or not a positive number) is refused; the bound itself works", async () => {

@@ -149,7 +149,7 @@ describe("outlier detection, the policy", () => {
 
   it("refuses settings past their bounds, saying what to fix", () => {
     const issues = (o: unknown) => {
-      const r = deploymentOptionsSchema.safeParse({ outlierDetection: o });
+      const r = deploymentOptionsSchema().safeParse({ outlierDetection: o });
       return r.success ? [] : r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
     };
     expect(issues({ consecutiveFailures: 1001 })).toEqual(["outlierDetection.consecutiveFailures: expected a whole number from 0 to 1000 (0 turns ejection off)"]);

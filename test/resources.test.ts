@@ -47,7 +47,7 @@ describe("resources in the config", () => {
   });
 
   it("is refused in a PATCH: it is fixed when the manifests are built", () => {
-    const r = validate(deploymentPatchSchema, { resources: { cpu: 1 } });
+    const r = validate(deploymentPatchSchema(), { resources: { cpu: 1 } });
     expect(r.ok).toBe(false);
     expect(!r.ok && r.issues.map((i) => `${i.path.join(".")}: ${i.message}`)).toEqual([
       "resources: resources are fixed when the manifests are built: change them in the config and run serve-bin build --target kubernetes (or swarm) again",

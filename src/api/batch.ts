@@ -46,7 +46,7 @@ interface Waiting {
 }
 
 function checkOptions(input: unknown, where: string): BatchOptions {
-  const r = validate(batchOptionsSchema, input ?? {});
+  const r = validate(batchOptionsSchema(), input ?? {});
   if (!r.ok) throw new ServeError("invalid", `invalid batch options for ${where}:\n${formatIssues(r.issues)}`, { issues: r.issues });
   return r.value;
 }

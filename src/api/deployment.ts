@@ -82,8 +82,12 @@ export function deployment<T extends AnyFunction | AnyClass>(target: T, options:
   );
 }
 
-/** For DAGDriver: a class deployment whose init args may be graphs. */
-export function graphAcceptingDeployment<T extends AnyClass>(target: T, options: DeploymentOptions): Deployment<T> {
-  const d = deployment(target, options);
-  return new Deployment<T>(Object.freeze({ ...d.def, acceptsGraphs: true }));
+/**
+ * For DAGDriver: a class deployment whose init args may be graphs. Its
+ * options are serve-bin's own constants, so they are not run through the
+ * schema here (that would build it in every process that loads the API);
+ * what a user adds with `.options()` is checked, merged with them.
+ */
+export function graphAcceptingDeployment<T extends AnyClass>(target: T, options: DeploymentOptions & { name: string }): Deployment<T> {
+  return new Deployment<T>(Object.freeze({ name: options.name, kind: "class", target, options: Object.freeze({ ...options }), acceptsGraphs: true }));
 }

@@ -7,9 +7,10 @@ import { ServeError } from "../error.ts";
 import {
   DEFAULTS,
   INGRESS_DEFAULTS,
-  KEY_ORDER,
+  keyOrder,
   deploymentConfigSchema,
   formatIssues,
+  ONE_OFF,
   toIssues,
   type DeploymentConfig,
   type DeploymentOptions,
@@ -141,8 +142,8 @@ export function diffConfigs(old: ServeConfig | null, next: ServeConfig): ConfigD
 }
 
 const rank = (field: string) => {
-  const i = KEY_ORDER.deployment.indexOf(field);
-  return i < 0 ? KEY_ORDER.deployment.length : i;
+  const i = keyOrder().deployment.indexOf(field);
+  return i < 0 ? keyOrder().deployment.length : i;
 };
 
 /** True when applying the diff would change nothing. */
@@ -194,7 +195,7 @@ function layer(base: Record<string, unknown>, over: Record<string, unknown>): Re
 }
 
 function resolved(name: string, merged: Record<string, unknown>, what: string): DeploymentConfig {
-  const r = deploymentConfigSchema.safeParse({ ...merged, name });
+  const r = deploymentConfigSchema().safeParse({ ...merged, name }, ONE_OFF);
   if (r.success) return r.data;
   const issues = toIssues(r.error);
   throw new ServeError("invalid", `${what} leaves deployment "${name}" invalid:\n${formatIssues(issues)}`, { deployment: name, issues });

@@ -11,7 +11,7 @@ export {
   DEFAULTS,
   INGRESS_DEFAULTS,
   OUTLIER_DEFAULTS,
-  KEY_ORDER,
+  keyOrder,
   adminConfigSchema,
   applicationSchema,
   autoscalingConfigSchema,

@@ -13,7 +13,7 @@ import { serveConfigSchema } from "./schema.ts";
  * @example console.log(JSON.stringify(configJsonSchema(), null, 2))
  */
 export function configJsonSchema(): Record<string, unknown> {
-  const { $schema, description, ...rest } = z.toJSONSchema(serveConfigSchema, { io: "input", target: "draft-2020-12" }) as Record<
+  const { $schema, description, ...rest } = z.toJSONSchema(serveConfigSchema(), { io: "input", target: "draft-2020-12" }) as Record<
     string,
     unknown
   >;

@@ -45,6 +45,25 @@ export const AUTOSCALING_DEFAULTS = Object.freeze({
   downscaleDelayS: 60,
 });
 
+/**
+ * A value built on its first use and kept. Every schema here is built this
+ * way: building them all took 15-20 ms of CPU at import (zod's builders are
+ * not free), paid by every process, while a replica or the planner needs at
+ * most the deployment options' schema (user code's `.options()`), and most
+ * commands none.
+ */
+function once<T>(build: () => T): () => T {
+  let value: T | undefined;
+  let built = false;
+  return () => {
+    if (!built) {
+      value = build();
+      built = true;
+    }
+    return value as T;
+  };
+}
+
 // ---- field builders: each message says what a valid value looks like ----
 
 const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER, hint = "") => {
@@ -168,7 +187,7 @@ function strict<S extends z.ZodRawShape>(what: string, shape: S) {
 
 // ---- deployment ----
 
-const autoscalingShape = {
+const autoscalingShape = once(() => ({
   minReplicas: wholeNumber(0).default(AUTOSCALING_DEFAULTS.minReplicas).describe("Fewest replicas the autoscaler keeps. Default 1."),
   maxReplicas: wholeNumber(1)
     .optional()
@@ -184,28 +203,30 @@ const autoscalingShape = {
   downscaleDelayS: seconds(true)
     .default(AUTOSCALING_DEFAULTS.downscaleDelayS)
     .describe("Seconds the load must stay below target before replicas are removed. Default 60."),
-};
+}));
 
-export const autoscalingConfigSchema = strict("autoscalingConfig", autoscalingShape)
-  .superRefine((a, ctx) => {
-    if (a.maxReplicas !== undefined && a.maxReplicas < a.minReplicas) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["maxReplicas"],
-        message: `maxReplicas (${a.maxReplicas}) is below minReplicas (${a.minReplicas}): raise maxReplicas or lower minReplicas`,
-      });
-    }
-  })
-  .transform((a) => ({
-    minReplicas: a.minReplicas,
-    maxReplicas: a.maxReplicas ?? Math.max(a.minReplicas, AUTOSCALING_DEFAULTS.maxReplicas),
-    targetOngoingRequests: a.targetOngoingRequests,
-    upscaleDelayS: a.upscaleDelayS,
-    downscaleDelayS: a.downscaleDelayS,
-  }))
-  .describe('Autoscaling, used when numReplicas is "auto": the replica count follows the requests in flight.');
+export const autoscalingConfigSchema = once(() =>
+  strict("autoscalingConfig", autoscalingShape())
+    .superRefine((a, ctx) => {
+      if (a.maxReplicas !== undefined && a.maxReplicas < a.minReplicas) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["maxReplicas"],
+          message: `maxReplicas (${a.maxReplicas}) is below minReplicas (${a.minReplicas}): raise maxReplicas or lower minReplicas`,
+        });
+      }
+    })
+    .transform((a) => ({
+      minReplicas: a.minReplicas,
+      maxReplicas: a.maxReplicas ?? Math.max(a.minReplicas, AUTOSCALING_DEFAULTS.maxReplicas),
+      targetOngoingRequests: a.targetOngoingRequests,
+      upscaleDelayS: a.upscaleDelayS,
+      downscaleDelayS: a.downscaleDelayS,
+    }))
+    .describe('Autoscaling, used when numReplicas is "auto": the replica count follows the requests in flight.'),
+);
 
-const outlierShape = {
+const outlierShape = once(() => ({
   consecutiveFailures: wholeNumber(0, 1000, " (0 turns ejection off)")
     .default(OUTLIER_DEFAULTS.consecutiveFailures)
     .describe("Timeouts or 503s in a row, as one caller sees them, after which that caller ejects the replica. 0 = never eject. Default 5."),
@@ -216,19 +237,21 @@ const outlierShape = {
   maxEjectionPercent: wholeNumber(0, 100)
     .default(OUTLIER_DEFAULTS.maxEjectionPercent)
     .describe("Most replicas (percent, rounded down, but at least one) a caller ejects at once; one replica always stays. Default 10."),
-};
+}));
 
-export const outlierDetectionSchema = strict("outlierDetection", outlierShape)
-  .superRefine((o, ctx) => {
-    if (o.maxEjectionS < o.baseEjectionS) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["maxEjectionS"],
-        message: `maxEjectionS (${o.maxEjectionS}) is below baseEjectionS (${o.baseEjectionS}): raise maxEjectionS or lower baseEjectionS`,
-      });
-    }
-  })
-  .describe("Outlier detection, as Envoy's: each caller ejects a replica that keeps timing out or answering 503 for a while.");
+export const outlierDetectionSchema = once(() =>
+  strict("outlierDetection", outlierShape())
+    .superRefine((o, ctx) => {
+      if (o.maxEjectionS < o.baseEjectionS) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["maxEjectionS"],
+          message: `maxEjectionS (${o.maxEjectionS}) is below baseEjectionS (${o.baseEjectionS}): raise maxEjectionS or lower baseEjectionS`,
+        });
+      }
+    })
+    .describe("Outlier detection, as Envoy's: each caller ejects a replica that keeps timing out or answering 503 for a while."),
+);
 
 /** Most GPUs one replica may ask for (a node with more is rare; a typo like 80 is refused, not left Pending forever). */
 export const MAX_GPUS_PER_REPLICA = 16;
@@ -240,27 +263,31 @@ function cpuCores(v: number | string): number {
   const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(v);
   return m ? Number(m[1]) / (m[2] ? 1000 : 1) : Number.NaN;
 }
-const cpuQuantity = z
-  .union([z.number(), z.string()], { error: CPU_MESSAGE })
-  .refine((v) => cpuCores(v) > 0 && cpuCores(v) <= 1024, { error: CPU_MESSAGE })
-  .transform(String);
+const cpuQuantity = once(() =>
+  z
+    .union([z.number(), z.string()], { error: CPU_MESSAGE })
+    .refine((v) => cpuCores(v) > 0 && cpuCores(v) <= 1024, { error: CPU_MESSAGE })
+    .transform(String),
+);
 
 /** A Kubernetes memory quantity: bytes with a binary or decimal suffix. */
-const memoryQuantity = z
-  .string({ error: 'memory is a string with a unit, e.g. "512Mi" or "4Gi"' })
-  .regex(/^[1-9]\d*(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)$/, { error: 'memory is a size with a unit: Ki, Mi, Gi, Ti (or k, M, G, T), e.g. "512Mi" or "4Gi"' });
+const memoryQuantity = once(() =>
+  z
+    .string({ error: 'memory is a string with a unit, e.g. "512Mi" or "4Gi"' })
+    .regex(/^[1-9]\d*(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)$/, { error: 'memory is a size with a unit: Ki, Mi, Gi, Ti (or k, M, G, T), e.g. "512Mi" or "4Gi"' }),
+);
 
-const resourcesShape = {
-  cpu: cpuQuantity.optional().describe('CPU cores each replica asks for and is limited to, e.g. 0.5 or "500m".'),
-  memory: memoryQuantity.optional().describe('Memory each replica asks for and is limited to, e.g. "512Mi".'),
+const resourcesShape = once(() => ({
+  cpu: cpuQuantity().optional().describe('CPU cores each replica asks for and is limited to, e.g. 0.5 or "500m".'),
+  memory: memoryQuantity().optional().describe('Memory each replica asks for and is limited to, e.g. "512Mi".'),
   gpu: wholeNumber(0, MAX_GPUS_PER_REPLICA)
     .optional()
     .describe(`NVIDIA GPUs each replica gets (the nvidia.com/gpu resource; at most ${MAX_GPUS_PER_REPLICA}).`),
-};
+}));
 
 const field = {
   name: () => name("a deployment"),
-  resources: () => strict("resources", resourcesShape),
+  resources: () => strict("resources", resourcesShape()),
   numReplicas: () =>
     z.union([wholeNumber(0, undefined, ', or "auto" with an autoscalingConfig'), z.literal("auto")], {
       error: 'expected a whole number ≥ 0, or "auto" with an autoscalingConfig',
@@ -271,11 +298,11 @@ const field = {
     z.unknown().refine(isJsonLike, {
       error: `userConfig must be JSON-like: mappings, lists, strings, finite numbers, booleans and null, nested at most ${MAX_USER_CONFIG_DEPTH} levels, with no key named "__proto__"`,
     }),
-  autoscalingConfig: () => autoscalingConfigSchema,
+  autoscalingConfig: () => autoscalingConfigSchema(),
   healthCheckPeriodS: () => seconds(false),
   healthCheckTimeoutS: () => seconds(false),
   gracefulShutdownTimeoutS: () => seconds(true),
-  outlierDetection: () => outlierDetectionSchema,
+  outlierDetection: () => outlierDetectionSchema(),
   env: () =>
     z.record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
@@ -320,7 +347,7 @@ const about = {
     "true: run this deployment inside each process that calls it, instead of in replicas of its own: a call is a function call (arguments and results still pass through the wire codec, so answers are the same), with no hop and no wake-up of another process. For cheap pre- and post-processing. Not for the ingress; numReplicas, autoscaling, maxOngoingRequests, health checks and env do not apply (each caller's process runs it, as often as its callers call); a change of userConfig or colocate replaces the application's replicas. Default false.",
 } as const;
 
-const optionalDeploymentShape = {
+const optionalDeploymentShape = once(() => ({
   name: field.name().optional().describe(about.name),
   numReplicas: field.numReplicas().optional().describe(about.numReplicas),
   maxOngoingRequests: field.maxOngoingRequests().optional().describe(about.maxOngoingRequests),
@@ -335,7 +362,7 @@ const optionalDeploymentShape = {
   routePrefix: field.routePrefix().optional().describe(about.routePrefix),
   colocate: field.colocate().optional().describe(about.colocate),
   resources: field.resources().optional().describe(about.resources),
-};
+}));
 
 /** A check every complete deployment passes: "auto" needs bounds to scale within. */
 function autoNeedsBounds(d: { numReplicas?: number | "auto"; autoscalingConfig?: unknown }, ctx: z.RefinementCtx): void {
@@ -351,171 +378,193 @@ function autoNeedsBounds(d: { numReplicas?: number | "auto"; autoscalingConfig?:
 /**
  * The options of `deployment(fn, options)` and `Deployment.options(...)`: every field optional.
  *
- * @example deploymentOptionsSchema.parse({ numReplicas: 2, userConfig: { weights: "./w.json" } })
+ * @example deploymentOptionsSchema().parse({ numReplicas: 2, userConfig: { weights: "./w.json" } })
  */
-export const deploymentOptionsSchema = strict("deployment options", optionalDeploymentShape)
-  .superRefine(autoNeedsBounds)
-  .describe("Options of one deployment.");
+export const deploymentOptionsSchema = once(() =>
+  strict("deployment options", optionalDeploymentShape())
+    .superRefine(autoNeedsBounds)
+    .describe("Options of one deployment."),
+);
 
 /** A deployment entry of a config file: its name, and the options that override the code's. */
-export const deploymentSpecSchema = strict("a deployment", { ...optionalDeploymentShape, name: field.name().describe(about.name) })
-  .superRefine(autoNeedsBounds)
-  .describe("One deployment of the application, by name. Options left out take the value set in code, then the default.");
+export const deploymentSpecSchema = once(() =>
+  strict("a deployment", { ...optionalDeploymentShape(), name: field.name().describe(about.name) })
+    .superRefine(autoNeedsBounds)
+    .describe("One deployment of the application, by name. Options left out take the value set in code, then the default."),
+);
 
-const deploymentConfigShape = {
+const deploymentConfigShape = once(() => ({
   name: field.name().describe(about.name),
   numReplicas: field.numReplicas().default(DEFAULTS.numReplicas).describe(about.numReplicas),
   maxOngoingRequests: field.maxOngoingRequests().default(DEFAULTS.maxOngoingRequests).describe(about.maxOngoingRequests),
   maxQueuedRequests: field.maxQueuedRequests().default(DEFAULTS.maxQueuedRequests).describe(about.maxQueuedRequests),
-  userConfig: optionalDeploymentShape.userConfig,
-  autoscalingConfig: optionalDeploymentShape.autoscalingConfig,
+  userConfig: optionalDeploymentShape().userConfig,
+  autoscalingConfig: optionalDeploymentShape().autoscalingConfig,
   healthCheckPeriodS: field.healthCheckPeriodS().default(DEFAULTS.healthCheckPeriodS).describe(about.healthCheckPeriodS),
   healthCheckTimeoutS: field.healthCheckTimeoutS().default(DEFAULTS.healthCheckTimeoutS).describe(about.healthCheckTimeoutS),
   gracefulShutdownTimeoutS: field
     .gracefulShutdownTimeoutS()
     .default(DEFAULTS.gracefulShutdownTimeoutS)
     .describe(about.gracefulShutdownTimeoutS),
-  outlierDetection: optionalDeploymentShape.outlierDetection,
+  outlierDetection: optionalDeploymentShape().outlierDetection,
   env: field.env().default(() => ({})).describe(about.env),
-  routePrefix: optionalDeploymentShape.routePrefix,
-  colocate: optionalDeploymentShape.colocate,
-  resources: optionalDeploymentShape.resources,
-};
+  routePrefix: optionalDeploymentShape().routePrefix,
+  colocate: optionalDeploymentShape().colocate,
+  resources: optionalDeploymentShape().resources,
+}));
 
 /** A fully resolved deployment, as `build` writes it; parsing fills the (non-ingress) defaults. */
-export const deploymentConfigSchema = strict("a deployment", deploymentConfigShape)
-  .superRefine(autoNeedsBounds)
-  .describe("One deployment with every option resolved.");
+export const deploymentConfigSchema = once(() =>
+  strict("a deployment", deploymentConfigShape())
+    .superRefine(autoNeedsBounds)
+    .describe("One deployment with every option resolved."),
+);
 
 /** Body of `PATCH /api/applications/:app/deployments/:name`. `userConfig` and `autoscalingConfig` replace the old value whole. */
-export const deploymentPatchSchema = strict("a deployment patch", {
-  ...optionalDeploymentShape,
-  name: z
-    .never({ error: "a deployment's name cannot be changed: leave name out of the PATCH body (the name is in the URL)" })
-    .optional()
-    .describe("Not allowed: the deployment is named by the URL."),
-  autoscalingConfig: field
-    .autoscalingConfig()
-    .nullable()
-    .optional()
-    .describe(`${about.autoscalingConfig} null removes it.`),
-  resources: z
-    .never({ error: "resources are fixed when the manifests are built: change them in the config and run serve-bin build --target kubernetes (or swarm) again" })
-    .optional()
-    .describe("Not allowed: resources are set in the built manifests."),
-}).describe("A live change of some of a deployment's options.");
+export const deploymentPatchSchema = once(() =>
+  strict("a deployment patch", {
+    ...optionalDeploymentShape(),
+    name: z
+      .never({ error: "a deployment's name cannot be changed: leave name out of the PATCH body (the name is in the URL)" })
+      .optional()
+      .describe("Not allowed: the deployment is named by the URL."),
+    autoscalingConfig: field
+      .autoscalingConfig()
+      .nullable()
+      .optional()
+      .describe(`${about.autoscalingConfig} null removes it.`),
+    resources: z
+      .never({ error: "resources are fixed when the manifests are built: change them in the config and run serve-bin build --target kubernetes (or swarm) again" })
+      .optional()
+      .describe("Not allowed: resources are set in the built manifests."),
+  }).describe("A live change of some of a deployment's options."),
+);
 
 /** Options of `@batch(...)` and `batch(fn, opts)`; also what `setBatchOptions` accepts (partial). */
-export const batchOptionsSchema = strict("batch options", {
-  maxBatchSize: wholeNumber(1).default(BATCH_DEFAULTS.maxBatchSize).describe("Most calls gathered into one batch. Default 10."),
-  batchWaitTimeoutS: seconds(true)
-    .default(BATCH_DEFAULTS.batchWaitTimeoutS)
-    .describe("Seconds a batch waits for more calls after the first arrives. Default 0.01."),
-}).describe("Batching of one method.");
+export const batchOptionsSchema = once(() =>
+  strict("batch options", {
+    maxBatchSize: wholeNumber(1).default(BATCH_DEFAULTS.maxBatchSize).describe("Most calls gathered into one batch. Default 10."),
+    batchWaitTimeoutS: seconds(true)
+      .default(BATCH_DEFAULTS.batchWaitTimeoutS)
+      .describe("Seconds a batch waits for more calls after the first arrives. Default 0.01."),
+  }).describe("Batching of one method."),
+);
 
 // ---- application, routes, server ----
 
-export const applicationSchema = strict("an application", {
-  name: name("an application").describe("The application's name: unique in the config; names the app in the admin API and in routes."),
-  routePrefix: routePrefix()
-    .optional()
-    .describe('The HTTP path the application\'s ingress serves, e.g. "/my-dag". Left out: the ingress\'s routePrefix in code, else "/".'),
-  importPath: importPath().describe('The graph module and export, relative to the config file, e.g. "./graph.ts:default" (export default: "default").'),
-  deployments: z
-    .array(deploymentSpecSchema, { error: "expected a list of deployments" })
-    .default(() => [])
-    .describe("Options per deployment, by name. A deployment left out runs with the options set in code."),
-})
-  .superRefine((app, ctx) => {
-    for (const [i, first] of duplicates(app.deployments.map((d) => d.name))) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["deployments", i, "name"],
-        message: `deployment "${app.deployments[i]!.name}" is listed twice (first at deployments[${first}]): merge the two entries`,
-      });
-    }
+export const applicationSchema = once(() =>
+  strict("an application", {
+    name: name("an application").describe("The application's name: unique in the config; names the app in the admin API and in routes."),
+    routePrefix: routePrefix()
+      .optional()
+      .describe('The HTTP path the application\'s ingress serves, e.g. "/my-dag". Left out: the ingress\'s routePrefix in code, else "/".'),
+    importPath: importPath().describe('The graph module and export, relative to the config file, e.g. "./graph.ts:default" (export default: "default").'),
+    deployments: z
+      .array(deploymentSpecSchema(), { error: "expected a list of deployments" })
+      .default(() => [])
+      .describe("Options per deployment, by name. A deployment left out runs with the options set in code."),
   })
-  .describe("One graph served under one route prefix.");
+    .superRefine((app, ctx) => {
+      for (const [i, first] of duplicates(app.deployments.map((d) => d.name))) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["deployments", i, "name"],
+          message: `deployment "${app.deployments[i]!.name}" is listed twice (first at deployments[${first}]): merge the two entries`,
+        });
+      }
+    })
+    .describe("One graph served under one route prefix."),
+);
 
-const weight = z
-  .number({ error: "expected a weight ≥ 0, e.g. 70" })
-  .min(0, { error: "expected a weight ≥ 0, e.g. 70" })
-  .describe("This application's share of the traffic, relative to the others.");
+const weightField = once(() =>
+  z
+    .number({ error: "expected a weight ≥ 0, e.g. 70" })
+    .min(0, { error: "expected a weight ≥ 0, e.g. 70" })
+    .describe("This application's share of the traffic, relative to the others."),
+);
 
 /** One `routes` entry; also the body of `PATCH /api/routes`. */
-export const routeSchema = strict("a route", {
-  routePrefix: routePrefix().describe('The HTTP path this route serves, e.g. "/classify".'),
-  split: z
-    .record(name("an application"), weight, {
-      error: (iss) => (iss.code === "invalid_type" ? "expected a mapping of application names to weights, e.g. { a: 70, b: 30 }" : undefined),
-    })
-    .refine((s) => Object.values(s).reduce((a, b) => a + b, 0) > 0, {
-      error: "the weights add up to 0: give at least one application a weight > 0",
-    })
-    .describe("Weights by application name; each request goes to one application with probability weight / sum."),
-  stickyHeader: z
-    .string({ error: 'expected a header name, e.g. "x-user-id"' })
-    .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: 'expected a header name, e.g. "x-user-id"' })
-    .optional()
-    .describe("Request header whose value picks the variant: the same value always gets the same application."),
-  shadow: name("an application")
-    .optional()
-    .describe("An application that also receives a copy of every request; its answer is discarded."),
-}).describe("Traffic splitting (A/B, canary, shadow) between applications on one route. The response names the variant in x-serve-variant.");
+export const routeSchema = once(() =>
+  strict("a route", {
+    routePrefix: routePrefix().describe('The HTTP path this route serves, e.g. "/classify".'),
+    split: z
+      .record(name("an application"), weightField(), {
+        error: (iss) => (iss.code === "invalid_type" ? "expected a mapping of application names to weights, e.g. { a: 70, b: 30 }" : undefined),
+      })
+      .refine((s) => Object.values(s).reduce((a, b) => a + b, 0) > 0, {
+        error: "the weights add up to 0: give at least one application a weight > 0",
+      })
+      .describe("Weights by application name; each request goes to one application with probability weight / sum."),
+    stickyHeader: z
+      .string({ error: 'expected a header name, e.g. "x-user-id"' })
+      .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: 'expected a header name, e.g. "x-user-id"' })
+      .optional()
+      .describe("Request header whose value picks the variant: the same value always gets the same application."),
+    shadow: name("an application")
+      .optional()
+      .describe("An application that also receives a copy of every request; its answer is discarded."),
+  }).describe("Traffic splitting (A/B, canary, shadow) between applications on one route. The response names the variant in x-serve-variant."),
+);
 
 /** Body of `PATCH /api/routes`: one routes entry, replacing the entry with the same routePrefix. */
 export const routePatchSchema = routeSchema;
 
-export const proxyConfigSchema = strict("proxy", {
-  host: host().default("0.0.0.0").describe("Address the HTTP data plane listens on. Default 0.0.0.0."),
-  port: port().default(8000).describe("Port of the HTTP data plane; 0 picks a free port. Default 8000."),
-  requestTimeoutS: seconds(false).default(60).describe("Seconds a request may take before it is answered 504 and cancelled. Default 60."),
-  maxBodyBytes: wholeNumber(1).default(104857600).describe("Largest request body accepted, in bytes; larger ones get 413. Default 104857600 (100 MiB)."),
-  errorDetail: z
-    .enum(["full", "message"], { error: 'expected "full" (500 bodies carry the stack) or "message" (only the message)' })
-    .default("full")
-    .describe('What a 500 body tells the client: "full" (message and stack) or "message". Default "full" ("message" in the Docker image).'),
-  shutdownTimeoutS: seconds(true).default(8).describe("Seconds SIGTERM waits for requests in flight before exiting. Default 8 (inside Docker's 10 s grace)."),
-  bodyTimeoutS: seconds(false)
-    .default(60)
-    .describe("Seconds a client may take to send a request's whole body (at most requestTimeoutS); a slower one is answered 408 and its connection closed. Default 60."),
-  maxConnections: wholeNumber(1)
-    .default(4096)
-    .describe("Requests the data plane (and, separately, the admin API) holds open at once; past it, 503 at once and the connection is closed. Keep it below the open-file limit (ulimit -n). Default 4096."),
-  location: z
-    .enum(["ingress", "main"], { error: 'expected "ingress" (each ingress replica listens on the port itself) or "main" (the main process relays every request)' })
-    .default("main")
-    .describe(
-      'Where the data plane listens: "main" (the main process takes every request and relays it to an ingress replica) or "ingress" (each application\'s ingress replicas listen on proxy.port together, with SO_REUSEPORT, so a request reaches its graph without a hop through the main process; the main process listens only while no ingress replica does). With "ingress" a request held by an ingress replica that dies (kill -9, out of memory) loses its connection instead of getting a 503, and maxConnections applies per listener. Default "main".',
-    ),
-}).describe("The HTTP data plane. A change needs a server restart.");
+export const proxyConfigSchema = once(() =>
+  strict("proxy", {
+    host: host().default("0.0.0.0").describe("Address the HTTP data plane listens on. Default 0.0.0.0."),
+    port: port().default(8000).describe("Port of the HTTP data plane; 0 picks a free port. Default 8000."),
+    requestTimeoutS: seconds(false).default(60).describe("Seconds a request may take before it is answered 504 and cancelled. Default 60."),
+    maxBodyBytes: wholeNumber(1).default(104857600).describe("Largest request body accepted, in bytes; larger ones get 413. Default 104857600 (100 MiB)."),
+    errorDetail: z
+      .enum(["full", "message"], { error: 'expected "full" (500 bodies carry the stack) or "message" (only the message)' })
+      .default("full")
+      .describe('What a 500 body tells the client: "full" (message and stack) or "message". Default "full" ("message" in the Docker image).'),
+    shutdownTimeoutS: seconds(true).default(8).describe("Seconds SIGTERM waits for requests in flight before exiting. Default 8 (inside Docker's 10 s grace)."),
+    bodyTimeoutS: seconds(false)
+      .default(60)
+      .describe("Seconds a client may take to send a request's whole body (at most requestTimeoutS); a slower one is answered 408 and its connection closed. Default 60."),
+    maxConnections: wholeNumber(1)
+      .default(4096)
+      .describe("Requests the data plane (and, separately, the admin API) holds open at once; past it, 503 at once and the connection is closed. Keep it below the open-file limit (ulimit -n). Default 4096."),
+    location: z
+      .enum(["ingress", "main"], { error: 'expected "ingress" (each ingress replica listens on the port itself) or "main" (the main process relays every request)' })
+      .default("main")
+      .describe(
+        'Where the data plane listens: "main" (the main process takes every request and relays it to an ingress replica) or "ingress" (each application\'s ingress replicas listen on proxy.port together, with SO_REUSEPORT, so a request reaches its graph without a hop through the main process; the main process listens only while no ingress replica does). With "ingress" a request held by an ingress replica that dies (kill -9, out of memory) loses its connection instead of getting a 503, and maxConnections applies per listener. Default "main".',
+      ),
+  }).describe("The HTTP data plane. A change needs a server restart."),
+);
 
-export const adminConfigSchema = strict("admin", {
-  host: host()
-    .default("127.0.0.1")
-    .describe("Address the admin API listens on. Default 127.0.0.1; any other needs a token (--admin-token-file or SERVE_BIN_ADMIN_TOKEN)."),
-  port: port().default(8265).describe("Port of the admin API; 0 picks a free port. Default 8265."),
-}).describe("The admin API. A change needs a server restart.");
+export const adminConfigSchema = once(() =>
+  strict("admin", {
+    host: host()
+      .default("127.0.0.1")
+      .describe("Address the admin API listens on. Default 127.0.0.1; any other needs a token (--admin-token-file or SERVE_BIN_ADMIN_TOKEN)."),
+    port: port().default(8265).describe("Port of the admin API; 0 picks a free port. Default 8265."),
+  }).describe("The admin API. A change needs a server restart."),
+);
 
-export const sharedMemoryConfigSchema = strict("sharedMemory", {
-  enabled: z.boolean({ error: "expected true or false" }).default(true).describe("Send large binary values through shared memory instead of the socket. Default true."),
-  thresholdBytes: wholeNumber(0)
-    .default(16384)
-    .describe("Binary values (ArrayBuffer, typed arrays, DataView) at least this many bytes go through shared memory, smaller ones inline in the socket message. Default 16384: measured crossover on 2 cores, shared memory wins from 4–16 KiB up."),
-  arenaBytes: wholeNumber(1)
-    .default(268435456)
-    .describe("Size of the shared-memory arena each process maps once; give Docker --shm-size at least this. Default 268435456 (256 MiB)."),
-})
-  .superRefine((s, ctx) => {
-    if (s.thresholdBytes > s.arenaBytes) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["thresholdBytes"],
-        message: `thresholdBytes (${s.thresholdBytes}) is larger than arenaBytes (${s.arenaBytes}): lower it or raise arenaBytes`,
-      });
-    }
+export const sharedMemoryConfigSchema = once(() =>
+  strict("sharedMemory", {
+    enabled: z.boolean({ error: "expected true or false" }).default(true).describe("Send large binary values through shared memory instead of the socket. Default true."),
+    thresholdBytes: wholeNumber(0)
+      .default(16384)
+      .describe("Binary values (ArrayBuffer, typed arrays, DataView) at least this many bytes go through shared memory, smaller ones inline in the socket message. Default 16384: measured crossover on 2 cores, shared memory wins from 4–16 KiB up."),
+    arenaBytes: wholeNumber(1)
+      .default(268435456)
+      .describe("Size of the shared-memory arena each process maps once; give Docker --shm-size at least this. Default 268435456 (256 MiB)."),
   })
-  .describe("Shared memory for large binary values between processes. A change needs a server restart.");
+    .superRefine((s, ctx) => {
+      if (s.thresholdBytes > s.arenaBytes) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["thresholdBytes"],
+          message: `thresholdBytes (${s.thresholdBytes}) is larger than arenaBytes (${s.arenaBytes}): lower it or raise arenaBytes`,
+        });
+      }
+    })
+    .describe("Shared memory for large binary values between processes. A change needs a server restart."),
+);
 
 /** Defaults of `limits`: what a 2-core / 24 GiB host survives with room to spare (an idle replica is ~15 MB RssAnon). */
 export const LIMITS_DEFAULTS = Object.freeze({
@@ -530,39 +579,41 @@ export const LIMITS_DEFAULTS = Object.freeze({
   planTimeoutS: 60,
 });
 
-export const limitsConfigSchema = strict("limits", {
-  maxReplicasPerDeployment: wholeNumber(1, 100_000)
-    .default(LIMITS_DEFAULTS.maxReplicasPerDeployment)
-    .describe("Most replicas one deployment may ask for (numReplicas, or autoscalingConfig.maxReplicas). A config, PUT or PATCH asking for more is refused with 422. Default 64."),
-  maxReplicas: wholeNumber(1, 100_000)
-    .default(LIMITS_DEFAULTS.maxReplicas)
-    .describe("Most replicas all applications together may ask for. Default 128."),
-  maxConcurrentStarts: wholeNumber(1, 1000)
-    .default(LIMITS_DEFAULTS.maxConcurrentStarts)
-    .describe("Replicas starting at once; more wait their turn, so a large scale-up never starves the replicas already serving. Default 8."),
-  restartBackoffS: seconds(false)
-    .max(3600, { error: "expected at most 3600 seconds" })
-    .default(LIMITS_DEFAULTS.restartBackoffS)
-    .describe("A replica that exits again soon after a restart waits this long before the next one, doubling each time. The first restart is at once. Default 1."),
-  restartBackoffMaxS: seconds(false)
-    .max(86_400, { error: "expected at most 86400 seconds" })
-    .default(LIMITS_DEFAULTS.restartBackoffMaxS)
-    .describe("The longest wait between restarts of a crash-looping replica. Default 300 (as Kubernetes' CrashLoopBackOff)."),
-  restartResetAfterS: seconds(false)
-    .max(86_400, { error: "expected at most 86400 seconds" })
-    .default(LIMITS_DEFAULTS.restartResetAfterS)
-    .describe("A replica that has run this long counts as healthy again: its next exit restarts it at once. Default 600."),
-  maxConstructorRetries: wholeNumber(1, 1000)
-    .default(LIMITS_DEFAULTS.maxConstructorRetries)
-    .describe("Starts in a row that may fail (constructor throws, or the replica exits before it is ready) before the deployment stops trying until its next change. Default 10."),
-  maxReplicaMemoryBytes: wholeNumber(16 * 1024 ** 2)
-    .default(LIMITS_DEFAULTS.maxReplicaMemoryBytes)
-    .describe("Resident memory one replica may hold; past it the replica is replaced (drained, restarted under the crash-loop backoff) with the reason in status, before the kernel's OOM killer ends it without one. Default 8589934592 (8 GiB)."),
-  planTimeoutS: seconds(false)
-    .max(3600, { error: "expected at most 3600 seconds" })
-    .default(LIMITS_DEFAULTS.planTimeoutS)
-    .describe("Seconds importing an application's graph module to plan it may take (in its own short-lived process, never the serving one); a module still running then is killed and the change refused with 422. Default 60."),
-}).describe("Bounds that protect the host from a typo or a crashing model. Applied at once by a PUT.");
+export const limitsConfigSchema = once(() =>
+  strict("limits", {
+    maxReplicasPerDeployment: wholeNumber(1, 100_000)
+      .default(LIMITS_DEFAULTS.maxReplicasPerDeployment)
+      .describe("Most replicas one deployment may ask for (numReplicas, or autoscalingConfig.maxReplicas). A config, PUT or PATCH asking for more is refused with 422. Default 64."),
+    maxReplicas: wholeNumber(1, 100_000)
+      .default(LIMITS_DEFAULTS.maxReplicas)
+      .describe("Most replicas all applications together may ask for. Default 128."),
+    maxConcurrentStarts: wholeNumber(1, 1000)
+      .default(LIMITS_DEFAULTS.maxConcurrentStarts)
+      .describe("Replicas starting at once; more wait their turn, so a large scale-up never starves the replicas already serving. Default 8."),
+    restartBackoffS: seconds(false)
+      .max(3600, { error: "expected at most 3600 seconds" })
+      .default(LIMITS_DEFAULTS.restartBackoffS)
+      .describe("A replica that exits again soon after a restart waits this long before the next one, doubling each time. The first restart is at once. Default 1."),
+    restartBackoffMaxS: seconds(false)
+      .max(86_400, { error: "expected at most 86400 seconds" })
+      .default(LIMITS_DEFAULTS.restartBackoffMaxS)
+      .describe("The longest wait between restarts of a crash-looping replica. Default 300 (as Kubernetes' CrashLoopBackOff)."),
+    restartResetAfterS: seconds(false)
+      .max(86_400, { error: "expected at most 86400 seconds" })
+      .default(LIMITS_DEFAULTS.restartResetAfterS)
+      .describe("A replica that has run this long counts as healthy again: its next exit restarts it at once. Default 600."),
+    maxConstructorRetries: wholeNumber(1, 1000)
+      .default(LIMITS_DEFAULTS.maxConstructorRetries)
+      .describe("Starts in a row that may fail (constructor throws, or the replica exits before it is ready) before the deployment stops trying until its next change. Default 10."),
+    maxReplicaMemoryBytes: wholeNumber(16 * 1024 ** 2)
+      .default(LIMITS_DEFAULTS.maxReplicaMemoryBytes)
+      .describe("Resident memory one replica may hold; past it the replica is replaced (drained, restarted under the crash-loop backoff) with the reason in status, before the kernel's OOM killer ends it without one. Default 8589934592 (8 GiB)."),
+    planTimeoutS: seconds(false)
+      .max(3600, { error: "expected at most 3600 seconds" })
+      .default(LIMITS_DEFAULTS.planTimeoutS)
+      .describe("Seconds importing an application's graph module to plan it may take (in its own short-lived process, never the serving one); a module still running then is killed and the change refused with 422. Default 60."),
+  }).describe("Bounds that protect the host from a typo or a crashing model. Applied at once by a PUT."),
+);
 
 /** Indexes of repeated values, each with the index of its first occurrence. */
 function duplicates(values: readonly (string | undefined)[]): [number, number][] {
@@ -619,78 +670,84 @@ function crossIssues(c: ConfigShape): Issue[] {
 /** Log levels, least severe first: a level shows itself and those after it. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
-export const loggingConfigSchema = strict("logging", {
-  format: z
-    .enum(["text", "json"], { error: 'expected "text" (lines for people) or "json" (one JSON object a line)' })
-    .default("text")
-    .describe('"text": lines as today; "json": one object a line with time, level, msg, app, deployment, replica and requestId, for the server\'s own lines and what user code prints inside a replica. Default "text".'),
-  level: z
-    .enum(LOG_LEVELS, { error: 'expected one of "debug", "info", "warn", "error"' })
-    .default("info")
-    .describe('Lines below this level are dropped: console.debug is debug, console.log and console.info are info, console.warn warn, console.error error. Default "info".'),
-}).describe("Server and replica logs. A change needs a server restart.");
+export const loggingConfigSchema = once(() =>
+  strict("logging", {
+    format: z
+      .enum(["text", "json"], { error: 'expected "text" (lines for people) or "json" (one JSON object a line)' })
+      .default("text")
+      .describe('"text": lines as today; "json": one object a line with time, level, msg, app, deployment, replica and requestId, for the server\'s own lines and what user code prints inside a replica. Default "text".'),
+    level: z
+      .enum(LOG_LEVELS, { error: 'expected one of "debug", "info", "warn", "error"' })
+      .default("info")
+      .describe('Lines below this level are dropped: console.debug is debug, console.log and console.info are info, console.warn warn, console.error error. Default "info".'),
+  }).describe("Server and replica logs. A change needs a server restart."),
+);
 
-export const tracingConfigSchema = strict("tracing", {
-  otlpEndpoint: z
-    .url({ protocol: /^https?$/, error: 'expected an http(s) URL of an OTLP/HTTP collector, e.g. "http://127.0.0.1:4318"' })
-    .optional()
-    .describe("OTLP/HTTP collector that receives spans as JSON; a URL without a path gets /v1/traces. Unset (the default): tracing is off and costs nothing."),
-  sampleRatio: z
-    .number({ error: "expected a number from 0 to 1" })
-    .min(0, { error: "expected a number from 0 to 1" })
-    .max(1, { error: "expected a number from 0 to 1" })
-    .default(1)
-    .describe("Share of requests entering without a sampled traceparent that are traced; a request whose traceparent says sampled is always traced. Default 1."),
-}).describe("Traces across hops: one span per deployment call, W3C traceparent in and across every hop, exported over OTLP/HTTP. A change needs a server restart.");
+export const tracingConfigSchema = once(() =>
+  strict("tracing", {
+    otlpEndpoint: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) URL of an OTLP/HTTP collector, e.g. "http://127.0.0.1:4318"' })
+      .optional()
+      .describe("OTLP/HTTP collector that receives spans as JSON; a URL without a path gets /v1/traces. Unset (the default): tracing is off and costs nothing."),
+    sampleRatio: z
+      .number({ error: "expected a number from 0 to 1" })
+      .min(0, { error: "expected a number from 0 to 1" })
+      .max(1, { error: "expected a number from 0 to 1" })
+      .default(1)
+      .describe("Share of requests entering without a sampled traceparent that are traced; a request whose traceparent says sampled is always traced. Default 1."),
+  }).describe("Traces across hops: one span per deployment call, W3C traceparent in and across every hop, exported over OTLP/HTTP. A change needs a server restart."),
+);
 
 /** The whole config file (YAML or JSON). */
-export const serveConfigSchema = strict("the config", {
-  proxy: proxyConfigSchema.prefault({}).describe("The HTTP data plane. A change needs a server restart."),
-  admin: adminConfigSchema.prefault({}).describe("The admin API. A change needs a server restart."),
-  sharedMemory: sharedMemoryConfigSchema
-    .prefault({})
-    .describe("Shared memory for large binary values between processes. A change needs a server restart."),
-  limits: limitsConfigSchema.prefault({}).describe("Bounds that protect the host: replica counts, starts at once, restart backoff."),
-  logging: loggingConfigSchema.prefault({}).describe("Server and replica logs. A change needs a server restart."),
-  tracing: tracingConfigSchema.prefault({}).describe("Traces across hops, exported over OTLP/HTTP; off unless otlpEndpoint is set. A change needs a server restart."),
-  applications: z
-    .array(applicationSchema, { error: "expected a list of applications" })
-    .default(() => [])
-    .describe("The applications to serve; names and routePrefixes unique."),
-  routes: z
-    .array(routeSchema, { error: "expected a list of routes" })
-    .default(() => [])
-    .describe("Traffic splits between applications on one route (A/B, canary, shadow)."),
-})
-  .superRefine((c, ctx) => {
-    for (const issue of crossIssues(c)) ctx.addIssue({ code: "custom", ...issue });
+export const serveConfigSchema = once(() =>
+  strict("the config", {
+    proxy: proxyConfigSchema().prefault({}).describe("The HTTP data plane. A change needs a server restart."),
+    admin: adminConfigSchema().prefault({}).describe("The admin API. A change needs a server restart."),
+    sharedMemory: sharedMemoryConfigSchema()
+      .prefault({})
+      .describe("Shared memory for large binary values between processes. A change needs a server restart."),
+    limits: limitsConfigSchema().prefault({}).describe("Bounds that protect the host: replica counts, starts at once, restart backoff."),
+    logging: loggingConfigSchema().prefault({}).describe("Server and replica logs. A change needs a server restart."),
+    tracing: tracingConfigSchema().prefault({}).describe("Traces across hops, exported over OTLP/HTTP; off unless otlpEndpoint is set. A change needs a server restart."),
+    applications: z
+      .array(applicationSchema(), { error: "expected a list of applications" })
+      .default(() => [])
+      .describe("The applications to serve; names and routePrefixes unique."),
+    routes: z
+      .array(routeSchema(), { error: "expected a list of routes" })
+      .default(() => [])
+      .describe("Traffic splits between applications on one route (A/B, canary, shadow)."),
   })
-  .describe("A serve-bin config: the server's settings and the applications it serves.");
+    .superRefine((c, ctx) => {
+      for (const issue of crossIssues(c)) ctx.addIssue({ code: "custom", ...issue });
+    })
+    .describe("A serve-bin config: the server's settings and the applications it serves."),
+);
 
 // ---- types ----
 
 /** What `deployment(fn, options)` accepts: every option optional. */
-export type DeploymentOptions = z.input<typeof deploymentOptionsSchema>;
+export type DeploymentOptions = z.input<ReturnType<typeof deploymentOptionsSchema>>;
 /** A deployment entry of a config file: a name and some options. */
-export type DeploymentSpec = z.output<typeof deploymentSpecSchema>;
+export type DeploymentSpec = z.output<ReturnType<typeof deploymentSpecSchema>>;
 /** A deployment with every option resolved, as `build` writes it. */
-export type DeploymentConfig = z.output<typeof deploymentConfigSchema>;
-export type DeploymentPatch = z.output<typeof deploymentPatchSchema>;
-export type BatchOptions = z.output<typeof batchOptionsSchema>;
-export type AutoscalingConfig = z.output<typeof autoscalingConfigSchema>;
-export type OutlierDetection = z.output<typeof outlierDetectionSchema>;
-export type ApplicationConfig = z.output<typeof applicationSchema>;
-export type RouteConfig = z.output<typeof routeSchema>;
-export type ProxyConfig = z.output<typeof proxyConfigSchema>;
-export type AdminConfig = z.output<typeof adminConfigSchema>;
-export type SharedMemoryConfig = z.output<typeof sharedMemoryConfigSchema>;
-export type LimitsConfig = z.output<typeof limitsConfigSchema>;
-export type LoggingConfig = z.output<typeof loggingConfigSchema>;
-export type TracingConfig = z.output<typeof tracingConfigSchema>;
+export type DeploymentConfig = z.output<ReturnType<typeof deploymentConfigSchema>>;
+export type DeploymentPatch = z.output<ReturnType<typeof deploymentPatchSchema>>;
+export type BatchOptions = z.output<ReturnType<typeof batchOptionsSchema>>;
+export type AutoscalingConfig = z.output<ReturnType<typeof autoscalingConfigSchema>>;
+export type OutlierDetection = z.output<ReturnType<typeof outlierDetectionSchema>>;
+export type ApplicationConfig = z.output<ReturnType<typeof applicationSchema>>;
+export type RouteConfig = z.output<ReturnType<typeof routeSchema>>;
+export type ProxyConfig = z.output<ReturnType<typeof proxyConfigSchema>>;
+export type AdminConfig = z.output<ReturnType<typeof adminConfigSchema>>;
+export type SharedMemoryConfig = z.output<ReturnType<typeof sharedMemoryConfigSchema>>;
+export type LimitsConfig = z.output<ReturnType<typeof limitsConfigSchema>>;
+export type LoggingConfig = z.output<ReturnType<typeof loggingConfigSchema>>;
+export type TracingConfig = z.output<ReturnType<typeof tracingConfigSchema>>;
 /** A parsed config file: server sections complete, deployment entries as written. */
-export type ServeConfig = z.output<typeof serveConfigSchema>;
+export type ServeConfig = z.output<ReturnType<typeof serveConfigSchema>>;
 /** What may be written in a config file (defaults optional). */
-export type ServeConfigInput = z.input<typeof serveConfigSchema>;
+export type ServeConfigInput = z.input<ReturnType<typeof serveConfigSchema>>;
 /** An application after the code's options are merged in: what the runtime serves and `build` writes. */
 export type ResolvedApplicationConfig = Omit<ApplicationConfig, "routePrefix" | "deployments"> & {
   routePrefix: string;
@@ -699,21 +756,32 @@ export type ResolvedApplicationConfig = Omit<ApplicationConfig, "routePrefix" | 
 export type ResolvedServeConfig = Omit<ServeConfig, "applications"> & { applications: ResolvedApplicationConfig[] };
 
 /** Key order of each section, for readable YAML (SPEC section 3 order). */
-export const KEY_ORDER = Object.freeze({
-  config: Object.keys(serveConfigSchema.shape),
-  proxy: Object.keys(proxyConfigSchema.shape),
-  admin: Object.keys(adminConfigSchema.shape),
-  sharedMemory: Object.keys(sharedMemoryConfigSchema.shape),
-  limits: Object.keys(limitsConfigSchema.shape),
-  application: Object.keys(applicationSchema.shape),
-  deployment: Object.keys(deploymentConfigShape),
-  autoscaling: Object.keys(autoscalingShape),
-  route: Object.keys(routeSchema.shape),
-});
+export const keyOrder = once(() =>
+  Object.freeze({
+    config: Object.keys(serveConfigSchema().shape),
+    proxy: Object.keys(proxyConfigSchema().shape),
+    admin: Object.keys(adminConfigSchema().shape),
+    sharedMemory: Object.keys(sharedMemoryConfigSchema().shape),
+    limits: Object.keys(limitsConfigSchema().shape),
+    application: Object.keys(applicationSchema().shape),
+    deployment: Object.keys(deploymentConfigShape()),
+    autoscaling: Object.keys(autoscalingShape()),
+    route: Object.keys(routeSchema().shape),
+  }),
+);
 
 // ---- parsing at the boundary ----
 
 export type ConfigResult<T> = { ok: true; value: T } | { ok: false; issues: Issue[] };
+
+/**
+ * Parse options for the schemas of this module, which each process runs a
+ * few times (a config, a PATCH body, a deployment's options in user code):
+ * zod's default compiles a fast parser per object schema on its first parse,
+ * which costs more than it saves here (first parse of the deployment options
+ * 5-9 ms of CPU compiled, 1-3 ms not: paid by every replica at start).
+ */
+export const ONE_OFF = Object.freeze({ jitless: true });
 
 /** zod's issues as serve-bin `Issue`s; an unknown key's path ends at the key. */
 export function toIssues(error: z.ZodError): Issue[] {
@@ -727,10 +795,10 @@ export function toIssues(error: z.ZodError): Issue[] {
 /**
  * Validates `input` against any schema of this module.
  *
- * @example validate(deploymentPatchSchema, await req.json()) // { ok: false, issues: [...] } → 422
+ * @example validate(deploymentPatchSchema(), await req.json()) // { ok: false, issues: [...] } → 422
  */
 export function validate<S extends z.ZodType>(schema: S, input: unknown): ConfigResult<z.output<S>> {
-  const r = schema.safeParse(input);
+  const r = schema.safeParse(input, ONE_OFF);
   return r.success ? { ok: true, value: r.data } : { ok: false, issues: toIssues(r.error) };
 }
 
@@ -743,7 +811,7 @@ export function validate<S extends z.ZodType>(schema: S, input: unknown): Config
  * if (!r.ok) console.error(formatIssues(r.issues));
  */
 export function parseConfig(input: unknown, env: ServeEnv = {}): ConfigResult<ServeConfig> {
-  return validate(serveConfigSchema, withEnvDefaults(input, env));
+  return validate(serveConfigSchema(), withEnvDefaults(input, env));
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -6,7 +6,7 @@
 import { LineCounter, parseDocument, stringify, type Document } from "yaml";
 import type { Issue } from "../error.ts";
 import type { ServeEnv } from "./env.ts";
-import { KEY_ORDER, parseConfig, type ConfigResult, type ServeConfig } from "./schema.ts";
+import { keyOrder, parseConfig, type ConfigResult, type ServeConfig } from "./schema.ts";
 
 type Obj = Record<string, unknown>;
 type Order = readonly string[];
@@ -26,8 +26,8 @@ function ordered(value: unknown, order: Order, nested: Record<string, (v: unknow
 const list = (f: (v: unknown) => unknown) => (v: unknown) => (Array.isArray(v) ? v.map(f) : v);
 
 const deployment = (d: unknown) =>
-  ordered(d, KEY_ORDER.deployment, { autoscalingConfig: (a) => ordered(a, KEY_ORDER.autoscaling) });
-const application = (a: unknown) => ordered(a, KEY_ORDER.application, { deployments: list(deployment) });
+  ordered(d, keyOrder().deployment, { autoscalingConfig: (a) => ordered(a, keyOrder().autoscaling) });
+const application = (a: unknown) => ordered(a, keyOrder().application, { deployments: list(deployment) });
 
 /**
  * The config as YAML, keys in the order of the docs. An empty `routes` is left out.
@@ -36,13 +36,13 @@ const application = (a: unknown) => ordered(a, KEY_ORDER.application, { deployme
  */
 export function toYAML(config: ServeConfig): string {
   const { routes, ...rest } = config;
-  const doc = ordered(routes?.length ? config : rest, KEY_ORDER.config, {
-    proxy: (v) => ordered(v, KEY_ORDER.proxy),
-    admin: (v) => ordered(v, KEY_ORDER.admin),
-    sharedMemory: (v) => ordered(v, KEY_ORDER.sharedMemory),
-    limits: (v) => ordered(v, KEY_ORDER.limits),
+  const doc = ordered(routes?.length ? config : rest, keyOrder().config, {
+    proxy: (v) => ordered(v, keyOrder().proxy),
+    admin: (v) => ordered(v, keyOrder().admin),
+    sharedMemory: (v) => ordered(v, keyOrder().sharedMemory),
+    limits: (v) => ordered(v, keyOrder().limits),
     applications: list(application),
-    routes: list((r) => ordered(r, KEY_ORDER.route)),
+    routes: list((r) => ordered(r, keyOrder().route)),
   });
   // No anchors for shared objects, no folded long strings: plain, greppable YAML.
   return stringify(doc, { aliasDuplicateObjects: false, lineWidth: 0 });

@@ -36,7 +36,7 @@ export interface AdminOptions {
 
 /** The largest admin request body: a config file, never a payload. */
 export const ADMIN_MAX_BODY_BYTES = 16 << 20;
-const adminDefaults = proxyConfigSchema.parse({});
+const adminDefaults = proxyConfigSchema().parse({});
 
 /** What the admin API drives: the server's public methods, nothing else. */
 export type AdminTarget = Pick<Server, "status" | "appliedConfig" | "apply" | "patchDeployment" | "patchRoute" | "deleteApp" | "requests" | "freshListenerCounts" | "rollback">;
@@ -125,7 +125,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   app.patch("/api/applications/:app/deployments/:name", async (c) => {
     const { app: appName, name } = c.req.param();
     findDeployment(server.status(), appName, name);
-    const patch = validate(deploymentPatchSchema, parseJSON(await readText(c.req.raw)));
+    const patch = validate(deploymentPatchSchema(), parseJSON(await readText(c.req.raw)));
     if (!patch.ok) throw invalid("the patch", patch.issues);
     const wait = waitOf(c);
     await server.patchDeployment(appName, name, patch.value, wait);
@@ -133,7 +133,7 @@ export function createAdmin(server: AdminTarget, opts: Omit<AdminOptions, "host"
   });
 
   app.patch("/api/routes", async (c) => {
-    const route = validate(routePatchSchema, parseJSON(await readText(c.req.raw)));
+    const route = validate(routePatchSchema(), parseJSON(await readText(c.req.raw)));
     if (!route.ok) throw invalid("the route", route.issues);
     await server.patchRoute(route.value);
     return c.json({ routes: server.appliedConfig().routes });

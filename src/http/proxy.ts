@@ -23,7 +23,6 @@ export interface ProxyOptions {
   maxConnections?: number;
 }
 
-const proxyDefaults = proxyConfigSchema.parse({});
 
 /** What the proxy needs from the server: where a path goes, health, and where to count. */
 export interface ProxyTarget {
@@ -52,6 +51,8 @@ export interface ProxyListener {
  * `Bun.serve({ hostname, port, ...createProxy(target, config.proxy) })`.
  */
 export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListener {
+  // Read here, not at import: an ingress replica that never listens does not build the schema.
+  const proxyDefaults = proxyConfigSchema().parse({});
   const limits = {
     maxBytes: opts.maxBodyBytes,
     timeoutS: Math.min(opts.bodyTimeoutS ?? proxyDefaults.bodyTimeoutS, opts.requestTimeoutS),

@@ -39,7 +39,7 @@ export async function proxyRole(argv: string[]): Promise<number> {
   const token = env.clusterToken;
   if (!token) throw new UsageError("the proxy role links over TCP and needs the cluster token: set SERVE_BIN_CLUSTER_TOKEN or SERVE_BIN_CLUSTER_TOKEN_FILE");
   // The proxy section of the stack's config (timeouts, body limits); the applications come from the controller.
-  const proxy: ProxyConfig = values.config ? loadTarget(values.config, env).config.proxy : proxyConfigSchema.parse({ errorDetail: env.errorDetail });
+  const proxy: ProxyConfig = values.config ? loadTarget(values.config, env).config.proxy : proxyConfigSchema().parse({ errorDetail: env.errorDetail });
   proxy.host = values.host ?? proxy.host;
   proxy.port = portOf(values.port, "--port", proxy.port);
 
