@@ -154,11 +154,11 @@ describe("a handle's timeoutS to a colocated deployment", () => {
         const res = await postJSON(server.url, sleepS);
         return { status: res.status, body: await res.text() };
       };
-      const [fast, slow] = [await answer(here, 0.05), await answer(here, 1.5)];
+      const [fast, slow] = [await answer(here, 0.05), await answer(here, 2.5)];
       expect(fast).toEqual({ status: 200, body: "slept 0.05 s" });
       expect(slow.status).toBe(504);
       expect(JSON.parse(slow.body)).toMatchObject({ error: "timeout", deployment: "slowEcho" });
-      expect(slow).toEqual(await answer(apart, 1.5));
+      expect(slow).toEqual(await answer(apart, 2.5));
     } finally {
       expect(await here.stop()).toBe(0);
       expect(await apart.stop()).toBe(0);

@@ -6,28 +6,18 @@
  * replicas from a restarted Swarm controller for that long. Needs python3 (to
  * hold a listener that never accepts; Bun's listeners always accept).
  */
-import { spawn, spawnSync } from "node:child_process";
-import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
 import { ClusterToken } from "../src/config/cluster-token.ts";
 import { ControllerLink, DIAL_TIMEOUT_MS } from "../src/cluster/control-link.ts";
 import { waitFor } from "./harness.ts";
+import { heldListener, noPython } from "./held-listener.ts";
 
-const HOLD = `
-import socket, sys
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
-filler = socket.create_connection(s.getsockname())
-print(s.getsockname()[1], flush=True)
-sys.stdin.read()
-`;
-const noPython = spawnSync("sh", ["-c", "command -v python3"]).status !== 0;
-if (noPython) console.warn("\n*** test/control-link-dial.test.ts SKIPPED: python3 is not installed. ***\n");
+if (noPython) console.warn(`\n*** test/control-link-dial.test.ts SKIPPED: ${noPython}. ***\n`);
 
-describe.skipIf(noPython)("the control link's dial", () => {
+describe.skipIf(noPython !== null)("the control link's dial", () => {
   it("gives up a connect that never completes and says why (the link then dials again)", async () => {
-    const holder = spawn("python3", ["-c", HOLD], { stdio: ["pipe", "pipe", "inherit"] });
+    const { port, stop } = await heldListener();
     try {
-      const port = await new Promise<string>((resolve) => createInterface({ input: holder.stdout! }).once("line", resolve));
       const failures: string[] = [];
       const link = new ControllerLink(`tcp://127.0.0.1:${port}`, { token: ClusterToken.from("a-cluster-secret-for-the-dial-test-0123456789") }, () => ({ t: "hello", role: "proxy" }), () => {}, () => {}, (m) => failures.push(m));
       try {
@@ -38,7 +28,7 @@ describe.skipIf(noPython)("the control link's dial", () => {
         link.stop();
       }
     } finally {
-      holder.kill();
+      stop();
     }
   });
 });

@@ -193,6 +193,15 @@ export function replicasOf(pid: number): number[] {
   return out;
 }
 
+/** The run directory a replica's command line names (`serve-bin-<server pid>-<random>`): one server's, where several share a pid. */
+export function runDirOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").find((a) => /^serve-bin-\d+-/.test(a));
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
 /** Ends by pid whatever a failed test left running: the server and its replicas. */
 export function reap(pid: number, children: number[]): void {
   for (const p of [pid, ...children, ...replicasOf(pid)]) if (!gone(p)) process.kill(p, "SIGKILL");

@@ -187,8 +187,8 @@ describe("a handle's own timeoutS", () => {
     try {
       const fast = await postJSON(server.url, 0.05);
       expect({ status: fast.status, body: await fast.text() }).toEqual({ status: 200, body: "slept 0.05 s" });
-      // The call sleeps 1.5 s, past the handle's timeoutS: a 504, not the 200 it would end with.
-      const res = await postJSON(server.url, 1.5);
+      // The call sleeps 2.5 s, past the handle's timeoutS (1 s): a 504, not the 200 it would end with.
+      const res = await postJSON(server.url, 2.5);
       expect({ status: res.status, body: await res.json() }).toEqual({
         status: 504,
         body: {

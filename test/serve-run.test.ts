@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { serve } from "../src/index.ts";
 import { graph } from "./fixtures/serve-run-graph.ts";
-import { gone, postJSON, replicasOf, waitFor } from "./harness.ts";
+import { gone, postJSON, replicasOf, runDirOf, waitFor } from "./harness.ts";
 
 describe("serve.run", () => {
   afterAll(() => serve.shutdown());
@@ -25,8 +25,11 @@ describe("serve.run", () => {
     const res = await postJSON(`${url}/calc`, 4);
     expect({ status: res.status, body: await res.json() }).toEqual({ status: 200, body: { value: 108, pid: viaHandle.pid } });
 
-    // DAGDriver, double, Adder: one process each, children of this one.
-    const replicas = replicasOf(process.pid);
+    // DAGDriver, double, Adder: one process each, children of this one. Other test files run servers in
+    // this same process (vitest's worker threads), so only the replicas in this server's run directory count.
+    const run = runDirOf(viaHandle.pid);
+    expect(run).toMatch(new RegExp(`^serve-bin-${process.pid}-`));
+    const replicas = replicasOf(process.pid).filter((p) => runDirOf(p) === run);
     expect(replicas.length).toEqual(3);
     expect(replicas).toContain(viaHandle.pid);
 

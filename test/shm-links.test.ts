@@ -10,7 +10,6 @@
  */
 import { describe, expect, it } from "vitest";
 import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, startServer, stopCleanly, tempDir, waitFor } from "./harness.ts";
 
@@ -76,19 +75,25 @@ describe("the dead-arena and run-directory sweeps never follow a link", () => {
     writeFileSync(join(keepDir, "data"), "mine");
     const keepFile = join(dir.path, "file");
     writeFileSync(keepFile, "also mine");
-    const links = [join(tmpdir(), `serve-bin-${DEAD}-lnkdir`), join("/dev/shm", `serve-bin-${DEAD}-1-lnkfile`)];
+    // The server gets a temp dir of its own (TMPDIR): a server another test file starts meanwhile
+    // sweeps the shared one too, and would remove the leftover for it.
+    const tmp = join(dir.path, "tmp");
+    mkdirSync(tmp);
+    const links = [join(tmp, `serve-bin-${DEAD}-lnkdir`), join("/dev/shm", `serve-bin-${DEAD}-1-lnkfile`)];
     symlinkSync(keepDir, links[0]!);
     symlinkSync(keepFile, links[1]!);
-    const leftover = join(tmpdir(), `serve-bin-${DEAD}-real`);
+    const leftover = join(tmp, `serve-bin-${DEAD}-real`);
     mkdirSync(leftover);
     try {
-      const server = await startServer("examples/tutorial/graph.ts", { cwd: ROOT });
+      const server = await startServer("examples/tutorial/graph.ts", { cwd: ROOT, env: { TMPDIR: tmp } });
       try {
         expect(existsSync(leftover)).toBe(false); // the sweep ran
         expect([readFileSync(join(keepDir, "data"), "utf8"), readFileSync(keepFile, "utf8")]).toEqual(["mine", "also mine"]);
       } finally {
         await stopCleanly(server);
       }
+      // stopCleanly looked in the shared temp dir; the server's run directory was in its own.
+      expect(readdirSync(tmp)).toEqual([`serve-bin-${DEAD}-lnkdir`]);
     } finally {
       for (const p of [...links, leftover]) rmSync(p, { force: true, recursive: true });
     }

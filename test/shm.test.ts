@@ -161,9 +161,12 @@ describe("shared memory between two arenas", () => {
   });
 
   it("creates its arena exclusively, mode 0600, named serve-bin-<server pid>-<pid>-<random>, and unlinks it on close", () => {
-    const s = SharedMemory.open(options(), 4242);
+    // A live pid as the server's (this runner's parent): a server another test file starts meanwhile
+    // sweeps /dev/shm files named for dead servers, and would take this one under a made-up pid.
+    const server = process.ppid;
+    const s = SharedMemory.open(options(), server);
     const path = s.arenaPath!;
-    expect(path).toMatch(new RegExp(`^/dev/shm/serve-bin-4242-${process.pid}-[0-9a-z]{8,}$`));
+    expect(path).toMatch(new RegExp(`^/dev/shm/serve-bin-${server}-${process.pid}-[0-9a-z]{8,}$`));
     expect(statSync(path).mode & 0o777).toEqual(0o600);
     expect(statSync(path).size).toEqual(96 * MiB);
     s.close();

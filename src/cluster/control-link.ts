@@ -58,37 +58,8 @@ const MAX_REDIAL_MS = 2000;
 /** How often each end of a control link pings, and how long a silent link lives. */
 export const PING_EVERY_MS = 1000;
 export const SILENT_LINK_MS = 5000;
-/**
- * A dial not connected after this long is given up and made again (with the
- * name resolved afresh). Left to the kernel, a SYN to an address that is gone
- * or not yet routed (a restarted controller's old task, an overlay that has not
- * learnt the new one) is resent with a doubling back-off for about two minutes:
- * on a three-node Swarm, replicas took 60–120 s to find a controller that had
- * been back for a minute.
- */
-export const DIAL_TIMEOUT_MS = SILENT_LINK_MS;
-
-/** The dial's connection, or a rejection after `ms`; a connection that opens later is closed at once. */
-function within(dialing: Promise<Connection>, ms: number, address: string): Promise<Connection> {
-  return new Promise((resolve, reject) => {
-    let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      reject(new Error(`the link to ${address} did not connect within ${ms} ms`));
-    }, ms);
-    dialing.then(
-      (conn) => {
-        clearTimeout(timer);
-        if (late) conn.socket.end();
-        else resolve(conn);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        if (!late) reject(e);
-      },
-    );
-  });
-}
+/** A dial not connected after this long is given up (transport.ts) and made again, with the name resolved afresh. */
+export { DIAL_TIMEOUT_MS } from "../runtime/channel/transport.ts";
 
 /**
  * Keeps one control link to the controller: dials, says hello, hands each
@@ -156,7 +127,7 @@ export class ControllerLink {
           {},
           this.links,
         );
-        const conn = await within(dialing, DIAL_TIMEOUT_MS, address);
+        const conn = await dialing;
         if (this.#stopped) return void conn.socket.end();
         this.#conn = conn;
         this.#heard = performance.now();

@@ -125,9 +125,22 @@ function tcpSocket(start: (socket: Socket<Connection>) => Handshaking) {
 }
 
 /**
+ * A TCP dial not open (handshake included) after this long is given up. Left to
+ * the kernel, a SYN to an address that is gone or not yet routed (a restarted
+ * controller's old task; a new replica's task that the Swarm overlay has not
+ * learnt yet) is resent with a doubling back-off for about two minutes, and
+ * every call queued on that link waits as long: on a three-node Swarm, replicas
+ * took 60–120 s to find a controller that had been back for a minute, and a
+ * scale-up under load had all 8 requests in flight time out after 30 s. Given
+ * up, the calls that never left go to another replica (router.ts).
+ */
+export const DIAL_TIMEOUT_MS = 5_000;
+
+/**
  * Connects to `address` and resolves with an open Connection (for TCP: once
- * both sides proved the cluster token). Rejects if the peer cannot be reached
- * or the handshake fails.
+ * both sides proved the cluster token). Rejects if the peer cannot be reached,
+ * the handshake fails, or (TCP) it is not open within DIAL_TIMEOUT_MS; a
+ * connection that opens later is closed at once.
  */
 export function dialLink(address: string, handlers: ConnectionHandlers, binary: BinaryChannel, opts: LinkOptions): Promise<Connection> {
   const a = parseAddress(address);
@@ -141,7 +154,17 @@ export function dialLink(address: string, handlers: ConnectionHandlers, binary: 
     return Promise.reject(e);
   }
   return new Promise<Connection>((resolve, reject) => {
-    const refused = (message: string) => reject(new ServeError("unavailable", `the link to ${address} failed: ${message}`));
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new ServeError("unavailable", `the link to ${address} did not connect within ${DIAL_TIMEOUT_MS} ms`));
+    }, DIAL_TIMEOUT_MS);
+    const open = (conn: Connection) => {
+      clearTimeout(timer);
+      if (late) conn.socket.end();
+      else resolve(conn);
+    };
+    const refused = (message: string) => (clearTimeout(timer), reject(new ServeError("unavailable", `the link to ${address} failed: ${message}`)));
     const fail = (_: unknown, message: string) => (countDialRefused(), refused(message));
     Bun.connect<Connection>({
       hostname: a.host,
@@ -150,7 +173,7 @@ export function dialLink(address: string, handlers: ConnectionHandlers, binary: 
         ...tcpSocket((socket) => {
           const hs = new DialerHandshake(token);
           socket.write(hs.hello());
-          return new Handshaking(socket, hs, resolve, fail, handlers);
+          return new Handshaking(socket, hs, open, fail, handlers);
         }),
         connectError: (_socket, e) => refused(e.message),
       },
