@@ -20,6 +20,7 @@
  * It only ever signals the processes it started.
  */
 import type { Subprocess } from "bun";
+import { readFileSync } from "node:fs";
 import { POD_DELETION_COST } from "../src/cluster/kubernetes/client.ts";
 import type { KubeApiStandIn } from "./kube-api-standin.ts";
 
@@ -70,6 +71,11 @@ export class TestKubelet implements AsyncDisposable {
   readonly gone: Pod[] = [];
   /** What happened, in order: "start NAME", "exit NAME CODE", "delete NAME" (a test asserts on the order). */
   readonly events: string[] = [];
+  /**
+   * Pods whose process had already exited when the ReplicaSet deleted them, by the kernel's word (the pid
+   * gone or a zombie): the event list alone can say otherwise, since this process may hear of an exit later.
+   */
+  readonly deadWhenDeleted = new Set<string>();
   #seq = 0;
   readonly #probe: ReturnType<typeof setInterval>;
   #probing = false;
@@ -99,6 +105,7 @@ export class TestKubelet implements AsyncDisposable {
     const cost = (p: Pod) => Number(this.api.podAnnotations.get(p.name)?.[POD_DELETION_COST] ?? 0);
     const doomed = [...live].sort((a, b) => Number(a.ready) - Number(b.ready) || cost(a) - cost(b) || this.pods.indexOf(b) - this.pods.indexOf(a)).slice(0, Math.max(0, live.length - want));
     for (const pod of doomed) {
+      if (processEnded(pod.proc.pid)) this.deadWhenDeleted.add(pod.name);
       pod.deleting = true;
       this.events.push(`delete ${pod.name}`);
       pod.proc.kill("SIGTERM");
@@ -183,5 +190,15 @@ export class TestKubelet implements AsyncDisposable {
     clearInterval(this.#probe);
     for (const p of this.pods) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill("SIGKILL");
     await Promise.all(this.pods.map((p) => p.proc.exited));
+  }
+}
+
+/** Whether a process has exited (reaped, or a zombie not yet reaped), from /proc. */
+function processEnded(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return true;
   }
 }
