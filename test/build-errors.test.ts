@@ -284,6 +284,10 @@ describe("deployment options", () => {
       issues: [{ path: [], message: "expected deployment options as a mapping (key: value)" }],
     };
     expect(await failure(() => deployment(Model, [] as never))).toEqual(refusal);
+    expect(await failure(() => deployment(Model, null as never))).toEqual(refusal);
+    expect(await failure(() => deployment(Model).options([] as never))).toEqual(refusal);
+    expect(await failure(() => deployment(Model).options(null as never))).toEqual(refusal);
+    expect(await failure(() => deployment(Model).options(3 as never))).toEqual(refusal);
   });
 
   it("takes options given as undefined as not given, with or without other options", () => {

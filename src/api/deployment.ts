@@ -49,6 +49,8 @@ export class Deployment<T extends AnyFunction | AnyClass = AnyFunction | AnyClas
 
   /** A new Deployment with these options merged over the current ones. */
   options(options: DeploymentOptions): Deployment<T> {
+    // Spreading null or a list would read as "no options": check what was given first.
+    if (typeof options !== "object" || options === null || Array.isArray(options)) checkDeploymentOptions(options, this.def.name);
     const merged = checkDeploymentOptions({ ...this.def.options, ...options }, this.def.name);
     return new Deployment<T>(Object.freeze({ ...this.def, name: merged.name ?? this.def.name, options: merged }));
   }
@@ -76,7 +78,9 @@ export function deployment<T extends AnyFunction | AnyClass>(target: T, options:
   }
   const kind = isClass(target) ? "class" : "function";
   const fallback = target.name || (kind === "class" ? "Deployment" : "function");
-  const checked = checkDeploymentOptions(options, options.name ?? fallback);
+  // `options` may be anything from plain JavaScript (null, a list): the check says what is wrong with it.
+  const named = typeof options === "object" && options !== null ? (options as DeploymentOptions).name : undefined;
+  const checked = checkDeploymentOptions(options, named ?? fallback);
   return new Deployment<T>(
     Object.freeze({ name: checked.name ?? fallback, kind, target, options: checked, acceptsGraphs: false }),
   );
