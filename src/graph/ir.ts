@@ -9,7 +9,16 @@ import { CycleError, GraphRef, HandleRef, NodeRef, forEachNode, isRef, mapTempla
 export type IRNode =
   | { id: number; kind: "input" }
   | { id: number; kind: "select"; of: number; key: string | number; fromInput: boolean }
-  | { id: number; kind: "call"; deployment: string; method: string | null; args: unknown[]; refs: number[] }
+  | {
+      id: number;
+      kind: "call";
+      deployment: string;
+      method: string | null;
+      args: unknown[];
+      refs: number[];
+      /** Each argument is a ref or holds none (`f.bind(a, b, 3)`): filled per request by swapping the refs in one pass. */
+      flatArgs: boolean;
+    }
   | { id: number; kind: "instance"; deployment: string };
 
 export interface IRDeployment {
@@ -112,16 +121,16 @@ class Builder {
       return this.push({ kind: "select", of, key: node[SELECT_KEY], fromInput: from instanceof InputNodeBase }, true);
     }
     if (node instanceof FunctionNode) {
-      const { args, refs } = this.callArgs(node.args, node.deployment.name, node.deployment.name);
+      const { args, refs, flatArgs } = this.callArgs(node.args, node.deployment.name, node.deployment.name);
       const name = this.nameFor(node.deployment, node.deployment, []);
-      return this.push({ kind: "call", deployment: name, method: null, args, refs }, refs.some((r) => this.inputDependent.has(r)));
+      return this.push({ kind: "call", deployment: name, method: null, args, refs, flatArgs }, refs.some((r) => this.inputDependent.has(r)));
     }
     if (node instanceof MethodNode) {
       const owner = node.instance;
       this.visit(owner, false);
       const name = this.names.get(owner)!;
-      const { args, refs } = this.callArgs(node.args, name, `${name}.${node.method}`);
-      return this.push({ kind: "call", deployment: name, method: node.method, args, refs }, refs.some((r) => this.inputDependent.has(r)));
+      const { args, refs, flatArgs } = this.callArgs(node.args, name, `${name}.${node.method}`);
+      return this.push({ kind: "call", deployment: name, method: node.method, args, refs, flatArgs }, refs.some((r) => this.inputDependent.has(r)));
     }
     if (node instanceof ClassNode) {
       const initArgs = node.initArgs.map((a, i) => this.initArg(a, node.deployment, i));
@@ -139,10 +148,12 @@ class Builder {
   }
 
   /** Arguments of a call: nodes become refs, constants must be encodable. */
-  callArgs(args: readonly unknown[], deployment: string, callee: string): { args: unknown[]; refs: number[] } {
+  callArgs(args: readonly unknown[], deployment: string, callee: string): { args: unknown[]; refs: number[]; flatArgs: boolean } {
     const refs: number[] = [];
+    let flatArgs = true;
     const out = args.map((a, i) => {
       forEachNode(a, (n) => {
+        if (n !== a) flatArgs = false; // a node inside a value: the value is copied per request
         if (n instanceof ClassNode) {
           throw new ServeError("build", `argument ${i} of a call to ${callee} is a class node; pass it as an init argument of a class (it becomes a handle) or bind one of its methods`, {
             deployment,
@@ -160,7 +171,7 @@ class Builder {
       }
       return template;
     });
-    return { args: out, refs: [...new Set(refs)] };
+    return { args: out, refs: [...new Set(refs)], flatArgs };
   }
 
   template(a: unknown, deployment: string, what: string): unknown {

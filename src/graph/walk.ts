@@ -1,7 +1,7 @@
 import type { CallOptions, Invoker } from "../api/invoker.ts";
 import { selectInput, wholeInput } from "../api/input-node.ts";
 import type { GraphIR, IRNode } from "./ir.ts";
-import { isRef, mapTemplate, type NodeRef } from "./template.ts";
+import { isRef, mapTemplate, NodeRef } from "./template.ts";
 
 const AsyncGeneratorFunction = Object.getPrototypeOf(async function* () {}).constructor;
 const ignore = () => {};
@@ -13,44 +13,15 @@ function streams(ir: GraphIR, deployment: string, method: string | null): boolea
   return fn instanceof AsyncGeneratorFunction;
 }
 
-/** Calls whose root streams, found once per node (the check reads the deployment's function). */
-const streaming = new WeakMap<IRNode, boolean>();
-
-function rootStreams(ir: GraphIR, node: Extract<IRNode, { kind: "call" | "instance" }>): boolean {
-  let s = streaming.get(node);
-  if (s === undefined) streaming.set(node, (s = streams(ir, node.deployment, node.kind === "call" ? node.method : "__call__")));
-  return s;
-}
-
-/**
- * A call's arguments with its refs' values in place. Most calls bind each
- * argument to a node or to a value holding none (`f.bind(a, b, 3)`): their
- * arguments are the list with the refs swapped, found once per node; others
- * are copied by mapTemplate.
- */
-const flatArgs = new WeakMap<IRNode, boolean>();
-
+/** A call's arguments with its refs' values in place: one pass when the IR says they are flat, else a copy. */
 function fill(node: Extract<IRNode, { kind: "call" }>, value: (id: number) => unknown): unknown[] {
-  let flat = flatArgs.get(node);
-  if (flat === undefined) flatArgs.set(node, (flat = node.args.every((a) => isRefObject(a) || !holdsRef(a))));
-  if (!flat) return mapTemplate(node.args, isRef, (r: NodeRef) => value(r.id)) as unknown[];
+  if (!node.flatArgs) return mapTemplate(node.args, isRef, (r: NodeRef) => value(r.id)) as unknown[];
   const out = new Array<unknown>(node.args.length);
   for (let i = 0; i < out.length; i++) {
     const a = node.args[i];
-    out[i] = isRefObject(a) ? value(a.id) : a;
+    out[i] = a instanceof NodeRef ? value(a.id) : a;
   }
   return out;
-}
-
-function isRefObject(v: unknown): v is NodeRef {
-  return typeof v === "object" && v !== null && isRef(v);
-}
-
-/** Whether a ref sits anywhere inside `v`. */
-function holdsRef(v: unknown): boolean {
-  let found = false;
-  mapTemplate(v, isRef, (r: NodeRef) => ((found = true), r));
-  return found;
 }
 
 /**
@@ -88,11 +59,11 @@ export function walkGraph(ir: GraphIR, from: number, args: readonly unknown[], i
           const values = await Promise.all(refs.map(evaluate));
           callArgs = fill(node, (id) => values[refs.indexOf(id)]);
         }
-        if (node.id === from && rootStreams(ir, node)) return invoker.stream(node.deployment, node.method, callArgs, opts);
+        if (node.id === from && streams(ir, node.deployment, node.method)) return invoker.stream(node.deployment, node.method, callArgs, opts);
         return invoker.call(node.deployment, node.method, callArgs, opts);
       }
       case "instance":
-        if (node.id === from && rootStreams(ir, node)) return invoker.stream(node.deployment, "__call__", [...args], opts);
+        if (node.id === from && streams(ir, node.deployment, "__call__")) return invoker.stream(node.deployment, "__call__", [...args], opts);
         return invoker.call(node.deployment, "__call__", [...args], opts);
     }
   };

@@ -232,10 +232,8 @@ export class DeploymentState {
    * id waits to start again, after a backoff that grows while it keeps failing.
    */
   exited(key: number, now: number, reason: string): void {
-    const r = this.replicas.get(key);
+    const r = this.#ended(key);
     if (!r) return;
-    this.replicas.delete(key);
-    if (r.state === "STOPPING") return;
     const id = r.id;
     const ranForS = r.readyAt ? (now - r.readyAt) / 1000 : null;
     const failures = failuresAfterExit(r.failures, ranForS, this.limits());
@@ -258,11 +256,16 @@ export class DeploymentState {
    * deployment UNHEALTHY nor delays the replacement.
    */
   evicted(key: number): void {
+    const r = this.#ended(key);
+    if (r) this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+  }
+
+  /** Forgets a replica whose process ended; returns it unless it was asked to stop (nothing starts again for it then). */
+  #ended(key: number): ReplicaView | undefined {
     const r = this.replicas.get(key);
-    if (!r) return;
+    if (!r) return undefined;
     this.replicas.delete(key);
-    if (r.state === "STOPPING") return;
-    this.#slots.push({ id: r.id, restarts: r.restarts, failures: r.failures, notBefore: 0 });
+    return r.state === "STOPPING" ? undefined : r;
   }
 
   /**
