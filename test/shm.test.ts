@@ -254,7 +254,8 @@ describe("shared memory on a Connection", () => {
     const { a, b } = pair();
     const p = await socketPair(dir.path, b, a);
     const client = new ReplicaClient({ id: "r#0", socket: join(dir.path, "s.sock") }, "Model", a, () => {});
-    const { reply } = client.send(null, [noise(MiB, 1), () => 0], "req");
+    // Not yet connected: the call is written once the socket opens, and its failure reaches the pending call.
+    const reply = new Promise((ok, reject) => client.send({ ok, busy: () => ok(undefined), reject }, { method: null, args: [noise(MiB, 1), () => 0], requestId: "req" }));
     await expect(reply).rejects.toMatchObject({ code: "encode", deployment: "Model", message: expect.stringMatching(/Cannot send a function at \$\.a\[1\]/) });
     expect(a.inFlight).toEqual(0);
     client.close();

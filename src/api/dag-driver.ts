@@ -33,6 +33,8 @@ class DAGDriverImpl {
   readonly #single?: GraphRunner;
   #routes: [string, GraphRunner][] = [];
   readonly #adapter: HttpAdapter;
+  /** The adapter's body-only form, when it has one. */
+  readonly #parse: ((body: Uint8Array) => unknown) | undefined;
 
   constructor(dags: GraphRunner | Record<string, GraphRunner>, opts: DAGDriverOptions = {}) {
     if (isRunner(dags)) this.#single = dags;
@@ -45,6 +47,7 @@ class DAGDriverImpl {
       this.#routes = longestFirst(this.#routes, ([r]) => r);
     }
     this.#adapter = opts.httpAdapter ?? jsonRequest;
+    this.#parse = bodyParserOf(this.#adapter);
   }
 
   #match(path: string): GraphRunner {
@@ -55,13 +58,19 @@ class DAGDriverImpl {
     throw new ServeError("not_found", `no graph at ${path}; this DAGDriver serves ${this.#routes.map(([r]) => r).join(", ")}`);
   }
 
-  async [WIRE_HANDLER](w: WireRequest): Promise<WireResponseLike | Response> {
-    const parse = bodyParserOf(this.#adapter);
+  /** Not an async function: a body parsed at once goes straight to the graph (an async frame and two awaits per request less). */
+  [WIRE_HANDLER](w: WireRequest): Promise<WireResponseLike | Response> {
+    const parse = this.#parse;
     if (!parse) return this.fetch(toRequest(w));
-    const path = pathOf(w.url);
-    const runner = this.#match(w.prefix === "/" ? path : path.slice(w.prefix.length) || "/");
-    const out = await runner.run([await parse(w.body ?? EMPTY)]);
-    return toWireResponse(out, w.accept) ?? toResponse(out, w.accept);
+    try {
+      const path = pathOf(w.url);
+      const runner = this.#match(w.prefix === "/" ? path : path.slice(w.prefix.length) || "/");
+      const input = parse(w.body ?? EMPTY);
+      const out = input instanceof Promise ? input.then((x) => runner.run([x])) : runner.run([input]);
+      return out.then((v) => toWireResponse(v, w.accept) ?? toResponse(v, w.accept));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Applies the HTTP adapter and runs the matching graph. */

@@ -4,7 +4,8 @@ import type { GraphIR, IRNode } from "./ir.ts";
 import { isRef, mapTemplate, NodeRef } from "./template.ts";
 
 const AsyncGeneratorFunction = Object.getPrototypeOf(async function* () {}).constructor;
-const ignore = () => {};
+
+type CallNode = Extract<IRNode, { kind: "call" }>;
 
 /** Whether a deployment's function (or method) is an async generator, whose result streams. */
 function streams(ir: GraphIR, deployment: string, method: string | null): boolean {
@@ -13,59 +14,83 @@ function streams(ir: GraphIR, deployment: string, method: string | null): boolea
   return fn instanceof AsyncGeneratorFunction;
 }
 
-/** A call's arguments with its refs' values in place: one pass when the IR says they are flat, else a copy. */
-function fill(node: Extract<IRNode, { kind: "call" }>, value: (id: number) => unknown): unknown[] {
-  if (!node.flatArgs) return mapTemplate(node.args, isRef, (r: NodeRef) => value(r.id)) as unknown[];
+/** A call's arguments with its refs' values in place (`values[i]` is the value of `node.refs[i]`): one pass when the IR says they are flat, else a copy. */
+function fill(node: CallNode, values: readonly unknown[]): unknown[] {
+  const refs = node.refs;
+  const valueOf = (id: number) => (refs.length === 1 ? values[0] : values[refs.indexOf(id)]);
+  if (!node.flatArgs) return mapTemplate(node.args, isRef, (r: NodeRef) => valueOf(r.id)) as unknown[];
   const out = new Array<unknown>(node.args.length);
   for (let i = 0; i < out.length; i++) {
     const a = node.args[i];
-    out[i] = a instanceof NodeRef ? value(a.id) : a;
+    out[i] = a instanceof NodeRef ? (refs.length === 1 ? values[0] : valueOf(a.id)) : a;
   }
   return out;
 }
 
+const UNSET = Symbol("unset");
+const ignore = () => {};
+
 /**
  * Evaluates the graph under `from` for one request. Each node is computed at
- * most once (a promise per node), and a node starts as soon as its inputs are
- * ready, so independent branches run concurrently. Local execution and
- * serving differ only in the invoker. When the node evaluated is an async
- * generator, its chunks stream: the result is an async iterable.
+ * most once, and a node starts as soon as its inputs are ready, so
+ * independent branches run concurrently. Local execution and serving differ
+ * only in the invoker. When the node evaluated is an async generator, its
+ * chunks stream: the result is an async iterable.
+ *
+ * A node whose inputs are at hand (the request's input, a field of it) is
+ * worked out at once; only a call waits, so a graph of one call costs its
+ * call and nothing more (a promise and an async function per node were most
+ * of a request's garbage in the DAGDriver).
  */
 export function walkGraph(ir: GraphIR, from: number, args: readonly unknown[], invoker: Invoker, opts: CallOptions): Promise<unknown> {
-  const memo: (Promise<unknown> | undefined)[] = [];
-  const evaluate = (id: number): Promise<unknown> => {
-    let p = memo[id];
-    if (!p) {
-      p = evaluateNode(ir.nodes[id]!);
-      p.catch(ignore);
-      memo[id] = p;
-    }
-    return p;
+  // A value, or a promise of it, per node evaluated.
+  const memo: unknown[] = new Array(ir.nodes.length).fill(UNSET);
+  const call = (node: CallNode | Extract<IRNode, { kind: "instance" }>, callArgs: unknown[]): unknown => {
+    const method = node.kind === "call" ? node.method : "__call__";
+    if (node.id === from && streams(ir, node.deployment, method)) return invoker.stream(node.deployment, method, callArgs, opts);
+    return invoker.call(node.deployment, method, callArgs, opts);
   };
-  const evaluateNode = async (node: IRNode): Promise<unknown> => {
+  const evaluateNode = (node: IRNode): unknown => {
     switch (node.kind) {
       case "input":
         return wholeInput(args);
-      case "select":
+      case "select": {
         if (node.fromInput) return selectInput(args, node.key);
-        return ((await evaluate(node.of)) as Record<string | number, unknown> | null | undefined)?.[node.key];
+        const of = evaluate(node.of);
+        const pick = (v: unknown) => (v as Record<string | number, unknown> | null | undefined)?.[node.key];
+        return of instanceof Promise ? of.then(pick) : pick(of);
+      }
       case "call": {
-        let callArgs = node.args;
         const refs = node.refs;
+        if (refs.length === 0) return call(node, node.args);
         if (refs.length === 1) {
-          const v = await evaluate(refs[0]!);
-          callArgs = fill(node, () => v);
-        } else if (refs.length > 1) {
-          const values = await Promise.all(refs.map(evaluate));
-          callArgs = fill(node, (id) => values[refs.indexOf(id)]);
+          const v = evaluate(refs[0]!);
+          return v instanceof Promise ? v.then((x) => call(node, fill(node, [x]))) : call(node, fill(node, [v]));
         }
-        if (node.id === from && streams(ir, node.deployment, node.method)) return invoker.stream(node.deployment, node.method, callArgs, opts);
-        return invoker.call(node.deployment, node.method, callArgs, opts);
+        const values = new Array<unknown>(refs.length);
+        for (let i = 0; i < refs.length; i++) {
+          try {
+            values[i] = evaluate(refs[i]!);
+          } catch (e) {
+            // The calls already under way still settle: nobody will read them now.
+            for (let j = 0; j < i; j++) if (values[j] instanceof Promise) (values[j] as Promise<unknown>).catch(ignore);
+            throw e;
+          }
+        }
+        return values.some((v) => v instanceof Promise) ? Promise.all(values).then((vs) => call(node, fill(node, vs))) : call(node, fill(node, values));
       }
       case "instance":
-        if (node.id === from && streams(ir, node.deployment, "__call__")) return invoker.stream(node.deployment, "__call__", [...args], opts);
-        return invoker.call(node.deployment, "__call__", [...args], opts);
+        return call(node, [...args]);
     }
   };
-  return evaluate(from);
+  const evaluate = (id: number): unknown => {
+    const v = memo[id];
+    return v !== UNSET ? v : (memo[id] = evaluateNode(ir.nodes[id]!));
+  };
+  try {
+    const out = evaluate(from);
+    return out instanceof Promise ? out : Promise.resolve(out);
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }

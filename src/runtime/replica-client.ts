@@ -7,9 +7,6 @@ import type { OutlierState } from "./outlier.ts";
 /** Optional fields of a call message: the multiplexed model id, the trace context and queue wait. */
 export type CallExtra = Pick<Extract<DataMessage, { t: "call" }>, "x" | "tp" | "q">;
 
-/** What a replica answered: a value, or "busy" (try another replica). */
-export type Reply = { busy: true } | { busy: false; value: unknown };
-
 /** Calls that failed because their replica's connection closed: "unsent" never left this process; "inflight" may have run. */
 const lost = new WeakMap<ServeError, "unsent" | "inflight">();
 
@@ -25,11 +22,21 @@ export interface ChunkSink {
   fail(e: ServeError): void;
 }
 
-/** A call waiting for its answer: the promise's ends and, for a stream, where its chunks go. */
+/** A call waiting for its answer: told its value, "busy" (try another replica) or its error; for a stream, where its chunks go. */
 export interface PendingCall {
-  resolve(r: Reply): void;
+  ok(value: unknown): void;
+  busy(): void;
   reject(e: ServeError): void;
   sink?: ChunkSink;
+}
+
+/** What a call sends: which method, its arguments, its request; `sink` for a streamed result, `keep` to keep the result there. */
+export interface OutgoingCall {
+  method: string | null;
+  args: unknown[];
+  requestId: string;
+  sink?: ChunkSink;
+  keep?: boolean;
 }
 
 /**
@@ -44,10 +51,10 @@ export function settleAnswer(pending: Map<number, PendingCall>, msg: DataMessage
   switch (msg.t) {
     case "ok":
       pending.delete(msg.id);
-      return p.resolve({ busy: false, value: msg.v });
+      return p.ok(msg.v);
     case "busy":
       pending.delete(msg.id);
-      return p.resolve({ busy: true });
+      return p.busy();
     case "err": {
       pending.delete(msg.id);
       const e = ServeError.fromJSON(msg.e);
@@ -59,7 +66,7 @@ export function settleAnswer(pending: Map<number, PendingCall>, msg: DataMessage
     case "end":
       pending.delete(msg.id);
       p.sink?.end();
-      return p.resolve({ busy: false, value: undefined });
+      return p.ok(undefined);
     case "call":
     case "cancel":
     case "credit":
@@ -125,42 +132,62 @@ export class ReplicaClient implements OutlierState {
     else this.#connect().then(fn, () => {});
   }
 
-  /** Sends one call; `sink` receives a streamed result's chunks. Returns the id and the reply. */
-  send(method: string | null, args: unknown[], requestId: string, sink?: ChunkSink, keep?: boolean, extra?: CallExtra): { id: number; reply: Promise<Reply> } {
+  /**
+   * Sends one call; its answer settles `p` (kept until then). Returns the call's id.
+   * @throws ServeError ("encode") when an argument cannot be carried and the connection is open: nothing was sent.
+   */
+  send(p: PendingCall, c: OutgoingCall, extra?: CallExtra): number {
     const id = this.#nextId++;
-    const reply = new Promise<Reply>((resolve, reject) => {
-      if (this.dead) return reject(this.#deadError("unsent"));
-      this.#pending.set(id, { resolve, reject, sink });
-      this.#with((c) => {
+    if (this.dead) {
+      const e = this.#deadError("unsent");
+      queueMicrotask(() => p.reject(e));
+      return id;
+    }
+    this.#pending.set(id, p);
+    if (this.#open) {
+      this.#write(this.#open, id, c, extra);
+      return id;
+    }
+    this.#connect().then(
+      (conn) => {
         try {
-          // Built field by field: an object spread per call showed in profiles (copyDataProperties).
-          const msg: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: method, a: args, r: requestId };
-          if (sink) msg.s = true;
-          if (keep) msg.k = true;
-          if (extra) {
-            if (extra.x !== undefined) msg.x = extra.x;
-            if (extra.tp !== undefined) msg.tp = extra.tp;
-            if (extra.q !== undefined) msg.q = extra.q;
-          }
-          c.send(msg);
+          this.#write(conn, id, c, extra);
         } catch (e) {
-          // An argument the codec cannot carry: nothing was sent (its shared-memory blocks are freed).
-          this.#pending.delete(id);
-          reject(ServeError.fromUser(e, this.deployment));
+          p.reject(e as ServeError);
         }
-      });
-    });
-    return { id, reply };
+      },
+      () => {},
+    );
+    return id;
+  }
+
+  /** Writes call `id`; an argument the codec cannot carry leaves nothing sent (its shared-memory blocks are freed) and throws. */
+  #write(conn: Connection, id: number, c: OutgoingCall, extra?: CallExtra): void {
+    // Built field by field: an object spread per call showed in profiles (copyDataProperties).
+    const msg: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: c.method, a: c.args, r: c.requestId };
+    if (c.sink) msg.s = true;
+    if (c.keep) msg.k = true;
+    if (extra) {
+      if (extra.x !== undefined) msg.x = extra.x;
+      if (extra.tp !== undefined) msg.tp = extra.tp;
+      if (extra.q !== undefined) msg.q = extra.q;
+    }
+    try {
+      conn.send(msg);
+    } catch (e) {
+      this.#pending.delete(id);
+      throw ServeError.fromUser(e, this.deployment);
+    }
   }
 
   /** Fetches the result this replica kept under `token`. */
   fetch(token: string): Promise<unknown> {
     const id = this.#nextId++;
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       if (this.dead) return reject(this.#deadError());
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { ok: resolve, busy: () => resolve(undefined), reject });
       this.#with((c) => c.send({ t: "fetch", id, k: token }));
-    }).then((r) => (r.busy ? undefined : r.value));
+    });
   }
 
   /** Tells this replica to drop the result it kept under `token`. */
@@ -222,12 +249,14 @@ export class ReplicaClient implements OutlierState {
     // A call that never reached the replica is sent again by its router (streams too): its stream has not begun, so it
     // is not failed here; if the router gives up, its caller fails it.
     const resent = lost.get(err) === "unsent";
-    for (const p of this.#pending.values()) {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    // Out of its router first: a call failed here is settled at once, and one sent again must not find this replica.
+    this.onDead(this);
+    for (const p of pending) {
       if (!resent) p.sink?.fail(err);
       p.reject(err);
     }
-    this.#pending.clear();
-    this.onDead(this);
   }
 
   /**

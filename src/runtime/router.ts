@@ -3,10 +3,69 @@ import type { CancelToken } from "../api/request-context.ts";
 import type { DeploymentRoute } from "./channel/messages.ts";
 import { OUTLIER_DEFAULTS } from "../config/schema.ts";
 import { countsAgainstReplica, OutlierDetector } from "./outlier.ts";
-import { lostCall, type CallExtra, type ChunkSink, type ReplicaClient } from "./replica-client.ts";
+import { lostCall, type CallExtra, type ChunkSink, type PendingCall, type ReplicaClient } from "./replica-client.ts";
 
 interface Waiter {
   wake(): void;
+}
+
+/**
+ * One call on its way through a Router, from call() to its answer: the entry
+ * its replica's answer settles (PendingCall), its place in the queue (Waiter)
+ * and what it carries between attempts.
+ */
+class RoutedCall implements PendingCall, Waiter {
+  woken = false;
+  queued = false;
+  listening = false;
+  retries: number;
+  readonly queuedAt: number;
+  /** The replica the call is on, between its send and its answer. */
+  replica: ReplicaClient | null = null;
+  id = 0;
+  readonly sink: ChunkSink | undefined;
+  #unlisten: (() => void) | null = null;
+
+  constructor(
+    readonly router: Router,
+    readonly c: RouteCall,
+    readonly resolve: (v: unknown) => void,
+    readonly rejectCall: (e: unknown) => void,
+  ) {
+    this.retries = c.retries ?? 0;
+    this.queuedAt = c.traceparent ? performance.now() : 0;
+    this.sink = c.sink;
+  }
+
+  ok(value: unknown): void {
+    this.router.answered(this, value, false);
+  }
+
+  busy(): void {
+    this.router.answered(this, undefined, true);
+  }
+
+  reject(e: ServeError): void {
+    this.router.failed(this, e);
+  }
+
+  wake(): void {
+    this.router.woke(this);
+  }
+
+  /** Listens to the caller's token until the call is settled. */
+  listen(cancel: CancelToken): void {
+    this.listening = true;
+    this.#unlisten = cancel.onAbort((reason) => this.router.cancelled(this, reason));
+  }
+
+  /** The call's end: its error, or its value. */
+  settle(error: ServeError | undefined, value?: unknown): void {
+    this.#unlisten?.();
+    this.#unlisten = null;
+    if (error) this.rejectCall(error);
+    else this.resolve(value);
+  }
 }
 
 export interface RouteCall {
@@ -86,73 +145,116 @@ export class Router {
     return rs.find(ok);
   }
 
-  async call(c: RouteCall): Promise<unknown> {
-    let woken = false;
-    let retries = c.retries ?? 0;
-    const queuedAt = c.traceparent ? performance.now() : 0;
-    for (;;) {
-      if (c.cancel?.aborted) throw abortError(c.cancel.reason, this.deployment);
-      // First come, first served: while calls wait, a new one queues behind them
-      // instead of taking the slot a woken waiter is about to use.
-      const r = woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now(), c.modelId) : undefined;
-      if (!r) {
-        await this.#wait(c.cancel, woken);
-        this.#handoffs--;
-        woken = true;
-        continue;
-      }
-      r.inflight++;
-      const extra: CallExtra | undefined =
-        c.modelId || c.traceparent ? { ...(c.modelId && { x: c.modelId }), ...(c.traceparent && { tp: c.traceparent, q: performance.now() - queuedAt }) } : undefined;
-      const { id, reply } = r.send(c.method, c.args, c.requestId, c.sink, c.keep, extra);
-      c.onSent?.(r, id);
-      let res;
-      try {
-        res = await (c.cancel ? raceAbort(reply, c.cancel, () => r.cancel(id), this.deployment) : reply);
-      } catch (e) {
-        if (countsAgainstReplica(e, this.deployment, c.cancel?.aborted === true)) this.#outliers.failed(r, this.replicas);
-        const lost = lostCall(e);
-        // Sent again elsewhere: a call that never left (while another replica is left to take it), or
-        // one the caller called idempotent, whose replica died before any chunk of it came back.
-        if ((lost === "unsent" && this.replicas.length > 0) || (lost === "inflight" && retries > 0 && !c.sink)) {
-          if (lost === "inflight") retries--;
-          woken = true;
-          continue;
-        }
-        throw e;
-      } finally {
-        r.inflight--;
-        this.#wakeOne();
-      }
-      if (!res.busy) {
-        this.#outliers.succeeded(r);
-        return res.value;
-      }
-      r.busyUntil = Date.now() + BUSY_BACKOFF_MS;
-      woken = true; // a retry keeps its place ahead of the queue
-    }
+  /**
+   * Sends the call to a replica with room, or queues it until one has room.
+   * One promise and one RoutedCall per call, whatever happens to it: a busy
+   * answer, a replica lost on the way or a cancellation moves the same object
+   * on (a promise per attempt, and one per race with the cancel token, were a
+   * large share of a hop's garbage).
+   */
+  call(c: RouteCall): Promise<unknown> {
+    return new Promise((resolve, reject) => this.#next(new RoutedCall(this, c, resolve, reject)));
   }
 
-  /** Waits for a slot; `again` (a woken call that found none) goes back to the head of the queue. */
-  #wait(cancel: CancelToken | undefined, again: boolean): Promise<void> {
-    if (!again && this.maxQueued >= 0 && this.#queue.length >= this.maxQueued) {
-      throw new ServeError("unavailable", `${this.deployment} is at capacity and its queue is full (maxQueuedRequests ${this.maxQueued}); retry later or add replicas`, {
-        deployment: this.deployment,
-      });
+  /** Sends `a` to a replica, or queues it; its answer comes back through answered()/failed(). */
+  #next(a: RoutedCall): void {
+    const c = a.c;
+    if (c.cancel?.aborted) return a.settle(abortError(c.cancel.reason, this.deployment));
+    if (c.cancel && !a.listening) a.listen(c.cancel);
+    // First come, first served: while calls wait, a new one queues behind them
+    // instead of taking the slot a woken waiter is about to use.
+    const r = a.woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now(), c.modelId) : undefined;
+    if (!r) return this.#wait(a);
+    r.inflight++;
+    a.replica = r;
+    const extra: CallExtra | undefined =
+      c.modelId || c.traceparent ? { ...(c.modelId && { x: c.modelId }), ...(c.traceparent && { tp: c.traceparent, q: performance.now() - a.queuedAt }) } : undefined;
+    try {
+      a.id = r.send(a, c, extra);
+    } catch (e) {
+      return this.failed(a, e as ServeError); // an argument the codec cannot carry: nothing was sent
     }
-    return new Promise<void>((resolve, reject) => {
-      let cleanup = () => {};
-      const w: Waiter = { wake: () => (this.#handoffs++, cleanup(), resolve()) };
-      if (cancel) {
-        cleanup = cancel.onAbort((reason) => {
-          const i = this.#queue.indexOf(w);
-          if (i >= 0) this.#queue.splice(i, 1);
-          reject(abortError(reason, this.deployment));
-        });
-      }
-      if (again) this.#queue.unshift(w);
-      else this.#queue.push(w);
-      this.#armTimer();
+    c.onSent?.(r, a.id);
+  }
+
+  /** The replica answered `a` (RoutedCall's PendingCall side): with a value, or busy (try another). */
+  answered(a: RoutedCall, value: unknown, busy: boolean): void {
+    const r = this.#release(a);
+    if (!r) return;
+    if (!busy) {
+      this.#outliers.succeeded(r);
+      return a.settle(undefined, value);
+    }
+    r.busyUntil = Date.now() + BUSY_BACKOFF_MS;
+    a.woken = true; // a retry keeps its place ahead of the queue
+    this.#next(a);
+  }
+
+  /** `a` failed on its replica: the replica's error, a lost connection, or this caller's cancellation. */
+  failed(a: RoutedCall, e: ServeError): void {
+    const r = this.#release(a);
+    if (!r) return;
+    const c = a.c;
+    if (countsAgainstReplica(e, this.deployment, c.cancel?.aborted === true)) this.#outliers.failed(r, this.replicas);
+    const lost = lostCall(e);
+    // Sent again elsewhere: a call that never left (while another replica is left to take it), or
+    // one the caller called idempotent, whose replica died before any chunk of it came back.
+    if ((lost === "unsent" && this.replicas.length > 0) || (lost === "inflight" && a.retries > 0 && !c.sink)) {
+      if (lost === "inflight") a.retries--;
+      a.woken = true;
+      return this.#next(a);
+    }
+    a.settle(e);
+  }
+
+  /** The caller cancelled `a` (its token aborted): out of the queue, or its replica told to stop. */
+  cancelled(a: RoutedCall, reason: unknown): void {
+    const e = abortError(reason, this.deployment);
+    if (a.queued) {
+      const i = this.#queue.indexOf(a);
+      if (i >= 0) this.#queue.splice(i, 1);
+      a.queued = false;
+      return a.settle(e);
+    }
+    const r = a.replica;
+    if (!r) return; // woken and not yet resumed: the resume sees the abort
+    r.cancel(a.id);
+    this.failed(a, e);
+  }
+
+  /** Ends `a`'s time on its replica; null when it was not on one (already answered or cancelled). */
+  #release(a: RoutedCall): ReplicaClient | null {
+    const r = a.replica;
+    if (!r) return null;
+    a.replica = null;
+    r.inflight--;
+    this.#wakeOne();
+    return r;
+  }
+
+  /** Queues `a` for a slot; a woken call that found none (`a.woken`) goes back to the head of the queue. */
+  #wait(a: RoutedCall): void {
+    if (!a.woken && this.maxQueued >= 0 && this.#queue.length >= this.maxQueued) {
+      return a.settle(
+        new ServeError("unavailable", `${this.deployment} is at capacity and its queue is full (maxQueuedRequests ${this.maxQueued}); retry later or add replicas`, {
+          deployment: this.deployment,
+        }),
+      );
+    }
+    a.queued = true;
+    if (a.woken) this.#queue.unshift(a);
+    else this.#queue.push(a);
+    this.#armTimer();
+  }
+
+  /** A queued call was woken: its slot is spoken for until it runs, a turn of the microtask queue later. */
+  woke(a: RoutedCall): void {
+    this.#handoffs++;
+    a.queued = false;
+    queueMicrotask(() => {
+      this.#handoffs--;
+      a.woken = true;
+      this.#next(a);
     });
   }
 
@@ -207,21 +309,4 @@ function abortError(reason: unknown, deployment: string): ServeError {
     return new ServeError("timeout", `the call to ${deployment} took longer than its handle's timeoutS; raise timeoutS in handle.options() or make ${deployment} faster`, { deployment });
   }
   return new ServeError("cancelled", `the request was cancelled while waiting for ${deployment}`, { deployment });
-}
-
-function raceAbort<T>(p: Promise<T>, cancel: CancelToken, onAbort: () => void, deployment: string): Promise<T> {
-  if (cancel.aborted) {
-    onAbort();
-    return Promise.reject(abortError(cancel.reason, deployment));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const stop = cancel.onAbort((reason) => {
-      onAbort();
-      reject(abortError(reason, deployment));
-    });
-    p.then(
-      (v) => (stop(), resolve(v)),
-      (e) => (stop(), reject(e)),
-    );
-  });
 }

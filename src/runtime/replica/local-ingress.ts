@@ -2,7 +2,7 @@ import { ServeError } from "../../error.ts";
 import type { CancelToken } from "../../api/request-context.ts";
 import type { Connection } from "../channel/connection.ts";
 import type { DataMessage } from "../channel/messages.ts";
-import { settleAnswer, type PendingCall, type Reply, type ReplicaClient } from "../replica-client.ts";
+import { settleAnswer, type ChunkSink, type PendingCall, type ReplicaClient } from "../replica-client.ts";
 import type { RouteCall, Router } from "../router.ts";
 import type { ReplicaServer } from "./server.ts";
 
@@ -23,6 +23,8 @@ export class LocalIngress {
   readonly #pending = new Map<number, PendingCall>();
   /** Stands where a caller's socket would: the replica server answers through it. */
   readonly #conn = { send: (msg: DataMessage) => settleAnswer(this.#pending, msg), close() {} } as unknown as Connection;
+  /** What a stream's consumer asks for more chunks through, as if it were the replica's client. */
+  readonly #credit = { credit: (id: number, n: number) => this.server.handle({ t: "credit", id, n }, this.#conn) } as unknown as ReplicaClient;
 
   constructor(readonly server: ReplicaServer) {}
 
@@ -31,59 +33,120 @@ export class LocalIngress {
     return this.server.maxOngoing + (this.siblings?.capacity ?? 0);
   }
 
-  async call(c: RouteCall): Promise<unknown> {
-    const s = this.server;
-    for (;;) {
-      if (c.cancel?.aborted) throw stopped(c.cancel, s.name);
-      if (!s.draining && s.admitted < s.maxOngoing) {
-        const r = await this.#run(c);
-        if (!r.busy) return r.value;
-        continue; // it began to drain or filled up in between: look again
-      }
-      const siblings = this.siblings;
-      if (siblings && siblings.replicas.length > 0) return siblings.call(c);
-      if (s.draining) throw new ServeError("unavailable", `${s.name} is shutting down and has no other replica yet; retry the request`, { deployment: s.name });
-      await this.#slot(c.cancel);
-    }
+  call(c: RouteCall): Promise<unknown> {
+    return new Promise((resolve, reject) => this.next(new LocalCall(this, c, resolve, reject)));
   }
 
-  #run(c: RouteCall): Promise<Reply> {
-    const id = this.#nextId++;
-    return new Promise<Reply>((resolve, reject) => {
-      let unlisten = () => {};
-      const done = { resolve: (r: Reply) => (unlisten(), resolve(r)), reject: (e: ServeError) => (unlisten(), reject(e)), sink: c.sink };
-      this.#pending.set(id, done);
-      if (c.cancel) {
-        unlisten = c.cancel.onAbort(() => {
-          if (!this.#pending.delete(id)) return;
-          this.server.handle({ t: "cancel", id }, this.#conn);
-          done.reject(stopped(c.cancel!, this.server.name));
-        });
-      }
-      // A stream's consumer asks for more chunks through what it thinks is the replica's client.
-      c.onSent?.({ credit: (_id: number, n: number) => this.server.handle({ t: "credit", id, n }, this.#conn) } as unknown as ReplicaClient, id);
-      const call: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: c.method, a: c.args, r: c.requestId };
-      if (c.sink) call.s = true;
-      this.server.handle(call, this.#conn);
-    });
+  /** Runs `a` here when this replica has room, else at a sibling, else when a call here ends. */
+  next(a: LocalCall): void {
+    const c = a.c;
+    const s = this.server;
+    if (c.cancel?.aborted) return a.settle(stopped(c.cancel, s.name));
+    if (c.cancel && !a.listening) a.listen(c.cancel);
+    if (!s.draining && s.admitted < s.maxOngoing) return this.#run(a);
+    const siblings = this.siblings;
+    if (siblings && siblings.replicas.length > 0) {
+      // The siblings' router takes the token itself from here on.
+      a.away = true;
+      siblings.call(c).then(
+        (v) => a.settle(undefined, v),
+        (e) => a.settle(e),
+      );
+      return;
+    }
+    if (s.draining) return a.settle(new ServeError("unavailable", `${s.name} is shutting down and has no other replica yet; retry the request`, { deployment: s.name }));
+    this.#slot(a);
+  }
+
+  #run(a: LocalCall): void {
+    const c = a.c;
+    const id = (a.id = this.#nextId++);
+    this.#pending.set(id, a);
+    c.onSent?.(this.#credit, id);
+    const call: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: c.method, a: c.args, r: c.requestId };
+    if (c.sink) call.s = true;
+    this.server.handle(call, this.#conn);
+  }
+
+  /** The caller's token aborted: the call stops running here, or stops waiting for a slot. */
+  cancelled(a: LocalCall): void {
+    const reason = stopped(a.c.cancel!, this.server.name);
+    if (a.id !== 0 && this.#pending.delete(a.id)) {
+      this.server.handle({ t: "cancel", id: a.id }, this.#conn);
+      a.id = 0;
+      return a.settle(reason);
+    }
+    if (a.waiting) {
+      a.waiting = false;
+      this.#waiting--;
+      a.settle(reason);
+    }
   }
 
   /** Waits for a call of this replica to end; beyond maxQueuedRequests waiting, 503 at once. */
-  async #slot(cancel: CancelToken | undefined): Promise<void> {
+  #slot(a: LocalCall): void {
     const max = this.siblings?.maxQueued ?? -1;
     const name = this.server.name;
     if (max >= 0 && this.#waiting >= max) {
-      throw new ServeError("unavailable", `${name} is at capacity and its queue is full (maxQueuedRequests ${max}); retry later or add replicas`, { deployment: name });
+      return a.settle(new ServeError("unavailable", `${name} is at capacity and its queue is full (maxQueuedRequests ${max}); retry later or add replicas`, { deployment: name }));
     }
     this.#waiting++;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const unlisten = cancel?.onAbort(() => reject(stopped(cancel, name))) ?? (() => {});
-        void this.server.whenFree().then(() => (unlisten(), resolve()));
-      });
-    } finally {
+    a.waiting = true;
+    void this.server.whenFree().then(() => {
+      if (!a.waiting) return; // cancelled meanwhile
+      a.waiting = false;
       this.#waiting--;
-    }
+      this.next(a);
+    });
+  }
+}
+
+/** One request to the in-process ingress, from call() to its answer: the entry the replica server's answer settles. */
+class LocalCall implements PendingCall {
+  /** The id it runs under here (0: not running here). */
+  id = 0;
+  waiting = false;
+  /** Sent to a sibling ingress replica, whose router handles its cancellation. */
+  away = false;
+  listening = false;
+  readonly sink: ChunkSink | undefined;
+  #unlisten: (() => void) | null = null;
+
+  constructor(
+    readonly ingress: LocalIngress,
+    readonly c: RouteCall,
+    readonly resolve: (v: unknown) => void,
+    readonly rejectCall: (e: unknown) => void,
+  ) {
+    this.sink = c.sink;
+  }
+
+  ok(value: unknown): void {
+    this.id = 0;
+    this.settle(undefined, value);
+  }
+
+  /** It began to drain or filled up in between: look again. */
+  busy(): void {
+    this.id = 0;
+    this.ingress.next(this);
+  }
+
+  reject(e: ServeError): void {
+    this.id = 0;
+    this.settle(e);
+  }
+
+  listen(cancel: CancelToken): void {
+    this.listening = true;
+    this.#unlisten = cancel.onAbort(() => this.away || this.ingress.cancelled(this));
+  }
+
+  settle(error: unknown, value?: unknown): void {
+    this.#unlisten?.();
+    this.#unlisten = null;
+    if (error !== undefined) this.rejectCall(error);
+    else this.resolve(value);
   }
 }
 

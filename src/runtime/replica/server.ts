@@ -52,6 +52,26 @@ interface Active {
   wake?: () => void;
 }
 
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v instanceof Promise || (typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function");
+}
+
+/** One call this replica admitted, until it is answered. */
+class RunningCall {
+  readonly t0 = performance.now();
+  readonly active: Active = { abort: new LazyAbort(), credit: STREAM_WINDOW };
+  /** Past the reconfigure gate: counted in `running`. */
+  entered = false;
+  /** The error code it ended with (for metrics and its span). */
+  failed: string | undefined;
+
+  constructor(
+    readonly conn: Connection,
+    readonly msg: Extract<DataMessage, { t: "call" }>,
+    readonly span: ReturnType<typeof startCallSpan>,
+  ) {}
+}
+
 /**
  * Serves one replica's calls. Enforces maxOngoingRequests (the excess gets
  * "busy" and is sent elsewhere by its caller), holds new calls while a
@@ -185,49 +205,109 @@ export class ReplicaServer {
     this.#active.delete(conn);
   }
 
-  async #run(conn: Connection, msg: Extract<DataMessage, { t: "call" }>): Promise<void> {
+  /**
+   * Runs one admitted call and answers it. A call that needs no waiting of its own (no reconfigure
+   * under way, no forwarded argument, no stream, no model id) runs at once and is answered when its
+   * value is there, without an async frame: most calls of a request are like that.
+   */
+  #run(conn: Connection, msg: Extract<DataMessage, { t: "call" }>): void {
     this.admitted++;
-    const t0 = performance.now();
-    let failed: string | undefined;
-    const span = startCallSpan(this.name, msg);
-    const active: Active = { abort: new LazyAbort(), credit: STREAM_WINDOW };
+    const c = new RunningCall(conn, msg, startCallSpan(this.name, msg));
     let calls = this.#active.get(conn);
     if (!calls) this.#active.set(conn, (calls = new Map()));
-    calls.set(msg.id, active);
-    let entered = false;
+    calls.set(msg.id, c.active);
+    // The model id comes with the call, or, at an ingress, in the HTTP request's headers (a bad one is the request's error).
+    let modelId: string | undefined;
+    try {
+      modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(msg.a[0] as WireRequest) : undefined);
+    } catch (e) {
+      this.#failed(c, e);
+      return this.#end(c);
+    }
+    if (this.#gate || msg.s || modelId || hasKept(msg.a)) {
+      void this.#runWaiting(c, modelId);
+      return;
+    }
+    c.entered = true;
+    this.running++;
+    const ctx = lazyContext(msg.r, c.active.abort);
+    if (c.span) ctx.traceparent = c.span.traceparent;
+    let out: unknown;
+    try {
+      out = withRequestContext(ctx, () => this.#invoke(msg.m, msg.a, c.active.abort));
+    } catch (e) {
+      this.#failed(c, e);
+      return this.#end(c);
+    }
+    if (!isThenable(out)) {
+      this.#answer(c, out);
+      return this.#end(c);
+    }
+    out.then(
+      (v) => {
+        this.#answer(c, v);
+        this.#end(c);
+      },
+      (e) => {
+        this.#failed(c, e);
+        this.#end(c);
+      },
+    );
+  }
+
+  /** A call that waits before or while it runs: for a reconfigure, its forwarded arguments, its model, or its stream's consumer. */
+  async #runWaiting(c: RunningCall, modelId: string | undefined): Promise<void> {
+    const { conn, msg, active } = c;
     try {
       while (this.#gate) await this.#gate;
-      entered = true;
+      c.entered = true;
       this.running++;
       const ctx = lazyContext(msg.r, active.abort);
-      if (span) ctx.traceparent = span.traceparent;
-      // Most calls carry no forwarded result: no await (and no turn of the microtask queue) for them.
+      if (c.span) ctx.traceparent = c.span.traceparent;
       const args = hasKept(msg.a) ? await this.#fetchArgs(msg.a) : msg.a;
-      // The model id comes with the call, or, at an ingress, in the HTTP request's headers.
-      const modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(args[0] as WireRequest) : undefined);
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
       const out = await (modelId ? withModelId(modelId, run) : run());
-      if (msg.m === HTTP_METHOD) failed = httpFailure(out);
-      if (msg.s && isAsyncIterable(out)) await this.#stream(conn, msg.id, out, active, ctx, modelId);
-      else if (msg.s && out instanceof Response) await this.#httpResponse(conn, msg.id, out, active);
-      else {
-        const v = msg.k && this.keep && !msg.s ? this.#store(out) : out;
-        // After a call that named a model, tell the caller which models this replica holds.
-        conn.send(msg.x ? { t: "ok", id: msg.id, v, mm: loadedModelIds() } : { t: "ok", id: msg.id, v });
-      }
+      if (msg.s && isAsyncIterable(out)) {
+        if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
+        await this.#stream(conn, msg.id, out, active, ctx, modelId);
+      } else if (msg.s && out instanceof Response) {
+        if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
+        await this.#httpResponse(conn, msg.id, out, active);
+      } else this.#answer(c, out);
     } catch (e) {
-      const err = ServeError.fromUser(e, this.name);
-      failed = err.code;
-      conn.send({ t: "err", id: msg.id, e: err.toJSON() });
+      this.#failed(c, e);
     } finally {
-      replicaStats.done(t0, failed);
-      span?.end(failed);
-      calls.delete(msg.id);
-      this.admitted--;
-      if (entered) this.running--;
-      if (this.running === 0 && this.#idle.length) for (const f of this.#idle.splice(0)) f();
-      if (this.#freed.length) for (const f of this.#freed.splice(0)) f();
+      this.#end(c);
     }
+  }
+
+  /** Sends a call's value (or, kept here, its reference); a value the codec cannot carry is answered as an error. */
+  #answer(c: RunningCall, out: unknown): void {
+    const msg = c.msg;
+    if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
+    try {
+      const v = msg.k && this.keep && !msg.s ? this.#store(out) : out;
+      // After a call that named a model, tell the caller which models this replica holds.
+      c.conn.send(msg.x ? { t: "ok", id: msg.id, v, mm: loadedModelIds() } : { t: "ok", id: msg.id, v });
+    } catch (e) {
+      this.#failed(c, e);
+    }
+  }
+
+  #failed(c: RunningCall, e: unknown): void {
+    const err = ServeError.fromUser(e, this.name);
+    c.failed = err.code;
+    c.conn.send({ t: "err", id: c.msg.id, e: err.toJSON() });
+  }
+
+  #end(c: RunningCall): void {
+    replicaStats.done(c.t0, c.failed);
+    c.span?.end(c.failed);
+    this.#active.get(c.conn)?.delete(c.msg.id);
+    this.admitted--;
+    if (c.entered) this.running--;
+    if (this.running === 0 && this.#idle.length) for (const f of this.#idle.splice(0)) f();
+    if (this.#freed.length) for (const f of this.#freed.splice(0)) f();
   }
 
   #invoke(method: string | null, args: unknown[], abort: LazyAbort): unknown {
