@@ -22,25 +22,55 @@ export interface BodyLimits {
  *
  * @example const body = await readBody(req, { maxBytes: 1 << 20, timeoutS: 30, maxSetting: "proxy.maxBodyBytes", timeoutSetting: "proxy.bodyTimeoutS" });
  */
-export async function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array> {
+export function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > limits.maxBytes) throw tooLarge(limits);
+  if (declared !== null && Number(declared) > limits.maxBytes) return Promise.reject(tooLarge(limits));
   // A length-delimited body cannot run past its declared length: the fast path reads it at once.
   const read = declared !== null ? req.bytes() : readCounted(req, limits);
-  let deadline: Deadline | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    // One promise settled by whichever comes first; after a timeout the read fails when the connection closes, handled here too.
-    return await new Promise<Uint8Array>((resolve, reject) => {
-      read.then(resolve, reject);
-      const late = () => reject(new ServeError("request_timeout", `the request body did not arrive within ${limits.timeoutSetting} (${limits.timeoutS} s); send it faster or raise the limit`));
-      if (limits.deadlines) deadline = limits.deadlines.add(late);
-      else timer = setTimeout(late, limits.timeoutS * 1000);
+  // One promise settled by whichever comes first; after a timeout the read fails when the connection closes, handled here too.
+  const body = new BodyRead(limits);
+  body.deadline = limits.deadlines ? limits.deadlines.add(body) : timerDeadline(body, limits.timeoutS);
+  read.then(
+    (b) => body.done(b),
+    (e) => body.failed(e),
+  );
+  return body.promise;
+}
+
+/** One body being read: settled by its bytes, its error, or its deadline (Deadlines calls `expire`). */
+class BodyRead {
+  readonly promise: Promise<Uint8Array>;
+  #resolve!: (b: Uint8Array) => void;
+  #reject!: (e: unknown) => void;
+  deadline: Deadline | null = null;
+
+  constructor(readonly limits: BodyLimits) {
+    this.promise = new Promise<Uint8Array>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
     });
-  } finally {
-    deadline?.cancel();
-    clearTimeout(timer);
   }
+
+  done(b: Uint8Array): void {
+    this.deadline?.cancel();
+    this.#resolve(b);
+  }
+
+  failed(e: unknown): void {
+    this.deadline?.cancel();
+    this.#reject(e);
+  }
+
+  expire(): void {
+    const { timeoutSetting, timeoutS } = this.limits;
+    this.#reject(new ServeError("request_timeout", `the request body did not arrive within ${timeoutSetting} (${timeoutS} s); send it faster or raise the limit`));
+  }
+}
+
+/** A deadline on its own timer, for a reader without a listener's shared queue. */
+function timerDeadline(body: BodyRead, timeoutS: number): Deadline {
+  const timer = setTimeout(() => body.expire(), timeoutS * 1000);
+  return { cancel: () => clearTimeout(timer) };
 }
 
 async function readCounted(req: Request, limits: BodyLimits): Promise<Uint8Array> {

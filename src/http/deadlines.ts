@@ -3,9 +3,19 @@ export interface Deadline {
   cancel(): void;
 }
 
-interface Entry extends Deadline {
-  at: number;
-  fn: () => void;
+/** What a deadline runs when it comes due: a function, or an object told through its `expire` (no closure per deadline). */
+export type OnExpiry = (() => void) | { expire(): void };
+
+class Entry implements Deadline {
+  constructor(
+    readonly at: number,
+    readonly run: OnExpiry,
+    readonly queue: Set<Entry>,
+  ) {}
+
+  cancel(): void {
+    this.queue.delete(this);
+  }
 }
 
 /**
@@ -23,11 +33,10 @@ export class Deadlines {
 
   constructor(readonly ms: number) {}
 
-  /** Runs `fn` `ms` from now unless cancelled first. */
-  add(fn: () => void): Deadline {
-    const pending = this.#pending;
-    const e: Entry = { at: performance.now() + this.ms, fn, cancel: () => void pending.delete(e) };
-    pending.add(e);
+  /** Runs `fn` (or `fn.expire()`) `ms` from now unless cancelled first. */
+  add(fn: OnExpiry): Deadline {
+    const e = new Entry(performance.now() + this.ms, fn, this.#pending);
+    this.#pending.add(e);
     if (!this.#timer) this.#arm(this.ms);
     return e;
   }
@@ -51,7 +60,9 @@ export class Deadlines {
       if (e.at > now) return this.#arm(e.at - now);
       this.#pending.delete(e);
       try {
-        e.fn();
+        const run = e.run;
+        if (typeof run === "function") run();
+        else run.expire();
       } catch (err) {
         queueMicrotask(() => {
           throw err; // as a throwing timer callback would: reported, and the other deadlines still run

@@ -4,10 +4,10 @@ import { LazyAbort, type CancelToken } from "../api/request-context.ts";
 import { pathOf } from "../api/dag-driver.ts";
 import { packHeaders, unpackHeaders, wireRequestOf } from "../api/wire-request.ts";
 import { HTTP_METHOD, type WireRequest, type WireResponse } from "../runtime/channel/messages.ts";
-import type { ChunkSink, ReplicaClient } from "../runtime/replica-client.ts";
+import type { ChunkSink, ReplicaClient, Settle } from "../runtime/replica-client.ts";
 import { proxyConfigSchema } from "../config/schema.ts";
 import { closing, readBody } from "./body-reader.ts";
-import { Deadlines } from "./deadlines.ts";
+import { Deadlines, type Deadline } from "./deadlines.ts";
 import { overCapacity } from "./connection-cap.ts";
 import { errorResponse, type ErrorDetail } from "./error-response.ts";
 import { RouteTable, type CallTarget, type RouteHit, type Variant } from "./route-table.ts";
@@ -85,14 +85,13 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
       return observed("", t0, errorResponse(new ServeError("not_found", `no application serves ${path}; routes: ${target.routes.prefixes().join(", ") || "(none yet)"}`), opts.errorDetail));
     }
     const requestId = req.headers.get("x-request-id") ?? nextRequestId();
-    const ctl = new LazyAbort();
-    const late = timeouts.add(() => ctl.abort(new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${opts.requestTimeoutS} s); raise it or make the graph faster`)));
+    // The route's headers, and the id user code saw in requestContext() and logs carry, go into the answer as it is built.
+    const x = new Exchange(hit.headers, requestId, opts.requestTimeoutS, false);
+    x.late = timeouts.add(x);
     // Until the answer's head: a client that goes away cancels the call (later, the body stream's cancel does).
-    let answered = false;
-    const onClientGone = () => ctl.abort(new ServeError("cancelled", "the client went away"));
     // A handler property, not a listener: half the cost, and nothing to remove (the flag retires it).
-    req.signal.onabort = () => answered || onClientGone();
-    target.active?.add(ctl);
+    req.signal.onabort = () => x.answered || x.clientGone();
+    target.active?.add(x.ctl);
     let res: Response;
     try {
       let body: Uint8Array | null = null;
@@ -105,16 +104,15 @@ export function createProxy(target: ProxyTarget, opts: ProxyOptions): ProxyListe
       }
       const wire = wireRequestOf(req, hit.prefix, body);
       if (hit.shadow) shadow(hit.shadow, wire, requestId, timeouts);
-      // The route's headers, and the id user code saw in requestContext() and logs carry, go into the answer as it is built.
-      const extra: [string, string][] = hit.headers.length ? [...hit.headers, ["x-request-id", requestId]] : [["x-request-id", requestId]];
-      res = await forward(hit.router, wire, requestId, ctl, late.cancel, onClientGone, extra);
+      hit.router.start({ method: HTTP_METHOD, args: [wire], requestId, cancel: x.ctl, sink: x }, x);
+      res = await x.response;
     } catch (e) {
       res = errorResponse(e, opts.errorDetail);
     } finally {
       open--;
-      late.cancel();
-      answered = true;
-      target.active?.delete(ctl);
+      x.late.cancel();
+      x.answered = true;
+      target.active?.delete(x.ctl);
     }
     return observed(hit.app, t0, res);
   };
@@ -161,11 +159,11 @@ function shadow(v: Variant, wire: WireRequest, requestId: string, timeouts: Dead
   const inflight = shadowInflight.get(router) ?? 0;
   if (inflight >= Math.max(1, router.capacity)) return;
   shadowInflight.set(router, inflight + 1);
-  const ctl = new LazyAbort();
-  const late = timeouts.add(() => ctl.abort(new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")));
+  const x = new Exchange([], null, 0, true);
+  const late = (x.late = timeouts.add(x));
   const copy: WireRequest = { method: wire.method, url: wire.url, head: packHeaders(unpackHeaders(wire.head), [["x-serve-shadow", "1"]]), prefix: wire.prefix, accept: wire.accept, body: wire.body };
-  const stop = () => ctl.abort(new ServeError("cancelled", "the shadow copy was abandoned"));
-  forward(router, copy, `${requestId}-shadow`, ctl, () => {}, stop, [])
+  router.start({ method: HTTP_METHOD, args: [copy], requestId: `${requestId}-shadow`, cancel: x.ctl, sink: x }, x);
+  x.response
     .then(async (res) => {
       if (!res.body) return;
       for await (const _ of res.body);
@@ -177,65 +175,90 @@ function shadow(v: Variant, wire: WireRequest, requestId: string, timeouts: Dead
     });
 }
 
-/** The answer as a Response, with `extra` headers in place of any of the same name (as `headers.set` would). */
-function fromWire(w: WireResponse, extra: [string, string][], body: BodyInit | null = w.body as Uint8Array<ArrayBuffer> | null): Response {
-  if (extra.length === 0) return new Response(body, { status: w.status, headers: w.headers });
+/** The answer as a Response, with the route's headers and the request id in place of any of the same name (as `headers.set` would). */
+function fromWire(w: WireResponse, route: [string, string][], requestId: string | null, body: BodyInit | null = w.body as Uint8Array<ArrayBuffer> | null): Response {
+  if (route.length === 0 && requestId === null) return new Response(body, { status: w.status, headers: w.headers });
   const headers: [string, string][] = [];
-  for (const h of w.headers) if (!extra.some(([k]) => k === h[0].toLowerCase())) headers.push(h);
-  for (const h of extra) headers.push(h);
+  for (const h of w.headers) {
+    const k = h[0].toLowerCase();
+    if (!(requestId !== null && k === "x-request-id") && !route.some(([n]) => n === k)) headers.push(h);
+  }
+  for (const h of route) headers.push(h);
+  if (requestId !== null) headers.push(["x-request-id", requestId]);
   return new Response(body, { status: w.status, headers });
 }
 
 /**
- * Calls the ingress; a streamed answer becomes a Response whose body follows
- * chunk by chunk. `onCancel` runs when the body's reader goes away (the client
- * disconnected mid-stream), so the caller can abort the call and stop the producer.
+ * One forwarded request, from the route's match to its answer: its cancel
+ * token, its requestTimeoutS (Deadlines calls `expire`), the call's end
+ * (Settle) and a streamed answer's chunks (ChunkSink), in one object with
+ * methods rather than a closure and a promise per event. `response` settles
+ * with the answer's head: a whole answer, or one whose body follows chunk by
+ * chunk. A reader of that body that goes away (the client disconnected
+ * mid-stream) cancels the call, so the producer stops.
  */
-function forward(router: CallTarget, wire: WireRequest, requestId: string, cancel: CancelToken, onHead: () => void, onCancel: () => void, extra: [string, string][]): Promise<Response> {
-  return new Promise<Response>((resolve, reject) => {
-    const f = new Forwarding(resolve, reject, onHead, onCancel, extra);
-    router.call({ method: HTTP_METHOD, args: [wire], requestId, cancel, sink: f, onSent: f.sent }).then(
-      (v) => f.done(v),
-      (e) => f.failed(e),
-    );
-  });
-}
-
-/** One forwarded request's answer as it arrives: one object with methods, not a closure per event. */
-class Forwarding implements ChunkSink {
+class Exchange implements ChunkSink, Settle {
+  readonly ctl = new LazyAbort();
+  /** The answer's head is out: a client that goes away now cancels through the body stream. */
+  answered = false;
+  late: Deadline = NO_DEADLINE;
+  readonly response: Promise<Response>;
+  #resolve!: (r: Response) => void;
+  #reject!: (e: unknown) => void;
   #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
   #started = false;
   #ended = false;
   #early: Uint8Array[] | null = null;
-  #credit: ((n: number) => void) | null = null;
+  #client: ReplicaClient | null = null;
+  #id = 0;
 
   constructor(
-    readonly resolve: (r: Response) => void,
-    readonly reject: (e: unknown) => void,
-    readonly onHead: () => void,
-    readonly onCancel: () => void,
-    readonly extra: [string, string][],
-  ) {}
+    /** The route's headers, set on the answer. */
+    readonly route: [string, string][],
+    /** The request id, set on the answer (null: none, for a shadow copy). */
+    readonly requestId: string | null,
+    readonly timeoutS: number,
+    readonly shadow: boolean,
+  ) {
+    this.response = new Promise<Response>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** requestTimeoutS passed before the answer's head. */
+  expire(): void {
+    this.ctl.abort(
+      this.shadow
+        ? new ServeError("timeout", "the shadow copy took longer than proxy.requestTimeoutS")
+        : new ServeError("timeout", `the request took longer than proxy.requestTimeoutS (${this.timeoutS} s); raise it or make the graph faster`),
+    );
+  }
+
+  clientGone(): void {
+    this.ctl.abort(this.shadow ? new ServeError("cancelled", "the shadow copy was abandoned") : new ServeError("cancelled", "the client went away"));
+  }
 
   /** Where a streamed body asks for more chunks, once the call is out. */
-  readonly sent = (client: ReplicaClient, id: number): void => {
-    this.#credit = (n) => client.credit(id, n);
-  };
+  sent(client: ReplicaClient, id: number): void {
+    this.#client = client;
+    this.#id = id;
+  }
 
   chunk(v: unknown): void {
     if (!this.#started) {
       this.#started = true;
-      this.onHead();
+      if (!this.shadow) this.late.cancel();
       const body = new ReadableStream<Uint8Array>({
         start: (c) => {
           this.#stream = c;
           for (const p of this.#early ?? []) c.enqueue(p);
           if (this.#ended) c.close();
         },
-        pull: () => this.#credit?.(1),
-        cancel: this.onCancel,
+        pull: () => this.#client?.credit(this.#id, 1),
+        cancel: () => this.clientGone(),
       });
-      return this.resolve(fromWire(v as WireResponse, this.extra, body));
+      return this.#resolve(fromWire(v as WireResponse, this.route, this.requestId, body));
     }
     if (this.#stream) this.#stream.enqueue(v as Uint8Array);
     else (this.#early ??= []).push(v as Uint8Array);
@@ -249,18 +272,20 @@ class Forwarding implements ChunkSink {
   }
 
   fail(e: ServeError): void {
-    if (!this.#started) return this.reject(e);
+    if (!this.#started) return this.#reject(e);
     try {
       this.#stream?.error(e);
     } catch {}
   }
 
   /** The call's result: a whole answer, unless it streamed. */
-  done(v: unknown): void {
-    if (!this.#started && v) this.resolve(fromWire(v as WireResponse, this.extra));
+  resolve(v: unknown): void {
+    if (!this.#started && v) this.#resolve(fromWire(v as WireResponse, this.route, this.requestId));
   }
 
-  failed(e: unknown): void {
-    if (!this.#started) this.reject(e);
+  reject(e: unknown): void {
+    if (!this.#started) this.#reject(e);
   }
 }
+
+const NO_DEADLINE: Deadline = { cancel() {} };

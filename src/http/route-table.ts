@@ -2,7 +2,7 @@ import { longestFirst, underPrefix } from "../api/route-prefix.ts";
 import type { Router } from "../runtime/router.ts";
 
 /** Where a route's requests go: a Router to an application's ingress replicas, or the ingress running in this very process. */
-export type CallTarget = Pick<Router, "call" | "capacity">;
+export type CallTarget = Pick<Router, "call" | "start" | "capacity">;
 
 export interface Variant {
   app: string;

@@ -147,18 +147,18 @@ export class RemoteInvoker implements Invoker {
     let failure: ServeError | null = null;
     let wake: (() => void) | null = null;
     const notify = () => (wake?.(), (wake = null));
+    let credit = (_n: number) => {};
     const sink: ChunkSink = {
       chunk: (v) => (chunks.push(v), notify()),
       end: () => ((done = true), notify()),
       fail: (e) => ((failure = e), notify()),
+      sent: (client, id) => (credit = (n) => client.credit(id, n)),
     };
     const o = this.#routeCall(method, args, opts);
     const ctl = LazyAbort.child(o.cancel);
     const timer = opts.timeoutS === undefined ? null : setTimeout(() => ctl.abort(new DOMException(`timed out after ${opts.timeoutS} s`, "TimeoutError")), opts.timeoutS * 1000);
     const router = this.router(deployment);
-    let credit = (_n: number) => {};
-    const onSent = (client: ReplicaClient, id: number) => (credit = (n) => client.credit(id, n));
-    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, onSent, modelId: o.modelId, traceparent: o.traceparent });
+    const call = router.call({ method, args, requestId: o.requestId, cancel: ctl, sink, modelId: o.modelId, traceparent: o.traceparent });
     call.catch((e) => ((failure ??= e), notify()));
     let consumed = 0;
     try {

@@ -20,6 +20,14 @@ export interface ChunkSink {
   chunk(v: unknown): void;
   end(): void;
   fail(e: ServeError): void;
+  /** Told which replica and call id took the call (a stream's consumer sends its credit there); again on a resend. */
+  sent?(client: ReplicaClient, id: number): void;
+}
+
+/** Where a call's end goes: its value, or its error (what Promise.withResolvers gives, or an object of the caller's). */
+export interface Settle {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
 }
 
 /** A call waiting for its answer: told its value, "busy" (try another replica) or its error; for a stream, where its chunks go. */

@@ -3,7 +3,7 @@ import type { CancelToken } from "../api/request-context.ts";
 import type { DeploymentRoute } from "./channel/messages.ts";
 import { OUTLIER_DEFAULTS } from "../config/schema.ts";
 import { countsAgainstReplica, OutlierDetector } from "./outlier.ts";
-import { lostCall, type CallExtra, type ChunkSink, type PendingCall, type ReplicaClient } from "./replica-client.ts";
+import { lostCall, type CallExtra, type ChunkSink, type PendingCall, type ReplicaClient, type Settle } from "./replica-client.ts";
 
 interface Waiter {
   wake(): void;
@@ -29,8 +29,7 @@ class RoutedCall implements PendingCall, Waiter {
   constructor(
     readonly router: Router,
     readonly c: RouteCall,
-    readonly resolve: (v: unknown) => void,
-    readonly rejectCall: (e: unknown) => void,
+    readonly done: Settle,
   ) {
     this.retries = c.retries ?? 0;
     this.queuedAt = c.traceparent ? performance.now() : 0;
@@ -63,8 +62,8 @@ class RoutedCall implements PendingCall, Waiter {
   settle(error: ServeError | undefined, value?: unknown): void {
     this.#unlisten?.();
     this.#unlisten = null;
-    if (error) this.rejectCall(error);
-    else this.resolve(value);
+    if (error) this.done.reject(error);
+    else this.done.resolve(value);
   }
 }
 
@@ -78,8 +77,6 @@ export interface RouteCall {
   keep?: boolean;
   /** The request's multiplexed model id: a replica that has it loaded is preferred. */
   modelId?: string;
-  /** Told which replica and call id took the call (streams send credit there). */
-  onSent?: (client: ReplicaClient, id: number) => void;
   /** The caller's W3C traceparent (tracing on only); the time spent queued here travels with it. */
   traceparent?: string;
   /**
@@ -153,7 +150,14 @@ export class Router {
    * large share of a hop's garbage).
    */
   call(c: RouteCall): Promise<unknown> {
-    return new Promise((resolve, reject) => this.#next(new RoutedCall(this, c, resolve, reject)));
+    const done = Promise.withResolvers<unknown>();
+    this.#next(new RoutedCall(this, c, done));
+    return done.promise;
+  }
+
+  /** As call(), with the end told to `done` instead of a promise (the proxy's own request object takes it). */
+  start(c: RouteCall, done: Settle): void {
+    this.#next(new RoutedCall(this, c, done));
   }
 
   /** Sends `a` to a replica, or queues it; its answer comes back through answered()/failed(). */
@@ -174,7 +178,7 @@ export class Router {
     } catch (e) {
       return this.failed(a, e as ServeError); // an argument the codec cannot carry: nothing was sent
     }
-    c.onSent?.(r, a.id);
+    c.sink?.sent?.(r, a.id);
   }
 
   /** The replica answered `a` (RoutedCall's PendingCall side): with a value, or busy (try another). */

@@ -2,7 +2,7 @@ import { ServeError } from "../../error.ts";
 import type { CancelToken } from "../../api/request-context.ts";
 import type { Connection } from "../channel/connection.ts";
 import type { DataMessage } from "../channel/messages.ts";
-import { settleAnswer, type ChunkSink, type PendingCall, type ReplicaClient } from "../replica-client.ts";
+import { settleAnswer, type ChunkSink, type PendingCall, type ReplicaClient, type Settle } from "../replica-client.ts";
 import type { RouteCall, Router } from "../router.ts";
 import type { ReplicaServer } from "./server.ts";
 
@@ -34,7 +34,14 @@ export class LocalIngress {
   }
 
   call(c: RouteCall): Promise<unknown> {
-    return new Promise((resolve, reject) => this.next(new LocalCall(this, c, resolve, reject)));
+    const done = Promise.withResolvers<unknown>();
+    this.next(new LocalCall(this, c, done));
+    return done.promise;
+  }
+
+  /** As call(), with the end told to `done`. */
+  start(c: RouteCall, done: Settle): void {
+    this.next(new LocalCall(this, c, done));
   }
 
   /** Runs `a` here when this replica has room, else at a sibling, else when a call here ends. */
@@ -46,13 +53,9 @@ export class LocalIngress {
     if (!s.draining && s.admitted < s.maxOngoing) return this.#run(a);
     const siblings = this.siblings;
     if (siblings && siblings.replicas.length > 0) {
-      // The siblings' router takes the token itself from here on.
-      a.away = true;
-      siblings.call(c).then(
-        (v) => a.settle(undefined, v),
-        (e) => a.settle(e),
-      );
-      return;
+      // The siblings' router takes the token, and the call's end, from here on.
+      a.unlisten();
+      return siblings.start(c, a.done);
     }
     if (s.draining) return a.settle(new ServeError("unavailable", `${s.name} is shutting down and has no other replica yet; retry the request`, { deployment: s.name }));
     this.#slot(a);
@@ -62,7 +65,7 @@ export class LocalIngress {
     const c = a.c;
     const id = (a.id = this.#nextId++);
     this.#pending.set(id, a);
-    c.onSent?.(this.#credit, id);
+    c.sink?.sent?.(this.#credit, id);
     const call: Extract<DataMessage, { t: "call" }> = { t: "call", id, m: c.method, a: c.args, r: c.requestId };
     if (c.sink) call.s = true;
     this.server.handle(call, this.#conn);
@@ -106,8 +109,6 @@ class LocalCall implements PendingCall {
   /** The id it runs under here (0: not running here). */
   id = 0;
   waiting = false;
-  /** Sent to a sibling ingress replica, whose router handles its cancellation. */
-  away = false;
   listening = false;
   readonly sink: ChunkSink | undefined;
   #unlisten: (() => void) | null = null;
@@ -115,8 +116,7 @@ class LocalCall implements PendingCall {
   constructor(
     readonly ingress: LocalIngress,
     readonly c: RouteCall,
-    readonly resolve: (v: unknown) => void,
-    readonly rejectCall: (e: unknown) => void,
+    readonly done: Settle,
   ) {
     this.sink = c.sink;
   }
@@ -139,14 +139,18 @@ class LocalCall implements PendingCall {
 
   listen(cancel: CancelToken): void {
     this.listening = true;
-    this.#unlisten = cancel.onAbort(() => this.away || this.ingress.cancelled(this));
+    this.#unlisten = cancel.onAbort(() => this.ingress.cancelled(this));
+  }
+
+  unlisten(): void {
+    this.#unlisten?.();
+    this.#unlisten = null;
   }
 
   settle(error: unknown, value?: unknown): void {
-    this.#unlisten?.();
-    this.#unlisten = null;
-    if (error !== undefined) this.rejectCall(error);
-    else this.resolve(value);
+    this.unlisten();
+    if (error !== undefined) this.done.reject(error);
+    else this.done.resolve(value);
   }
 }
 
