@@ -16,6 +16,17 @@ export interface CancelToken {
   readonly reason: unknown;
   /** Calls `fn` once when aborted; returns a function that stops listening. */
   onAbort(fn: (reason: unknown) => void): () => void;
+  /** Tells `l` once when aborted (at once if it is), until `removeListener(l)`: no remover closure per listener. */
+  addListener(l: AbortListener): void;
+  removeListener(l: AbortListener): void;
+}
+
+/** What a CancelToken tells when it aborts: a function, or an object's `cancelled` (a call's own state object, with no closure). */
+export type AbortListener = ((reason: unknown) => void) | { cancelled(reason: unknown): void };
+
+function tell(l: AbortListener, reason: unknown): void {
+  if (typeof l === "function") l(reason);
+  else l.cancelled(reason);
 }
 
 /** A request context as the runtime makes it: the public fields plus its cancel token. */
@@ -38,9 +49,9 @@ export function requestContext(): RequestContext {
   return storage.getStore() ?? idle;
 }
 
-/** Runs `fn` with `ctx` as the current request context. */
-export function withRequestContext<T>(ctx: RuntimeContext, fn: () => T): T {
-  return storage.run(ctx, fn);
+/** Runs `fn(...args)` with `ctx` as the current request context. */
+export function withRequestContext<T, A extends unknown[] = []>(ctx: RuntimeContext, fn: (...args: A) => T, ...args: A): T {
+  return storage.run(ctx, fn, ...args);
 }
 
 /** The request context if one is active, else undefined. */
@@ -48,19 +59,28 @@ export function currentRequestContext(): RuntimeContext | undefined {
   return storage.getStore();
 }
 
+/** A context whose signal is made on first read (a class: its getter is not made anew per call). */
+class LazyContext implements RuntimeContext {
+  traceparent?: string;
+
+  constructor(
+    readonly requestId: string,
+    readonly cancel: LazyAbort,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.cancel.signal;
+  }
+}
+
 /** A context whose signal is made on first read. */
 export function lazyContext(requestId: string, cancel: LazyAbort): RuntimeContext {
-  return {
-    requestId,
-    cancel,
-    get signal() {
-      return cancel.signal;
-    },
-  };
+  return new LazyContext(requestId, cancel);
 }
 
 /** A CancelToken over an AbortSignal (a user's, or a timeout's). */
 export function signalToken(signal: AbortSignal): CancelToken {
+  let added: Map<AbortListener, () => void> | undefined;
   return {
     get aborted() {
       return signal.aborted;
@@ -72,6 +92,18 @@ export function signalToken(signal: AbortSignal): CancelToken {
       const listener = () => fn(signal.reason);
       signal.addEventListener("abort", listener, { once: true });
       return () => signal.removeEventListener("abort", listener);
+    },
+    addListener(l) {
+      if (signal.aborted) return tell(l, signal.reason);
+      const listener = () => tell(l, signal.reason);
+      (added ??= new Map()).set(l, listener);
+      signal.addEventListener("abort", listener, { once: true });
+    },
+    removeListener(l) {
+      const listener = added?.get(l);
+      if (!listener) return;
+      added!.delete(l);
+      signal.removeEventListener("abort", listener);
     },
   };
 }
@@ -85,8 +117,8 @@ export class LazyAbort implements CancelToken {
   #ctl: AbortController | null = null;
   #reason: unknown = undefined;
   #aborted = false;
-  #one: ((reason: unknown) => void) | null = null;
-  #listeners: Set<(reason: unknown) => void> | null = null;
+  #one: AbortListener | null = null;
+  #listeners: Set<AbortListener> | null = null;
 
   /** A token that aborts with its parent (if any). */
   static child(parent: CancelToken | undefined): LazyAbort {
@@ -105,15 +137,20 @@ export class LazyAbort implements CancelToken {
       fn(this.#reason);
       return () => {};
     }
+    this.addListener(fn);
+    return () => this.removeListener(fn);
+  }
+
+  addListener(l: AbortListener): void {
+    if (this.#aborted) return tell(l, this.#reason);
     // Most tokens get one listener at a time: no Set for it.
-    if (!this.#one && !this.#listeners) {
-      this.#one = fn;
-      return () => {
-        if (this.#one === fn) this.#one = null;
-      };
-    }
-    (this.#listeners ??= new Set()).add(fn);
-    return () => void this.#listeners?.delete(fn);
+    if (!this.#one && !this.#listeners) this.#one = l;
+    else (this.#listeners ??= new Set()).add(l);
+  }
+
+  removeListener(l: AbortListener): void {
+    if (this.#one === l) this.#one = null;
+    else this.#listeners?.delete(l);
   }
 
   get signal(): AbortSignal {
@@ -137,7 +174,7 @@ export class LazyAbort implements CancelToken {
     const listeners = this.#listeners;
     this.#one = null;
     this.#listeners = null;
-    one?.(reason); // the first added, when it is still there
-    if (listeners) for (const fn of listeners) fn(reason);
+    if (one) tell(one, reason); // the first added, when it is still there
+    if (listeners) for (const l of listeners) tell(l, reason);
   }
 }

@@ -43,54 +43,70 @@ const ignore = () => {};
  * of a request's garbage in the DAGDriver).
  */
 export function walkGraph(ir: GraphIR, from: number, args: readonly unknown[], invoker: Invoker, opts: CallOptions): Promise<unknown> {
-  // A value, or a promise of it, per node evaluated.
-  const memo: unknown[] = new Array(ir.nodes.length).fill(UNSET);
-  const call = (node: CallNode | Extract<IRNode, { kind: "instance" }>, callArgs: unknown[]): unknown => {
+  try {
+    const out = new Walk(ir, from, args, invoker, opts).evaluate(from);
+    return out instanceof Promise ? out : Promise.resolve(out);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** One request's walk: a value, or a promise of it, per node evaluated. */
+class Walk {
+  readonly memo: unknown[];
+
+  constructor(
+    readonly ir: GraphIR,
+    readonly from: number,
+    readonly args: readonly unknown[],
+    readonly invoker: Invoker,
+    readonly opts: CallOptions,
+  ) {
+    this.memo = new Array(ir.nodes.length).fill(UNSET);
+  }
+
+  evaluate(id: number): unknown {
+    const v = this.memo[id];
+    return v !== UNSET ? v : (this.memo[id] = this.evaluateNode(this.ir.nodes[id]!));
+  }
+
+  call(node: CallNode | Extract<IRNode, { kind: "instance" }>, callArgs: unknown[]): unknown {
     const method = node.kind === "call" ? node.method : "__call__";
-    if (node.id === from && streams(ir, node.deployment, method)) return invoker.stream(node.deployment, method, callArgs, opts);
-    return invoker.call(node.deployment, method, callArgs, opts);
-  };
-  const evaluateNode = (node: IRNode): unknown => {
+    if (node.id === this.from && streams(this.ir, node.deployment, method)) return this.invoker.stream(node.deployment, method, callArgs, this.opts);
+    return this.invoker.call(node.deployment, method, callArgs, this.opts);
+  }
+
+  evaluateNode(node: IRNode): unknown {
     switch (node.kind) {
       case "input":
-        return wholeInput(args);
+        return wholeInput(this.args);
       case "select": {
-        if (node.fromInput) return selectInput(args, node.key);
-        const of = evaluate(node.of);
+        if (node.fromInput) return selectInput(this.args, node.key);
+        const of = this.evaluate(node.of);
         const pick = (v: unknown) => (v as Record<string | number, unknown> | null | undefined)?.[node.key];
         return of instanceof Promise ? of.then(pick) : pick(of);
       }
       case "call": {
         const refs = node.refs;
-        if (refs.length === 0) return call(node, node.args);
+        if (refs.length === 0) return this.call(node, node.args);
         if (refs.length === 1) {
-          const v = evaluate(refs[0]!);
-          return v instanceof Promise ? v.then((x) => call(node, fill(node, [x]))) : call(node, fill(node, [v]));
+          const v = this.evaluate(refs[0]!);
+          return v instanceof Promise ? v.then((x) => this.call(node, fill(node, [x]))) : this.call(node, fill(node, [v]));
         }
         const values = new Array<unknown>(refs.length);
         for (let i = 0; i < refs.length; i++) {
           try {
-            values[i] = evaluate(refs[i]!);
+            values[i] = this.evaluate(refs[i]!);
           } catch (e) {
             // The calls already under way still settle: nobody will read them now.
             for (let j = 0; j < i; j++) if (values[j] instanceof Promise) (values[j] as Promise<unknown>).catch(ignore);
             throw e;
           }
         }
-        return values.some((v) => v instanceof Promise) ? Promise.all(values).then((vs) => call(node, fill(node, vs))) : call(node, fill(node, values));
+        return values.some((v) => v instanceof Promise) ? Promise.all(values).then((vs) => this.call(node, fill(node, vs))) : this.call(node, fill(node, values));
       }
       case "instance":
-        return call(node, [...args]);
+        return this.call(node, [...this.args]);
     }
-  };
-  const evaluate = (id: number): unknown => {
-    const v = memo[id];
-    return v !== UNSET ? v : (memo[id] = evaluateNode(ir.nodes[id]!));
-  };
-  try {
-    const out = evaluate(from);
-    return out instanceof Promise ? out : Promise.resolve(out);
-  } catch (e) {
-    return Promise.reject(e);
   }
 }

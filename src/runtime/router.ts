@@ -24,7 +24,6 @@ class RoutedCall implements PendingCall, Waiter {
   replica: ReplicaClient | null = null;
   id = 0;
   readonly sink: ChunkSink | undefined;
-  #unlisten: (() => void) | null = null;
 
   constructor(
     readonly router: Router,
@@ -55,13 +54,20 @@ class RoutedCall implements PendingCall, Waiter {
   /** Listens to the caller's token until the call is settled. */
   listen(cancel: CancelToken): void {
     this.listening = true;
-    this.#unlisten = cancel.onAbort((reason) => this.router.cancelled(this, reason));
+    cancel.addListener(this);
+  }
+
+  /** The caller's token aborted. */
+  cancelled(reason: unknown): void {
+    this.router.cancelled(this, reason);
   }
 
   /** The call's end: its error, or its value. */
   settle(error: ServeError | undefined, value?: unknown): void {
-    this.#unlisten?.();
-    this.#unlisten = null;
+    if (this.listening) {
+      this.listening = false;
+      this.c.cancel!.removeListener(this);
+    }
     if (error) this.done.reject(error);
     else this.done.resolve(value);
   }

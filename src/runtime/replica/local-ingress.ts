@@ -111,7 +111,6 @@ class LocalCall implements PendingCall {
   waiting = false;
   listening = false;
   readonly sink: ChunkSink | undefined;
-  #unlisten: (() => void) | null = null;
 
   constructor(
     readonly ingress: LocalIngress,
@@ -139,12 +138,17 @@ class LocalCall implements PendingCall {
 
   listen(cancel: CancelToken): void {
     this.listening = true;
-    this.#unlisten = cancel.onAbort(() => this.ingress.cancelled(this));
+    cancel.addListener(this);
+  }
+
+  cancelled(): void {
+    this.ingress.cancelled(this);
   }
 
   unlisten(): void {
-    this.#unlisten?.();
-    this.#unlisten = null;
+    if (!this.listening) return;
+    this.listening = false;
+    this.c.cancel!.removeListener(this);
   }
 
   settle(error: unknown, value?: unknown): void {

@@ -234,7 +234,7 @@ export class ReplicaServer {
     if (c.span) ctx.traceparent = c.span.traceparent;
     let out: unknown;
     try {
-      out = withRequestContext(ctx, () => this.#invoke(msg.m, msg.a, c.active.abort));
+      out = withRequestContext(ctx, ReplicaServer.#invokeCall, this, c);
     } catch (e) {
       this.#failed(c, e);
       return this.#end(c);
@@ -308,6 +308,11 @@ export class ReplicaServer {
     if (c.entered) this.running--;
     if (this.running === 0 && this.#idle.length) for (const f of this.#idle.splice(0)) f();
     if (this.#freed.length) for (const f of this.#freed.splice(0)) f();
+  }
+
+  /** #invoke for `c`, as a function of its own: the request context runs it with arguments, no closure per call. */
+  static #invokeCall(server: ReplicaServer, c: RunningCall): unknown {
+    return server.#invoke(c.msg.m, c.msg.a, c.active.abort);
   }
 
   #invoke(method: string | null, args: unknown[], abort: LazyAbort): unknown {
