@@ -47,6 +47,15 @@ describe("encode/decode keeps every carried type", () => {
     expect(obj.b).toBe(null);
   });
 
+  it("keeps strings of every kind and length, as values and as map keys (ASCII ones are read natively)", () => {
+    const lone = "a\ud800b"; // a lone surrogate: msgpack's own UTF-8 reader keeps it in short strings
+    const strings = ["", "POST", "hello serve-bin", "héllo", "日本語", "emoji 🎉 end", lone, "x".repeat(31), "x".repeat(255), "y".repeat(256), "z".repeat(257), "a".repeat(300) + "é", "é" + "a".repeat(100), "\u007f\u0080"];
+    for (const s of strings) {
+      expect(decode(encode(s))).toBe(s);
+      expect(decode(encode({ [s]: s, list: [s, s] }))).toEqual({ [s]: s, list: [s, s] });
+    }
+  });
+
   it("keeps BigInt of any size and sign", () => {
     const values = [0n, 1n, -1n, 2n ** 64n, -(2n ** 64n) - 1n, 123456789012345678901234567890123456789n, -(10n ** 400n) + 7n];
     expect(roundTrip(values)).toEqual(values);

@@ -294,17 +294,37 @@ for (const v of ["call", "fetch", "release", "cancel", "credit", "ok", "err", "b
 type DecoderInternals = { bytes: Uint8Array; pos: number; stateIsMapKey(): boolean; decodeUtf8String(byteLength: number, headerOffset: number): string };
 const baseDecodeUtf8 = (Decoder.prototype as unknown as Partial<DecoderInternals>).decodeUtf8String;
 if (typeof baseDecodeUtf8 !== "function") throw new Error("@msgpack/msgpack no longer has Decoder#decodeUtf8String: src/wire/codec.ts must be updated for this version");
+/**
+ * Reads bytes as a string natively, one byte a character (Bun's Buffer#latin1Slice works on any
+ * Uint8Array): for ASCII, the same string msgpack's JavaScript UTF-8 loop makes, 3 to 20 times faster.
+ */
+const latin1Slice = typeof Buffer === "function" ? (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice : undefined;
+/** Longer values are left to msgpack (a TextDecoder), which beats a scan for non-ASCII bytes at that size. */
+const ASCII_SCAN_MAX = 256;
+
 class WireDecoder extends Decoder {}
 (WireDecoder.prototype as unknown as DecoderInternals).decodeUtf8String = function (this: DecoderInternals, byteLength, headerOffset) {
-  const candidates = COMMON_VALUES[byteLength];
-  if (candidates !== undefined && this.bytes.byteLength >= this.pos + headerOffset + byteLength && !this.stateIsMapKey()) {
-    const at = this.pos + headerOffset;
-    for (const c of candidates) {
-      let i = 0;
-      while (i < byteLength && this.bytes[at + i] === c.charCodeAt(i)) i++;
-      if (i === byteLength) {
-        this.pos = at + byteLength;
-        return c;
+  const bytes = this.bytes;
+  const at = this.pos + headerOffset;
+  if (byteLength <= ASCII_SCAN_MAX && bytes.byteLength >= at + byteLength && !this.stateIsMapKey()) {
+    const candidates = COMMON_VALUES[byteLength];
+    if (candidates !== undefined) {
+      for (const c of candidates) {
+        let i = 0;
+        while (i < byteLength && bytes[at + i] === c.charCodeAt(i)) i++;
+        if (i === byteLength) {
+          this.pos = at + byteLength;
+          return c;
+        }
+      }
+    }
+    if (latin1Slice !== undefined) {
+      const end = at + byteLength;
+      let i = at;
+      while (i < end && bytes[i]! < 0x80) i++;
+      if (i === end) {
+        this.pos = end;
+        return latin1Slice.call(bytes, at, end);
       }
     }
   }

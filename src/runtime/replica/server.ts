@@ -64,6 +64,8 @@ class RunningCall {
   entered = false;
   /** The error code it ended with (for metrics and its span). */
   failed: string | undefined;
+  /** Its request context, once it runs (a stream's chunks are made in it). */
+  ctx: RuntimeContext | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -224,13 +226,13 @@ export class ReplicaServer {
       this.#failed(c, e);
       return this.#end(c);
     }
-    if (this.#gate || msg.s || modelId || hasKept(msg.a)) {
+    if (this.#gate || modelId || hasKept(msg.a)) {
       void this.#runWaiting(c, modelId);
       return;
     }
     c.entered = true;
     this.running++;
-    const ctx = lazyContext(msg.r, c.active.abort);
+    const ctx = (c.ctx = lazyContext(msg.r, c.active.abort));
     if (c.span) ctx.traceparent = c.span.traceparent;
     let out: unknown;
     try {
@@ -239,15 +241,9 @@ export class ReplicaServer {
       this.#failed(c, e);
       return this.#end(c);
     }
-    if (!isThenable(out)) {
-      this.#answer(c, out);
-      return this.#end(c);
-    }
+    if (!isThenable(out)) return this.#complete(c, out);
     out.then(
-      (v) => {
-        this.#answer(c, v);
-        this.#end(c);
-      },
+      (v) => this.#complete(c, v),
       (e) => {
         this.#failed(c, e);
         this.#end(c);
@@ -255,7 +251,26 @@ export class ReplicaServer {
     );
   }
 
-  /** A call that waits before or while it runs: for a reconfigure, its forwarded arguments, its model, or its stream's consumer. */
+  /** Answers a call with its value: whole, or chunk by chunk when the caller takes a stream and the value is one. */
+  #complete(c: RunningCall, out: unknown): void {
+    const msg = c.msg;
+    if (msg.s && (isAsyncIterable(out) || out instanceof Response)) {
+      if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
+      const sent = isAsyncIterable(out) ? this.#stream(c.conn, msg.id, out, c.active, c.ctx!) : this.#httpResponse(c.conn, msg.id, out as Response, c.active);
+      sent.then(
+        () => this.#end(c),
+        (e) => {
+          this.#failed(c, e);
+          this.#end(c);
+        },
+      );
+      return;
+    }
+    this.#answer(c, out);
+    this.#end(c);
+  }
+
+  /** A call that waits before it runs: for a reconfigure, its forwarded arguments, or its model. */
   async #runWaiting(c: RunningCall, modelId: string | undefined): Promise<void> {
     const { conn, msg, active } = c;
     try {
