@@ -258,7 +258,14 @@ class Exchange implements ChunkSink, Settle {
         pull: () => this.#client?.credit(this.#id, 1),
         cancel: () => this.clientGone(),
       });
-      return this.#resolve(fromWire(v as WireResponse, this.route, this.requestId, body));
+      let res: Response;
+      try {
+        res = fromWire(v as WireResponse, this.route, this.requestId, body);
+      } catch (e) {
+        this.clientGone(); // nobody will read the stream: stop its producer
+        return this.#reject(e);
+      }
+      return this.#resolve(res);
     }
     if (this.#stream) this.#stream.enqueue(v as Uint8Array);
     else (this.#early ??= []).push(v as Uint8Array);
@@ -278,9 +285,16 @@ class Exchange implements ChunkSink, Settle {
     } catch {}
   }
 
-  /** The call's result: a whole answer, unless it streamed. */
+  /** The call's result: a whole answer, unless it streamed. A head the Response cannot take fails the request, not the replica's answer path. */
   resolve(v: unknown): void {
-    if (!this.#started && v) this.#resolve(fromWire(v as WireResponse, this.route, this.requestId));
+    if (this.#started || !v) return;
+    let res: Response;
+    try {
+      res = fromWire(v as WireResponse, this.route, this.requestId);
+    } catch (e) {
+      return this.#reject(e);
+    }
+    this.#resolve(res);
   }
 
   reject(e: unknown): void {
