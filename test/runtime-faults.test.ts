@@ -6,6 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { connect } from "node:net";
+import { CLIENT_WATCH_MS } from "../src/http/proxy.ts";
 import { ROOT, alive, childPids, cliCommand, leftovers, postJSON, startServer, tempDir, waitFor, type RunningServer, gone, reap, replicasOf, stopCleanly } from "./harness.ts";
 
 
@@ -174,6 +176,26 @@ for (const location of ["main", "ingress"] as const) {
         // Well before requestTimeoutS (60 s) and the fixture's own 20 s.
         await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
         expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "gone", requestId: "req-gone-1", why: expect.stringMatching(/^aborted: /) });
+      } finally {
+        await stopCleanly(server);
+      }
+    });
+
+    it(`fires it too for a client that leaves ${CLIENT_WATCH_MS} ms or less after sending, before the proxy looks at its connection`, async () => {
+      await using marks = tempDir();
+      const server = await startServer(timeoutApp(marks.path, ""), { env: { SB_MARKS: marks.path } });
+      try {
+        const { port } = new URL(server.url);
+        const body = JSON.stringify("early");
+        // The whole request in one write, then the connection dropped 5 ms later.
+        const sock = connect(Number(port), "127.0.0.1", () => {
+          sock.write(`POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nx-request-id: req-early-1\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+          setTimeout(() => sock.destroy(), 5);
+        });
+        sock.on("error", () => {});
+        const marker = join(marks.path, "aborted-early");
+        await waitFor(() => existsSync(marker) && readFileSync(marker, "utf8").endsWith("}"), "the user code to see the abort", 5_000);
+        expect(JSON.parse(readFileSync(marker, "utf8"))).toEqual({ tag: "early", requestId: "req-early-1", why: expect.stringMatching(/^aborted: /) });
       } finally {
         await stopCleanly(server);
       }
