@@ -10,6 +10,7 @@ import { Server, type ServerOptions } from "../http/server.ts";
 import { configureServerLog, serverDetail, serverLog, writeReplicaLine } from "./server-log.ts";
 import { adminToken, parse, portOf, tokenFlags, UsageError } from "./args.ts";
 import { loadTarget } from "./load-target.ts";
+import { installHeapProbe } from "../runtime/heap-probe.ts";
 
 const USAGE = "serve-bin run <graph.ts[:export] | config.yaml> [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F] [--route-prefix /p] [--state-dir DIR] [--app-dir DIR]";
 const START_USAGE = "serve-bin start [--host H] [--port 8000] [--admin-host H] [--admin-port 8265] [--admin-token-file F] [--state-dir DIR] [--app-dir DIR]";
@@ -154,6 +155,7 @@ export async function runCommand(argv: string[], mode: "run" | "start", extras: 
   started?.(server, stop);
   process.once("SIGINT", () => void stop());
   process.once("SIGTERM", () => void stop());
+  installHeapProbe();
   serverLog("info", `listening on ${server.url} (admin API on ${admin.url})`, {}, true);
   try {
     const t0 = performance.now();

@@ -18,6 +18,7 @@ import { observeBatches } from "../../api/batch.ts";
 import { readEnv } from "../../config/env.ts";
 import { installReplicaConsole } from "../logging/replica-console.ts";
 import { setProcessTracer, Tracer } from "../tracing/tracer.ts";
+import { installHeapProbe } from "../heap-probe.ts";
 
 /** How often a replica pushes its counters to the main process. */
 const METRICS_EVERY_MS = 1000;
@@ -140,6 +141,7 @@ export async function runReplica(spec: ReplicaSpec, links: LinkOptions = {}, hoo
   });
   process.on("SIGINT", () => {}); // Ctrl-C reaches the whole group; the server decides when replicas stop.
   process.on("SIGTERM", () => (port.sigterm ? port.sigterm() : process.exit(0)));
+  installHeapProbe();
 
   // The server is this process's parent: its pid names the arena, so the sweep after a crash finds it.
   // The arena is freed and unlinked when this process exits, whatever the reason.
