@@ -18,14 +18,10 @@ import { processesOf } from "./lib/http-compare.ts";
 import { loadGenerator } from "./lib/load.ts";
 import { ProcessSet } from "./lib/procs.ts";
 import { startServeBin } from "./lib/server.ts";
+import { option } from "./lib/cli-option.ts";
 
 interface Snapshot {
   objectTypeCounts: Record<string, number>;
-}
-
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1]! : fallback;
 }
 
 const target = process.argv[2];

@@ -15,14 +15,11 @@ import { BUN, LIB } from "./lib/paths.ts";
 import { ProcessSet } from "./lib/procs.ts";
 import { RawClient } from "./lib/raw-client.ts";
 import { FrameReader } from "./lib/raw-frames.ts";
+import { option } from "./lib/cli-option.ts";
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
-const n = option("-n", 4000);
-const gapMs = option("--gap-us", 0) / 1000;
-const rounds = option("--rounds", 3);
+const n = Number(option("-n", "4000"));
+const gapMs = Number(option("--gap-us", "0")) / 1000;
+const rounds = Number(option("--rounds", "3"));
 const cpuNs = (pid: number) => Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]);
 
 async function chain(procs: ProcessSet, peer: string): Promise<number[]> {

@@ -13,13 +13,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { BINARY, ROOT } from "./lib/paths.ts";
+import { option } from "./lib/cli-option.ts";
 
 const TICK_MS = 1000 / (Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100);
-
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1]! : fallback;
-}
 
 interface Seen {
   pid: number;

@@ -13,6 +13,7 @@ import { resolve } from "node:path";
 import { processesOf } from "./lib/http-compare.ts";
 import { ProcessSet } from "./lib/procs.ts";
 import { startServeBin } from "./lib/server.ts";
+import { option } from "./lib/cli-option.ts";
 
 interface Thread {
   name: string;
@@ -33,11 +34,6 @@ function threads(pid: number): Map<string, Thread> {
     } catch {}
   }
   return out;
-}
-
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1]! : fallback;
 }
 
 const target = process.argv[2];
