@@ -17,14 +17,18 @@ function streams(ir: GraphIR, deployment: string, method: string | null): boolea
 /** A call's arguments with its refs' values in place (`values[i]` is the value of `node.refs[i]`): one pass when the IR says they are flat, else a copy. */
 function fill(node: CallNode, values: readonly unknown[]): unknown[] {
   const refs = node.refs;
-  const valueOf = (id: number) => (refs.length === 1 ? values[0] : values[refs.indexOf(id)]);
-  if (!node.flatArgs) return mapTemplate(node.args, isRef, (r: NodeRef) => valueOf(r.id)) as unknown[];
+  if (!node.flatArgs) return mapTemplate(node.args, isRef, (r: NodeRef) => valueOf(refs, values, r.id)) as unknown[];
   const out = new Array<unknown>(node.args.length);
   for (let i = 0; i < out.length; i++) {
     const a = node.args[i];
-    out[i] = a instanceof NodeRef ? (refs.length === 1 ? values[0] : valueOf(a.id)) : a;
+    out[i] = a instanceof NodeRef ? valueOf(refs, values, a.id) : a;
   }
   return out;
+}
+
+/** The value of ref `id`, given `values[i]` for `refs[i]`. */
+function valueOf(refs: readonly number[], values: readonly unknown[], id: number): unknown {
+  return refs.length === 1 ? values[0] : values[refs.indexOf(id)];
 }
 
 const UNSET = Symbol("unset");

@@ -153,9 +153,9 @@ class ClientWatch {
     readonly req: Request,
   ) {}
 
+  /** Not called once the request is answered: its watch is cancelled then. */
   expire(): void {
     const x = this.x;
-    if (x.answered) return;
     const signal = this.req.signal;
     if (signal.aborted) return x.clientGone();
     // A handler property, not a listener: half the cost, and nothing to remove (the flag retires it).

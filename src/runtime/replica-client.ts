@@ -38,12 +38,14 @@ export interface PendingCall {
   sink?: ChunkSink;
 }
 
-/** What a call sends: which method, its arguments, its request; `sink` for a streamed result, `keep` to keep the result there. */
+/** What a call sends: which method (null: the function or `__call__`), its arguments, its request. */
 export interface OutgoingCall {
   method: string | null;
   args: unknown[];
   requestId: string;
+  /** Receives a streamed result's chunks. */
   sink?: ChunkSink;
+  /** Keep the result in the replica and answer a KeptRef (a forwarded response). */
   keep?: boolean;
 }
 

@@ -3,36 +3,85 @@ import type { CancelToken } from "../api/request-context.ts";
 import type { DeploymentRoute } from "./channel/messages.ts";
 import { OUTLIER_DEFAULTS } from "../config/schema.ts";
 import { countsAgainstReplica, OutlierDetector } from "./outlier.ts";
-import { lostCall, type CallExtra, type ChunkSink, type PendingCall, type ReplicaClient, type Settle } from "./replica-client.ts";
+import { lostCall, type CallExtra, type ChunkSink, type OutgoingCall, type PendingCall, type ReplicaClient, type Settle } from "./replica-client.ts";
 
-interface Waiter {
-  wake(): void;
+/** A call, as the Router and the in-process ingress take it. */
+export interface RouteCall extends OutgoingCall {
+  cancel?: CancelToken;
+  /** The request's multiplexed model id: a replica that has it loaded is preferred. */
+  modelId?: string;
+  /** The caller's W3C traceparent (tracing on only); the time spent queued here travels with it. */
+  traceparent?: string;
+  /**
+   * Times a call whose replica died while running it is sent again to another
+   * replica (the caller said it is idempotent: `handle.options({ maxRetries })`).
+   * A call that never left this process is always sent again.
+   */
+  retries?: number;
+}
+
+/**
+ * A call's own state object from its start to its end (a Router's, the
+ * in-process ingress's): it listens to the caller's cancel token itself (the
+ * token tells it `cancelled`, no closure per call) until it settles `done`.
+ */
+export abstract class CancellableCall {
+  listening = false;
+  readonly sink: ChunkSink | undefined;
+
+  constructor(
+    readonly c: RouteCall,
+    readonly done: Settle,
+  ) {
+    this.sink = c.sink;
+  }
+
+  /** The caller's token aborted. */
+  abstract cancelled(reason: unknown): void;
+
+  /** Listens to the caller's token, if it has one, until unlisten() or settle(). */
+  listen(): void {
+    if (this.listening || !this.c.cancel) return;
+    this.listening = true;
+    this.c.cancel.addListener(this);
+  }
+
+  unlisten(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.c.cancel!.removeListener(this);
+  }
+
+  /** The call's end: its error, or its value. */
+  settle(error: unknown, value?: unknown): void {
+    this.unlisten();
+    if (error !== undefined) this.done.reject(error);
+    else this.done.resolve(value);
+  }
 }
 
 /**
  * One call on its way through a Router, from call() to its answer: the entry
- * its replica's answer settles (PendingCall), its place in the queue (Waiter)
- * and what it carries between attempts.
+ * its replica's answer settles (PendingCall), its place in the queue and what
+ * it carries between attempts.
  */
-class RoutedCall implements PendingCall, Waiter {
+class RoutedCall extends CancellableCall implements PendingCall {
   woken = false;
   queued = false;
-  listening = false;
   retries: number;
   readonly queuedAt: number;
   /** The replica the call is on, between its send and its answer. */
   replica: ReplicaClient | null = null;
   id = 0;
-  readonly sink: ChunkSink | undefined;
 
   constructor(
     readonly router: Router,
-    readonly c: RouteCall,
-    readonly done: Settle,
+    c: RouteCall,
+    done: Settle,
   ) {
+    super(c, done);
     this.retries = c.retries ?? 0;
     this.queuedAt = c.traceparent ? performance.now() : 0;
-    this.sink = c.sink;
   }
 
   ok(value: unknown): void {
@@ -47,50 +96,9 @@ class RoutedCall implements PendingCall, Waiter {
     this.router.failed(this, e);
   }
 
-  wake(): void {
-    this.router.woke(this);
-  }
-
-  /** Listens to the caller's token until the call is settled. */
-  listen(cancel: CancelToken): void {
-    this.listening = true;
-    cancel.addListener(this);
-  }
-
-  /** The caller's token aborted. */
   cancelled(reason: unknown): void {
     this.router.cancelled(this, reason);
   }
-
-  /** The call's end: its error, or its value. */
-  settle(error: ServeError | undefined, value?: unknown): void {
-    if (this.listening) {
-      this.listening = false;
-      this.c.cancel!.removeListener(this);
-    }
-    if (error) this.done.reject(error);
-    else this.done.resolve(value);
-  }
-}
-
-export interface RouteCall {
-  method: string | null;
-  args: unknown[];
-  requestId: string;
-  cancel?: CancelToken;
-  sink?: ChunkSink;
-  /** Keep the result in the replica and answer a KeptRef (a forwarded response). */
-  keep?: boolean;
-  /** The request's multiplexed model id: a replica that has it loaded is preferred. */
-  modelId?: string;
-  /** The caller's W3C traceparent (tracing on only); the time spent queued here travels with it. */
-  traceparent?: string;
-  /**
-   * Times a call whose replica died while running it is sent again to another
-   * replica (the caller said it is idempotent: `handle.options({ maxRetries })`).
-   * A call that never left this process is always sent again.
-   */
-  retries?: number;
 }
 
 /** How long a replica that answered "busy" is skipped, in ms. */
@@ -106,7 +114,7 @@ export class Router {
   replicas: ReplicaClient[] = [];
   maxOngoing = 5;
   maxQueued = -1;
-  readonly #queue: Waiter[] = [];
+  readonly #queue: RoutedCall[] = [];
   /** Waiters woken and not yet back in call(): their slot is spoken for. */
   #handoffs = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
@@ -170,7 +178,7 @@ export class Router {
   #next(a: RoutedCall): void {
     const c = a.c;
     if (c.cancel?.aborted) return a.settle(abortError(c.cancel.reason, this.deployment));
-    if (c.cancel && !a.listening) a.listen(c.cancel);
+    a.listen();
     // First come, first served: while calls wait, a new one queues behind them
     // instead of taking the slot a woken waiter is about to use.
     const r = a.woken || (this.#queue.length === 0 && this.#handoffs === 0) ? this.#pick(Date.now(), c.modelId) : undefined;
@@ -258,7 +266,7 @@ export class Router {
   }
 
   /** A queued call was woken: its slot is spoken for until it runs, a turn of the microtask queue later. */
-  woke(a: RoutedCall): void {
+  private woke(a: RoutedCall): void {
     this.#handoffs++;
     a.queued = false;
     queueMicrotask(() => {
@@ -280,12 +288,13 @@ export class Router {
   }
 
   #wakeOne(): void {
-    this.#queue.shift()?.wake();
+    const a = this.#queue.shift();
+    if (a) this.woke(a);
   }
 
   #wakeAll(): void {
     const q = this.#queue.splice(0);
-    for (const w of q) w.wake();
+    for (const a of q) this.woke(a);
   }
 
   get queued(): number {

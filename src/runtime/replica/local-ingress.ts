@@ -2,8 +2,8 @@ import { ServeError } from "../../error.ts";
 import type { CancelToken } from "../../api/request-context.ts";
 import type { Connection } from "../channel/connection.ts";
 import type { DataMessage } from "../channel/messages.ts";
-import { settleAnswer, type ChunkSink, type PendingCall, type ReplicaClient, type Settle } from "../replica-client.ts";
-import type { RouteCall, Router } from "../router.ts";
+import { settleAnswer, type PendingCall, type ReplicaClient, type Settle } from "../replica-client.ts";
+import { CancellableCall, type RouteCall, type Router } from "../router.ts";
 import type { ReplicaServer } from "./server.ts";
 
 /**
@@ -49,7 +49,7 @@ export class LocalIngress {
     const c = a.c;
     const s = this.server;
     if (c.cancel?.aborted) return a.settle(stopped(c.cancel, s.name));
-    if (c.cancel && !a.listening) a.listen(c.cancel);
+    a.listen();
     if (!s.draining && s.admitted < s.maxOngoing) return this.#run(a);
     const siblings = this.siblings;
     if (siblings && siblings.replicas.length > 0) {
@@ -105,19 +105,17 @@ export class LocalIngress {
 }
 
 /** One request to the in-process ingress, from call() to its answer: the entry the replica server's answer settles. */
-class LocalCall implements PendingCall {
+class LocalCall extends CancellableCall implements PendingCall {
   /** The id it runs under here (0: not running here). */
   id = 0;
   waiting = false;
-  listening = false;
-  readonly sink: ChunkSink | undefined;
 
   constructor(
     readonly ingress: LocalIngress,
-    readonly c: RouteCall,
-    readonly done: Settle,
+    c: RouteCall,
+    done: Settle,
   ) {
-    this.sink = c.sink;
+    super(c, done);
   }
 
   ok(value: unknown): void {
@@ -136,25 +134,8 @@ class LocalCall implements PendingCall {
     this.settle(e);
   }
 
-  listen(cancel: CancelToken): void {
-    this.listening = true;
-    cancel.addListener(this);
-  }
-
   cancelled(): void {
     this.ingress.cancelled(this);
-  }
-
-  unlisten(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    this.c.cancel!.removeListener(this);
-  }
-
-  settle(error: unknown, value?: unknown): void {
-    this.unlisten();
-    if (error !== undefined) this.done.reject(error);
-    else this.done.resolve(value);
   }
 }
 

@@ -66,6 +66,8 @@ class RunningCall {
   failed: string | undefined;
   /** Its request context, once it runs (a stream's chunks are made in it). */
   ctx: RuntimeContext | undefined;
+  /** The multiplexed model id it runs with (a stream's chunks too). */
+  modelId: string | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -209,8 +211,8 @@ export class ReplicaServer {
 
   /**
    * Runs one admitted call and answers it. A call that needs no waiting of its own (no reconfigure
-   * under way, no forwarded argument, no stream, no model id) runs at once and is answered when its
-   * value is there, without an async frame: most calls of a request are like that.
+   * under way, no forwarded argument, no model id) runs at once and is answered when its value is
+   * there, without an async frame: most calls of a request are like that.
    */
   #run(conn: Connection, msg: Extract<DataMessage, { t: "call" }>): void {
     this.admitted++;
@@ -219,15 +221,14 @@ export class ReplicaServer {
     if (!calls) this.#active.set(conn, (calls = new Map()));
     calls.set(msg.id, c.active);
     // The model id comes with the call, or, at an ingress, in the HTTP request's headers (a bad one is the request's error).
-    let modelId: string | undefined;
     try {
-      modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(msg.a[0] as WireRequest) : undefined);
+      c.modelId = msg.x ?? (msg.m === HTTP_METHOD ? modelIdOf(msg.a[0] as WireRequest) : undefined);
     } catch (e) {
       this.#failed(c, e);
       return this.#end(c);
     }
-    if (this.#gate || modelId || hasKept(msg.a)) {
-      void this.#runWaiting(c, modelId);
+    if (this.#gate || c.modelId || hasKept(msg.a)) {
+      void this.#runWaiting(c);
       return;
     }
     c.entered = true;
@@ -256,7 +257,7 @@ export class ReplicaServer {
     const msg = c.msg;
     if (msg.s && (isAsyncIterable(out) || out instanceof Response)) {
       if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
-      const sent = isAsyncIterable(out) ? this.#stream(c.conn, msg.id, out, c.active, c.ctx!) : this.#httpResponse(c.conn, msg.id, out as Response, c.active);
+      const sent = isAsyncIterable(out) ? this.#stream(c.conn, msg.id, out, c.active, c.ctx!, c.modelId) : this.#httpResponse(c.conn, msg.id, out as Response, c.active);
       sent.then(
         () => this.#end(c),
         (e) => {
@@ -271,29 +272,23 @@ export class ReplicaServer {
   }
 
   /** A call that waits before it runs: for a reconfigure, its forwarded arguments, or its model. */
-  async #runWaiting(c: RunningCall, modelId: string | undefined): Promise<void> {
-    const { conn, msg, active } = c;
+  async #runWaiting(c: RunningCall): Promise<void> {
+    const { msg, active, modelId } = c;
+    let out: unknown;
     try {
       while (this.#gate) await this.#gate;
       c.entered = true;
       this.running++;
-      const ctx = lazyContext(msg.r, active.abort);
+      const ctx = (c.ctx = lazyContext(msg.r, active.abort));
       if (c.span) ctx.traceparent = c.span.traceparent;
       const args = hasKept(msg.a) ? await this.#fetchArgs(msg.a) : msg.a;
       const run = () => withRequestContext(ctx, () => this.#invoke(msg.m, args, active.abort));
-      const out = await (modelId ? withModelId(modelId, run) : run());
-      if (msg.s && isAsyncIterable(out)) {
-        if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
-        await this.#stream(conn, msg.id, out, active, ctx, modelId);
-      } else if (msg.s && out instanceof Response) {
-        if (msg.m === HTTP_METHOD) c.failed = httpFailure(out);
-        await this.#httpResponse(conn, msg.id, out, active);
-      } else this.#answer(c, out);
+      out = await (modelId ? withModelId(modelId, run) : run());
     } catch (e) {
       this.#failed(c, e);
-    } finally {
-      this.#end(c);
+      return this.#end(c);
     }
+    this.#complete(c, out);
   }
 
   /** Sends a call's value (or, kept here, its reference); a value the codec cannot carry is answered as an error. */
