@@ -3,16 +3,28 @@
  * socket or a TCP port, with no runtime around it. Reads `{ t: "call", id, a }`
  * frames (4-byte little-endian length + msgpack body) and answers
  * `{ t: "ok", id, v }`. On TCP (Nagle off, as the runtime's links) it prints
- * the port it bound.
+ * the port it bound. With a function name it answers that function of the
+ * argument instead: one of the REP diamond's (bench/fixtures/diamond-fns.ts),
+ * for the diamond's floor (bench/lib/diamond-floor.ts).
  *   bun bench/lib/echo-peer.ts /path/to.sock
  *   bun bench/lib/echo-peer.ts tcp://127.0.0.1:0
+ *   bun bench/lib/echo-peer.ts /path/to.sock model1|model2|ensemble
  */
 import { decode, encode } from "@msgpack/msgpack";
 import { rmSync } from "node:fs";
 import type { Socket } from "bun";
+import { ensemble, ModelImpl } from "../fixtures/diamond-fns.ts";
 import { FrameReader, framed } from "./raw-frames.ts";
 
-const at = process.argv[2]!;
+const models = [new ModelImpl(1), new ModelImpl(2)];
+const FUNCTIONS: Record<string, (x: any) => unknown> = {
+  model1: (x: number) => models[0]!.forward(x),
+  model2: (x: number) => models[1]!.forward(x),
+  ensemble: (abc: [number, number, number]) => ensemble(...abc),
+};
+const [at, fnName] = process.argv.slice(2) as [string, string | undefined];
+if (fnName !== undefined && !FUNCTIONS[fnName]) throw new Error(`unknown function ${fnName}; one of ${Object.keys(FUNCTIONS).join(", ")}`);
+const fn = fnName ? FUNCTIONS[fnName]! : null;
 const tcp = /^tcp:\/\/(.+):(\d+)$/.exec(at);
 const socket = {
   open(s: Socket<FrameReader>) {
@@ -22,7 +34,7 @@ const socket = {
   data(s: Socket<FrameReader>, chunk: Uint8Array) {
     for (const body of s.data.push(chunk)) {
       const msg = decode(body) as { id: number; a: unknown[] };
-      s.write(framed(encode({ t: "ok", id: msg.id, v: msg.a[0] })));
+      s.write(framed(encode({ t: "ok", id: msg.id, v: fn ? fn(msg.a[0]) : msg.a[0] })));
     }
   },
 };

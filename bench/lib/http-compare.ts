@@ -31,9 +31,14 @@ export interface HttpCompareSpec {
   body: unknown;
   /** The answer both must give (checked once before the load). */
   expected: string;
-  /** More sides measured in the same rounds, by name: a script like `baselineScript`, or another target served by serve-bin. */
-  others?: Record<string, { script: string } | { serve: string }>;
+  /**
+   * More sides measured in the same rounds, by name: a script like `baselineScript` (with its arguments,
+   * and the pids of processes it calls that its CPU per request should count), or another target served by serve-bin.
+   */
+  others?: Record<string, Side>;
 }
+
+type Side = { script: string; args?: string[]; peers?: Record<string, number> } | { serve: string };
 
 export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<HttpCompare> {
   const { quick, procs, log } = ctx;
@@ -43,8 +48,8 @@ export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<Http
   const connections = 64;
   const body = JSON.stringify(spec.body);
   const server = await startServeBin(procs, spec.target);
-  const sides: [string, { script: string } | { serve: string }][] = Object.entries({ baseline: { script: spec.baselineScript }, ...spec.others });
-  const started = sides.flatMap(([name, s]) => ("script" in s ? [{ name, proc: procs.spawn(name, [BUN, s.script]) }] : []));
+  const sides: [string, Side][] = Object.entries({ baseline: { script: spec.baselineScript }, ...spec.others });
+  const started = sides.flatMap(([name, s]) => ("script" in s ? [{ name, peers: s.peers ?? {}, proc: procs.spawn(name, [BUN, s.script, ...(s.args ?? [])]) }] : []));
   const servers: { name: string; server: ServeBin }[] = [];
   try {
     for (const [name, s] of sides) if ("serve" in s) servers.push({ name, server: await startServeBin(procs, s.serve) });
@@ -61,7 +66,7 @@ export async function compareHttp(ctx: Ctx, spec: HttpCompareSpec): Promise<Http
     // runs was 126, 94, 59, 47 µs, so a full run warms 3 s per side.
     for (const url of Object.values(urls)) await gen.run({ url, body, connections, durationS: quick ? 1 : 3 });
     const meters: Record<string, CpuMeter> = { serveBin: new CpuMeter(await processesOf(server)) };
-    for (const b of started) meters[b.name] = new CpuMeter({ [b.name]: b.proc.pid });
+    for (const b of started) meters[b.name] = new CpuMeter({ [b.name]: b.proc.pid, ...b.peers });
     for (const b of servers) meters[b.name] = new CpuMeter(await processesOf(b.server));
     const results: Record<string, LoadResult[]> = Object.fromEntries(Object.keys(urls).map((k) => [k, []]));
     const order = Object.keys(urls);
