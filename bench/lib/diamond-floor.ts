@@ -2,7 +2,7 @@
  * The floor of the REP diamond's shapes, with none of serve-bin in them: the
  * diamond's three functions each in its own raw process (echo peers answering
  * one function, bench/lib/echo-peer.ts), and a raw driver process that runs
- * the diamond over them (bench/lib/diamond-driver-peer.ts). A bare Bun.serve
+ * the diamond over them (bench/lib/driver-peer.ts). A bare Bun.serve
  * in front (bench/lib/http-floor.ts) either runs the diamond itself, as a
  * DAGDriver that takes the connections does (proxy.location "ingress": 4
  * processes), or relays each request to the raw driver, as serve-bin's main
@@ -13,13 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN, LIB } from "./paths.ts";
 import type { ProcessSet, Tracked } from "./procs.ts";
-import type { RawClient } from "./raw-client.ts";
-
-/** The diamond over three raw clients (model1, model2, ensemble): both models at once, then the ensemble. */
-export async function diamondOver(clients: RawClient[], [a, b, x]: [number, number, number]): Promise<unknown> {
-  const [ra, rb] = await Promise.all([clients[0]!.call(a), clients[1]!.call(b)]);
-  return clients[2]!.call([ra, rb, x]);
-}
 
 export interface DiamondPeers {
   /** Sockets of the three function peers (model1, model2, ensemble). */
@@ -46,9 +39,9 @@ export async function startDiamondPeers(procs: ProcessSet): Promise<DiamondPeers
       await p.waitFor(/echo peer ready/, 10_000);
     }
     const driver = join(dir, "driver.sock");
-    const d = procs.spawn("raw diamond driver", [BUN, join(LIB, "diamond-driver-peer.ts"), driver, ...functions]);
+    const d = procs.spawn("raw diamond driver", [BUN, join(LIB, "driver-peer.ts"), driver, "diamond", ...functions]);
     started.push(d);
-    await d.waitFor(/diamond driver ready/, 10_000);
+    await d.waitFor(/driver peer ready/, 10_000);
     const functionPids = Object.fromEntries(started.slice(0, 3).map((p) => [p.name, p.pid]));
     return { functions, driver, pids: { functions: functionPids, all: { ...functionPids, [d.name]: d.pid } }, close };
   } catch (e) {

@@ -12,6 +12,8 @@
  * `proxy.location: ingress` (the driver replica takes the HTTP connection, no
  * relay through the main process).
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN, FIXTURES, LIB } from "./paths.ts";
 import { startRawPeer, type RawClient, type RawPeer } from "./raw-client.ts";
@@ -47,8 +49,10 @@ export interface TenCalls {
   floorCpuUs: Record<string, number>;
   /** The same POSTs to a bare Bun.serve, ms. */
   httpBare: Summary;
-  /** The same POSTs to a bare Bun.serve that makes the ten calls through the ten raw peers (the floor over HTTP), ms. */
+  /** The same POSTs to a bare Bun.serve that makes the ten calls through the ten raw peers (the floor over HTTP of proxy.location ingress's shape), ms. */
   httpFloor: Summary;
+  /** The same POSTs to a bare Bun.serve relaying each to a raw driver process that makes the ten calls (the floor of the default shape), ms. */
+  httpFloorRelayed: Summary;
   /** The graph as written (main), its ten callees colocated, and with proxy.location ingress. */
   main: Served;
   colocated: Served;
@@ -80,16 +84,25 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
   const floorPeers = await startRawFloor(ctx.procs, shape, 10);
   const bare = ctx.procs.spawn("bare Bun.serve", [BUN, join(LIB, "bare-server.ts")]);
   const httpFloor = ctx.procs.spawn("bare Bun.serve over the ten raw peers", [BUN, join(LIB, "http-floor.ts"), shape, ...floorPeers.paths]);
+  // The default shape's floor: HTTP in one process, relayed to a raw driver process that makes the ten calls.
+  const driverDir = mkdtempSync(join(tmpdir(), "sb-bench-driver-"));
+  const driverSocket = join(driverDir, "driver.sock");
+  const driver = ctx.procs.spawn("raw driver over the ten raw peers", [BUN, join(LIB, "driver-peer.ts"), driverSocket, shape, ...floorPeers.paths]);
+  let httpRelay: ReturnType<typeof ctx.procs.spawn> | null = null;
   const us: number[] = [];
   const rawUs: number[] = [];
   const floorMs: number[] = [];
   const bareMs: number[] = [];
   const floorHttpMs: number[] = [];
+  const floorRelayedMs: number[] = [];
   const httpMs = { main: [] as number[], colocated: [] as number[], ingress: [] as number[] };
   const floorCall = (i: number) => (shape === "chain" ? floorPeers.clients[0]!.call(i) : Promise.all(floorPeers.clients.map((c) => c.call(i))));
   try {
     const bareUrl = (await bare.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
     const floorUrl = (await httpFloor.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
+    await driver.waitFor(/driver peer ready/, 10_000);
+    httpRelay = ctx.procs.spawn("bare Bun.serve relaying to the raw driver", [BUN, join(LIB, "http-floor.ts"), "relay", driverSocket]);
+    const relayedUrl = (await httpRelay.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
     const meters = {
       main: new WakeupMeter(await processesOf(servers.main)),
       colocated: new WakeupMeter(await processesOf(servers.colocated)),
@@ -126,6 +139,7 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
         }),
       () => timeHttp(bareUrl, bareMs),
       () => timeHttp(floorUrl, floorHttpMs),
+      () => timeHttp(relayedUrl, floorRelayedMs),
       ...(["main", "colocated", "ingress"] as const).map((k) => () => meters[k].measure(() => timeHttp(servers[k].url, httpMs[k]))),
     ];
     // Warm every side (JIT, connections) before anything counts. Bun's JIT threads still compile
@@ -136,8 +150,9 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
     for (let i = 0; i < warm; i++) await floorCall(i);
     for (let i = 0; i < warm; i++) await post(bareUrl, JSON.stringify({ x: i }));
     for (let i = 0; i < warm; i++) await post(floorUrl, JSON.stringify({ x: i }));
+    for (let i = 0; i < warm; i++) await post(relayedUrl, JSON.stringify({ x: i }));
     for (const s of Object.values(servers)) for (let i = 0; i < warm; i++) await post(s.url, JSON.stringify({ x: i }));
-    ctx.log(`${name}: ${rounds} rounds of ${perRound} requests per side (in the driver, raw ping-pongs, ten distinct raw peers, bare Bun.serve over HTTP, a bare Bun.serve calling the ten raw peers over HTTP, over HTTP as written / with the callees colocated / with proxy.location ingress; the order rotates)`);
+    ctx.log(`${name}: ${rounds} rounds of ${perRound} requests per side (in the driver, raw ping-pongs, ten distinct raw peers, bare Bun.serve over HTTP, a bare Bun.serve calling the ten raw peers over HTTP, a bare Bun.serve relaying to a raw driver over HTTP, over HTTP as written / with the callees colocated / with proxy.location ingress; the order rotates)`);
     for (let r = 0; r < rounds; r++) for (let k = 0; k < sides.length; k++) await sides[(r + k) % sides.length]!();
     const served = (k: "main" | "colocated" | "ingress"): Served => ({ http: summarize(httpMs[k]), wakeups: meters[k].perUnit(httpMs[k].length), cpuUs: meters[k].cpuPerUnitUs(httpMs[k].length) });
     return {
@@ -148,6 +163,7 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       floorCpuUs: floorMeter.cpuPerUnitUs(floorMs.length),
       httpBare: summarize(bareMs),
       httpFloor: summarize(floorHttpMs),
+      httpFloorRelayed: summarize(floorRelayedMs),
       main: served("main"),
       colocated: served("colocated"),
       ingress: served("ingress"),
@@ -155,6 +171,9 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       rounds,
     };
   } finally {
+    await httpRelay?.stop();
+    await driver.stop();
+    rmSync(driverDir, { recursive: true, force: true });
     await httpFloor.stop();
     await bare.stop();
     await floorPeers.close();
@@ -196,7 +215,8 @@ export function tenCallRows(name: string, t: TenCalls, w: TenCallWords): Row[] {
     row({ id: `${name}.floor-mean`, figure: `the same ten calls through ten distinct raw processes (${w.floor}; no runtime, a wake-up per hop), mean: the floor of the un-colocated graph`, unit: "ms", value: f.mean, baseline: { label: `${w.raw}, mean`, value: r.mean }, target: "≤ 1 ms", met: f.mean <= 1, digits: 3 }),
     row({ id: `${name}.vs-floor`, figure: `${w.figure} in the driver over its floor (ten distinct raw processes), mean`, unit: "ms", value: s.mean, baseline: { label: "ten distinct raw processes, mean", value: f.mean }, digits: 3 }),
     ...http("main", "the same, from an HTTP client (sequential POSTs)", true),
-    row({ id: `${name}.http-floor-mean`, figure: `the floor over HTTP: the same POSTs to a bare Bun.serve that makes the ten calls through the ten distinct raw processes (bench/lib/http-floor.ts), mean`, unit: "ms", value: t.httpFloor.mean, baseline: bare("mean"), target: "≤ 1 ms", met: t.httpFloor.mean <= 1, digits: 3 }),
+    row({ id: `${name}.http-floor-relayed-mean`, figure: `the floor over HTTP of the default shape: the same POSTs to a bare Bun.serve relaying each to a raw driver process that makes the ten calls through the ten distinct raw processes (bench/lib/http-floor.ts relay, bench/lib/driver-peer.ts: 12 processes, as main → driver → ten), mean`, unit: "ms", value: t.httpFloorRelayed.mean, baseline: bare("mean"), target: "≤ 1 ms", met: t.httpFloorRelayed.mean <= 1, digits: 3 }),
+    row({ id: `${name}.http-floor-mean`, figure: `the floor over HTTP of proxy.location ingress's shape: the same POSTs to a bare Bun.serve that makes the ten calls through the ten distinct raw processes (bench/lib/http-floor.ts), mean`, unit: "ms", value: t.httpFloor.mean, baseline: bare("mean"), target: "≤ 1 ms", met: t.httpFloor.mean <= 1, digits: 3 }),
     wake("main", `${name}.wakeups`, "as written, all serve-bin processes"),
     row({ id: `${name}.cpu`, figure: "CPU time per HTTP request as written, all serve-bin processes", unit: "µs", value: t.main.cpuUs.total ?? null, baseline: { label: "the ten raw peers, per request", value: t.floorCpuUs.total ?? null }, digits: 0 }),
     ...http("ingress", "the same from an HTTP client with proxy.location ingress (no relay through the main process)", true),
@@ -216,6 +236,7 @@ export function tenCallSeries(t: TenCalls, servedKey: string): Record<string, un
     floorCpuUsPerRequest: t.floorCpuUs,
     bareHttpMs: roundSummary(t.httpBare, 4),
     floorHttpMs: roundSummary(t.httpFloor, 4),
+    floorHttpRelayedMs: roundSummary(t.httpFloorRelayed, 4),
     httpMs: roundSummary(t.main.http, 4),
     wakeupsPerRequest: t.main.wakeups,
     cpuUsPerRequest: t.main.cpuUs,
