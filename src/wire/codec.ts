@@ -9,6 +9,7 @@
  *   decode(bytes); // { x: Float32Array [1, 2], n: 10n }
  */
 import { Decoder, Encoder, ExtData, type ExtensionCodecType } from "@msgpack/msgpack";
+import { fastDecode, fastEncode, FAST_EXT, GIVE_UP_RESULT, setBinaryKinds } from "./fast-codec.ts";
 
 /** A place to put large binary values outside the message (shared memory); optional. */
 export interface BinaryWriter {
@@ -115,6 +116,13 @@ const BINARY_KINDS: BinaryKind[] = [
   ...[Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array].map((C) => typed(C as unknown as TypedCtor)),
   F16 ? typed(F16) : { proto: {}, make: () => { throw new Error("a Float16Array arrived but this runtime has no Float16Array"); } },
 ];
+
+// The common case's direct loops (fast-codec.ts) write and read the same extension numbers and binary kinds.
+if (FAST_EXT.undefined !== T_UNDEFINED || FAST_EXT.negZero !== T_NEG_ZERO || FAST_EXT.date !== T_DATE || FAST_EXT.binary !== T_BINARY) throw new Error("fast-codec.ts and codec.ts disagree on extension numbers");
+setBinaryKinds(
+  BINARY_KINDS.map((k) => k.make),
+  BINARY_KINDS.findIndex((k) => k.proto === Uint8Array.prototype),
+);
 
 let writer: BinaryWriter | undefined;
 let reader: BinaryReader | undefined;
@@ -357,6 +365,11 @@ export function encode(value: unknown, opts?: { binary?: BinaryWriter }): Uint8A
   return encodeWith(value, opts?.binary, false);
 }
 
+/** `encode` by msgpack's general path alone, never the direct loops of fast-codec.ts: for tests that hold the two to the same bytes. */
+export function encodeGeneral(value: unknown, opts?: { binary?: BinaryWriter }): Uint8Array {
+  return encodeWith(value, opts?.binary, false, false);
+}
+
 /** Largest body a 4-byte length prefix can announce. */
 const MAX_FRAME = 0xffff_ffff;
 
@@ -376,7 +389,7 @@ export function encodeFrame(value: unknown, opts?: { binary?: BinaryWriter }): U
   return out;
 }
 
-function encodeWith(value: unknown, binary: BinaryWriter | undefined, prefixed: boolean): Uint8Array {
+function encodeWith(value: unknown, binary: BinaryWriter | undefined, prefixed: boolean, fast = true): Uint8Array {
   const savedWriter = writer;
   const savedBase = nestBase;
   writer = binary;
@@ -384,6 +397,12 @@ function encodeWith(value: unknown, binary: BinaryWriter | undefined, prefixed: 
   const i = encLevel++;
   const enc = (encoders[i] ??= newEncoder());
   try {
+    // The common case (plain data, ASCII text, small byte arrays) by direct loops: the same bytes, in less code
+    // than msgpack's general path (which matters most in a process that just woke up). Anything else, the general way.
+    if (fast) {
+      const out = fastEncode(value, prefixed ? 4 : 0, binary?.thresholdBytes ?? Infinity, SHRINK_BYTES);
+      if (out !== null) return out;
+    }
     const out = prefixed ? enc.encodeAfterPrefix(value) : enc.encodeSharedRef(value);
     if (out.byteLength <= SHRINK_BYTES) return out.slice();
     encoders[i] = undefined; // the big buffer leaves with the result: no pinned memory, one copy saved
@@ -406,11 +425,24 @@ function encodeWith(value: unknown, binary: BinaryWriter | undefined, prefixed: 
  * copies, shared-memory ones what the `binary` reader gives (see BinaryReader).
  */
 export function decode(bytes: Uint8Array, opts?: { binary?: BinaryReader }): unknown {
+  return decodeWith(bytes, opts?.binary, true);
+}
+
+/** `decode` by msgpack's general path alone: for tests that hold fast-codec.ts's reading to the same values. */
+export function decodeGeneral(bytes: Uint8Array, opts?: { binary?: BinaryReader }): unknown {
+  return decodeWith(bytes, opts?.binary, false);
+}
+
+function decodeWith(bytes: Uint8Array, binary: BinaryReader | undefined, fast: boolean): unknown {
   const saved = reader;
-  reader = opts?.binary;
+  reader = binary;
   // A Node Buffer's slice() is a view, not a copy; on a plain Uint8Array view every slice() below copies.
   if (Object.getPrototypeOf(bytes) !== Uint8Array.prototype) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   try {
+    if (fast) {
+      const v = fastDecode(bytes);
+      if (v !== GIVE_UP_RESULT) return v;
+    }
     return runDecoder(bytes);
   } finally {
     reader = saved;
