@@ -9,24 +9,15 @@ import { decode, encode } from "@msgpack/msgpack";
 import { rmSync } from "node:fs";
 import { floorShape } from "./floor-shapes.ts";
 import { connectRaw } from "./raw-floor.ts";
-import { FrameReader, framed } from "./raw-frames.ts";
+import { framed, listenFrames } from "./raw-frames.ts";
 
 const [at, shape, ...paths] = process.argv.slice(2) as [string, string, ...string[]];
 const answer = floorShape(shape, "bun bench/lib/driver-peer.ts SOCKET SHAPE PEER...");
 if (!at || paths.length === 0) throw new Error("driver-peer: give its socket, a shape and the sockets of the peers it calls");
 const clients = await Promise.all(paths.map(connectRaw));
-rmSync(at, { force: true });
-Bun.listen<FrameReader>({
-  unix: at,
-  socket: {
-    open: (s) => void (s.data = new FrameReader()),
-    data(s, chunk) {
-      for (const body of s.data.push(chunk)) {
-        const msg = decode(body) as { id: number; a: [unknown] };
-        void answer(clients, msg.a[0]).then((v) => s.write(framed(encode({ t: "ok", id: msg.id, v }))));
-      }
-    },
-  },
+listenFrames(at, (s, body) => {
+  const msg = decode(body) as { id: number; a: [unknown] };
+  void answer(clients, msg.a[0]).then((v) => s.write(framed(encode({ t: "ok", id: msg.id, v }))));
 });
 process.on("SIGTERM", () => {
   rmSync(at, { force: true });

@@ -1,3 +1,6 @@
+import { rmSync } from "node:fs";
+import type { Socket } from "bun";
+
 /** Minimal length-prefixed framing for the raw baseline (kept apart from the runtime's on purpose). */
 export function framed(body: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + body.length);
@@ -27,4 +30,18 @@ export class FrameReader {
     this.#buf = buf.slice(pos);
     return out;
   }
+}
+
+/** Listens on a unix socket (replacing a stale file) and hands each whole frame's body to `onFrame`. */
+export function listenFrames(path: string, onFrame: (socket: Socket<FrameReader>, body: Uint8Array) => void): void {
+  rmSync(path, { force: true });
+  Bun.listen<FrameReader>({
+    unix: path,
+    socket: {
+      open: (s) => void (s.data = new FrameReader()),
+      data(s, chunk) {
+        for (const body of s.data.push(chunk)) onFrame(s, body);
+      },
+    },
+  });
 }

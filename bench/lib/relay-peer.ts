@@ -9,7 +9,7 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { rmSync } from "node:fs";
 import type { Socket } from "bun";
-import { FrameReader, framed } from "./raw-frames.ts";
+import { FrameReader, framed, listenFrames } from "./raw-frames.ts";
 
 type Call = { t: "call"; id: number; a: unknown[] };
 const [at, nextPath] = process.argv.slice(2) as [string, string | undefined];
@@ -33,24 +33,12 @@ if (nextPath) {
     },
   });
 }
-rmSync(at, { force: true });
-Bun.listen<FrameReader>({
-  unix: at,
-  socket: {
-    open: (s) => void (s.data = new FrameReader()),
-    data(s, chunk) {
-      for (const body of s.data.push(chunk)) {
-        const msg = decode(body) as Call;
-        if (!next) {
-          s.write(framed(encode({ t: "ok", id: msg.id, v: msg.a[0] })));
-          continue;
-        }
-        const id = nextId++;
-        waiting.set(id, { from: s, id: msg.id });
-        next.write(framed(encode({ ...msg, id })));
-      }
-    },
-  },
+listenFrames(at, (s, body) => {
+  const msg = decode(body) as Call;
+  if (!next) return void s.write(framed(encode({ t: "ok", id: msg.id, v: msg.a[0] })));
+  const id = nextId++;
+  waiting.set(id, { from: s, id: msg.id });
+  next.write(framed(encode({ ...msg, id })));
 });
 process.on("SIGTERM", () => {
   rmSync(at, { force: true });

@@ -151,23 +151,32 @@ function encodeNumber(n: number): void {
   pos += 8;
 }
 
-/** ASCII only: its UTF-8 is its char codes. Other text leaves the fast path (msgpack's own encoder keeps lone surrogates). */
-function encodeString(s: string): void {
-  const n = s.length;
-  room(5 + n);
-  if (n < 32) buf[pos++] = 0xa0 + n;
-  else if (n < 0x100) {
-    buf[pos++] = 0xd9;
+/**
+ * A length header as msgpack writes it: the fix form below `fixLimit` (`fix` + n), else the
+ * smallest of the 8-bit (when the type has one, `c8` not 0), 16-bit and 32-bit forms.
+ */
+function lengthHeader(n: number, fix: number, fixLimit: number, c8: number, c16: number, c32: number): void {
+  room(5);
+  if (n < fixLimit) buf[pos++] = fix + n;
+  else if (c8 !== 0 && n < 0x100) {
+    buf[pos++] = c8;
     buf[pos++] = n;
   } else if (n < 0x10000) {
-    buf[pos++] = 0xda;
+    buf[pos++] = c16;
     view.setUint16(pos, n);
     pos += 2;
   } else {
-    buf[pos++] = 0xdb;
+    buf[pos++] = c32;
     view.setUint32(pos, n);
     pos += 4;
   }
+}
+
+/** ASCII only: its UTF-8 is its char codes. Other text leaves the fast path (msgpack's own encoder keeps lone surrogates). */
+function encodeString(s: string): void {
+  const n = s.length;
+  lengthHeader(n, 0xa0, 32, 0xd9, 0xda, 0xdb);
+  room(n);
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0x80) throw GIVE_UP;
@@ -177,34 +186,14 @@ function encodeString(s: string): void {
 
 function encodeArray(a: unknown[], depth: number): void {
   const n = a.length;
-  room(5);
-  if (n < 16) buf[pos++] = 0x90 + n;
-  else if (n < 0x10000) {
-    buf[pos++] = 0xdc;
-    view.setUint16(pos, n);
-    pos += 2;
-  } else {
-    buf[pos++] = 0xdd;
-    view.setUint32(pos, n);
-    pos += 4;
-  }
+  lengthHeader(n, 0x90, 16, 0, 0xdc, 0xdd);
   for (let i = 0; i < n; i++) encodeValue(a[i], depth + 1);
 }
 
 function encodeMap(o: Record<string, unknown>, depth: number): void {
   const keys = Object.keys(o);
   const n = keys.length;
-  room(5);
-  if (n < 16) buf[pos++] = 0x80 + n;
-  else if (n < 0x10000) {
-    buf[pos++] = 0xde;
-    view.setUint16(pos, n);
-    pos += 2;
-  } else {
-    buf[pos++] = 0xdf;
-    view.setUint32(pos, n);
-    pos += 4;
-  }
+  lengthHeader(n, 0x80, 16, 0, 0xde, 0xdf);
   for (let i = 0; i < n; i++) {
     const k = keys[i]!;
     if (k === "__proto__") throw GIVE_UP; // the general path refuses it and names where
@@ -223,24 +212,13 @@ function encodeEmptyExt(type: number): void {
 function encodeBytes(b: Uint8Array): void {
   const size = b.byteLength;
   if (size >= binaryLimit || uint8Kind < 0) throw GIVE_UP; // shared memory: the general path puts it there
-  room(6 + size);
-  if (size === 1) buf[pos++] = 0xd4;
-  else if (size === 2) buf[pos++] = 0xd5;
-  else if (size === 4) buf[pos++] = 0xd6;
-  else if (size === 8) buf[pos++] = 0xd7;
-  else if (size === 16) buf[pos++] = 0xd8;
-  else if (size < 0x100) {
-    buf[pos++] = 0xc7;
-    buf[pos++] = size;
-  } else if (size < 0x10000) {
-    buf[pos++] = 0xc8;
-    view.setUint16(pos, size);
-    pos += 2;
-  } else {
-    buf[pos++] = 0xc9;
-    view.setUint32(pos, size);
-    pos += 4;
-  }
+  // fixext 1, 2, 4, 8 and 16 for those sizes; else ext 8, 16 or 32.
+  const fixext = size === 1 ? 0xd4 : size === 2 ? 0xd5 : size === 4 ? 0xd6 : size === 8 ? 0xd7 : size === 16 ? 0xd8 : 0;
+  if (fixext !== 0) {
+    room(1);
+    buf[pos++] = fixext;
+  } else lengthHeader(size, 0, 0, 0xc7, 0xc8, 0xc9);
+  room(1 + size);
   buf[pos++] = FAST_EXT.binary + uint8Kind;
   buf.set(b, pos);
   pos += size;
