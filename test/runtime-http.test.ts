@@ -184,6 +184,22 @@ describe("a server with two applications and proxy.maxBodyBytes 1024", () => {
     });
   });
 
+  it("keeps a header a fetch ingress's Response gives twice (set-cookie), and puts the request id in place of its own", async () => {
+    const res = await fetch(`${server.url}/tea/cookies`, { headers: { "x-request-id": "req-cookies-1" } });
+    expect({ status: res.status, cookies: res.headers.getSetCookie(), id: res.headers.get("x-request-id"), type: res.headers.get("content-type"), body: await res.text() }).toEqual({
+      status: 200,
+      cookies: ["a=1; Path=/", "b=2; Path=/"],
+      id: "req-cookies-1",
+      type: "text/plain",
+      body: "two cookies",
+    });
+  });
+
+  it("puts the request id on a fetch ingress's answer beside its own headers", async () => {
+    const res = await fetch(`${server.url}/tea/pot`, { method: "POST", body: "x", headers: { "x-request-id": "req-tea-1" } });
+    expect({ id: res.headers.get("x-request-id"), madeBy: res.headers.get("x-made-by"), type: res.headers.get("content-type") }).toEqual({ id: "req-tea-1", madeBy: "Teapot", type: "text/x-teapot" });
+  });
+
   it("keeps the type a fetch ingress's Response takes from its body when it sets no headers", async () => {
     const res = await fetch(`${server.url}/tea/plain`);
     expect({ status: res.status, type: res.headers.get("content-type"), body: await res.text() }).toEqual({
