@@ -195,6 +195,14 @@ describe("a server with two applications and proxy.maxBodyBytes 1024", () => {
     });
   });
 
+  it("gives a fetch ingress the request's headers, a repeated one joined, and the route prefix it was matched by", async () => {
+    const headers = new Headers({ "x-user": "ada", "content-type": "application/json" });
+    headers.append("x-tag", "a");
+    headers.append("x-tag", "b");
+    const res = await fetch(`${server.url}/tea/headers`, { method: "POST", body: "{}", headers });
+    expect(await res.json()).toEqual({ user: "ada", tags: "a, b", prefix: "/tea", type: "application/json" });
+  });
+
   it("puts the request id on a fetch ingress's answer beside its own headers", async () => {
     const res = await fetch(`${server.url}/tea/pot`, { method: "POST", body: "x", headers: { "x-request-id": "req-tea-1" } });
     expect({ id: res.headers.get("x-request-id"), madeBy: res.headers.get("x-made-by"), type: res.headers.get("content-type") }).toEqual({ id: "req-tea-1", madeBy: "Teapot", type: "text/x-teapot" });
