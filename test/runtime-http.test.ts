@@ -203,6 +203,18 @@ describe("a server with two applications and proxy.maxBodyBytes 1024", () => {
     expect(await res.json()).toEqual({ user: "ada", tags: "a, b", prefix: "/tea", type: "application/json" });
   });
 
+  it("passes a fetch ingress's answer without a body: a 204, and a 200 with a null body", async () => {
+    const answers = [];
+    for (const path of ["nothing", "empty"]) {
+      const res = await fetch(`${server.url}/tea/${path}`);
+      answers.push({ status: res.status, madeBy: res.headers.get("x-made-by"), length: res.headers.get("content-length"), body: await res.text() });
+    }
+    expect(answers).toEqual([
+      { status: 204, madeBy: "Teapot", length: null, body: "" },
+      { status: 200, madeBy: "Teapot", length: "0", body: "" },
+    ]);
+  });
+
   it("puts the request id on a fetch ingress's answer beside its own headers", async () => {
     const res = await fetch(`${server.url}/tea/pot`, { method: "POST", body: "x", headers: { "x-request-id": "req-tea-1" } });
     expect({ id: res.headers.get("x-request-id"), madeBy: res.headers.get("x-made-by"), type: res.headers.get("content-type") }).toEqual({ id: "req-tea-1", madeBy: "Teapot", type: "text/x-teapot" });
