@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN, LIB } from "./paths.ts";
 import type { ProcessSet, Tracked } from "./procs.ts";
+import { startRawDriver, type RawDriver } from "./raw-floor.ts";
 
 export interface DiamondPeers {
   /** Sockets of the three function peers (model1, model2, ensemble). */
@@ -27,7 +28,9 @@ export interface DiamondPeers {
 export async function startDiamondPeers(procs: ProcessSet): Promise<DiamondPeers> {
   const dir = mkdtempSync(join(tmpdir(), "sb-bench-diamond-"));
   const started: Tracked[] = [];
+  let driver: RawDriver | null = null;
   const close = async () => {
+    await driver?.close();
     for (const p of started) await p.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -38,12 +41,9 @@ export async function startDiamondPeers(procs: ProcessSet): Promise<DiamondPeers
       started.push(p);
       await p.waitFor(/echo peer ready/, 10_000);
     }
-    const driver = join(dir, "driver.sock");
-    const d = procs.spawn("raw diamond driver", [BUN, join(LIB, "driver-peer.ts"), driver, "diamond", ...functions]);
-    started.push(d);
-    await d.waitFor(/driver peer ready/, 10_000);
-    const functionPids = Object.fromEntries(started.slice(0, 3).map((p) => [p.name, p.pid]));
-    return { functions, driver, pids: { functions: functionPids, all: { ...functionPids, [d.name]: d.pid } }, close };
+    const d = (driver = await startRawDriver(procs, "raw diamond driver", "diamond", functions));
+    const functionPids = Object.fromEntries(started.map((p) => [p.name, p.pid]));
+    return { functions, driver: d.path, pids: { functions: functionPids, all: { ...functionPids, [d.name]: d.pid } }, close };
   } catch (e) {
     await close();
     throw e;

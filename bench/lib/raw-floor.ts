@@ -67,3 +67,29 @@ export async function startRawFloor(procs: ProcessSet, shape: "chain" | "fanout"
     },
   };
 }
+
+export interface RawDriver {
+  /** The driver's socket: a relay in front of it (bench/lib/http-floor.ts relay) sends it each request. */
+  path: string;
+  pid: number;
+  name: string;
+  close(): Promise<void>;
+}
+
+/** A raw driver process (bench/lib/driver-peer.ts) that answers each call by `shape` over the peers at `paths`. */
+export async function startRawDriver(procs: ProcessSet, name: string, shape: string, paths: string[]): Promise<RawDriver> {
+  const dir = mkdtempSync(join(tmpdir(), "sb-bench-driver-"));
+  const path = join(dir, "driver.sock");
+  const p = procs.spawn(name, [BUN, join(LIB, "driver-peer.ts"), path, shape, ...paths]);
+  const close = async () => {
+    await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await p.waitFor(/driver peer ready/, 10_000);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { path, pid: p.pid, name, close };
+}

@@ -12,12 +12,10 @@
  * `proxy.location: ingress` (the driver replica takes the HTTP connection, no
  * relay through the main process).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN, FIXTURES, LIB } from "./paths.ts";
 import { startRawPeer, type RawClient, type RawPeer } from "./raw-client.ts";
-import { startRawFloor } from "./raw-floor.ts";
+import { startRawDriver, startRawFloor } from "./raw-floor.ts";
 import { row, type Ctx } from "./scenario.ts";
 import type { Row } from "./results.ts";
 import { startServeBin, type ServeBin } from "./server.ts";
@@ -85,9 +83,7 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
   const bare = ctx.procs.spawn("bare Bun.serve", [BUN, join(LIB, "bare-server.ts")]);
   const httpFloor = ctx.procs.spawn("bare Bun.serve over the ten raw peers", [BUN, join(LIB, "http-floor.ts"), shape, ...floorPeers.paths]);
   // The default shape's floor: HTTP in one process, relayed to a raw driver process that makes the ten calls.
-  const driverDir = mkdtempSync(join(tmpdir(), "sb-bench-driver-"));
-  const driverSocket = join(driverDir, "driver.sock");
-  const driver = ctx.procs.spawn("raw driver over the ten raw peers", [BUN, join(LIB, "driver-peer.ts"), driverSocket, shape, ...floorPeers.paths]);
+  const driver = await startRawDriver(ctx.procs, "raw driver over the ten raw peers", shape, floorPeers.paths);
   let httpRelay: ReturnType<typeof ctx.procs.spawn> | null = null;
   const us: number[] = [];
   const rawUs: number[] = [];
@@ -100,8 +96,7 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
   try {
     const bareUrl = (await bare.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
     const floorUrl = (await httpFloor.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
-    await driver.waitFor(/driver peer ready/, 10_000);
-    httpRelay = ctx.procs.spawn("bare Bun.serve relaying to the raw driver", [BUN, join(LIB, "http-floor.ts"), "relay", driverSocket]);
+    httpRelay = ctx.procs.spawn("bare Bun.serve relaying to the raw driver", [BUN, join(LIB, "http-floor.ts"), "relay", driver.path]);
     const relayedUrl = (await httpRelay.waitFor(/listening on (http:\/\/\S+)/, 10_000))[1]!;
     const meters = {
       main: new WakeupMeter(await processesOf(servers.main)),
@@ -172,8 +167,7 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
     };
   } finally {
     await httpRelay?.stop();
-    await driver.stop();
-    rmSync(driverDir, { recursive: true, force: true });
+    await driver.close();
     await httpFloor.stop();
     await bare.stop();
     await floorPeers.close();

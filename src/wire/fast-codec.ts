@@ -261,7 +261,7 @@ export function fastDecode(bytes: Uint8Array): unknown {
     if (at !== bytes.byteLength) return GIVE_UP_RESULT; // extra bytes: the general path says so
     return v;
   } catch (e) {
-    if (e === GIVE_UP || e instanceof RangeError) return GIVE_UP_RESULT; // RangeError: truncated input, reported by the general path
+    if (e === GIVE_UP || e instanceof RangeError) return GIVE_UP_RESULT; // RangeError: a value the loops could not build; the general path reports it
     throw e;
   } finally {
     decoding = false;
