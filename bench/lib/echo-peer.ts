@@ -5,22 +5,30 @@
  * `{ t: "ok", id, v }`. On TCP (Nagle off, as the runtime's links) it prints
  * the port it bound. With a function name it answers that function of the
  * argument instead: one of the REP diamond's (bench/fixtures/diamond-fns.ts),
- * for the diamond's floor (bench/lib/diamond-floor.ts).
+ * for the diamond's floor (bench/lib/diamond-floor.ts), or one of the
+ * tutorial's steps, after its sleep (bench/lib/tutorial-steps.ts), for the
+ * tutorial's floor (bench/lib/tutorial-floor.ts).
  *   bun bench/lib/echo-peer.ts /path/to.sock
  *   bun bench/lib/echo-peer.ts tcp://127.0.0.1:0
  *   bun bench/lib/echo-peer.ts /path/to.sock model1|model2|ensemble
+ *   bun bench/lib/echo-peer.ts /path/to.sock preprocessor|avgPreprocessor|Model|Model_1
  */
 import { decode, encode } from "@msgpack/msgpack";
 import { rmSync } from "node:fs";
 import type { Socket } from "bun";
 import { ensemble, ModelImpl } from "../fixtures/diamond-fns.ts";
 import { FrameReader, framed } from "./raw-frames.ts";
+import { avgPreprocessor, model, preprocessor } from "./tutorial-steps.ts";
 
 const models = [new ModelImpl(1), new ModelImpl(2)];
 const FUNCTIONS: Record<string, (x: any) => unknown> = {
   model1: (x: number) => models[0]!.forward(x),
   model2: (x: number) => models[1]!.forward(x),
   ensemble: (abc: [number, number, number]) => ensemble(...abc),
+  preprocessor,
+  avgPreprocessor,
+  Model: model(1),
+  Model_1: model(2),
 };
 const [at, fnName] = process.argv.slice(2) as [string, string | undefined];
 if (fnName !== undefined && !FUNCTIONS[fnName]) throw new Error(`unknown function ${fnName}; one of ${Object.keys(FUNCTIONS).join(", ")}`);
@@ -34,7 +42,10 @@ const socket = {
   data(s: Socket<FrameReader>, chunk: Uint8Array) {
     for (const body of s.data.push(chunk)) {
       const msg = decode(body) as { id: number; a: unknown[] };
-      s.write(framed(encode({ t: "ok", id: msg.id, v: fn ? fn(msg.a[0]) : msg.a[0] })));
+      const answer = (v: unknown) => s.write(framed(encode({ t: "ok", id: msg.id, v })));
+      const v = fn ? fn(msg.a[0]) : msg.a[0];
+      if (v instanceof Promise) void v.then(answer);
+      else answer(v);
     }
   },
 };

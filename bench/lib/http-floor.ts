@@ -16,7 +16,9 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   port: 0,
   async fetch(req) {
-    return Response.json(await answer(clients, await req.json()));
+    const v = await answer(clients, await req.json());
+    // A string goes as text, as a DAGDriver with jsonRequest answers one.
+    return typeof v === "string" ? new Response(v) : Response.json(v);
   },
 });
 process.on("SIGTERM", () => {
