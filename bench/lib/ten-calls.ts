@@ -51,6 +51,9 @@ export interface TenCalls {
   httpFloor: Summary;
   /** The same POSTs to a bare Bun.serve relaying each to a raw driver process that makes the ten calls (the floor of the default shape), ms. */
   httpFloorRelayed: Summary;
+  /** Wake-ups and CPU µs per request of every process of the two floors over HTTP (the Bun.serve, the raw driver, the ten peers). */
+  httpFloorLoad: { wakeups: Record<string, number>; cpuUs: Record<string, number> };
+  httpFloorRelayedLoad: { wakeups: Record<string, number>; cpuUs: Record<string, number> };
   /** The graph as written (main), its ten callees colocated, and with proxy.location ingress. */
   main: Served;
   colocated: Served;
@@ -104,6 +107,8 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       ingress: new WakeupMeter(await processesOf(servers.ingress)),
     };
     const floorMeter = new WakeupMeter(floorPeers.pids);
+    const httpFloorMeter = new WakeupMeter({ "Bun.serve": httpFloor.pid, ...floorPeers.pids });
+    const relayedMeter = new WakeupMeter({ "Bun.serve relay": httpRelay.pid, "raw driver": driver.pid, ...floorPeers.pids });
     const timeHttp = async (url: string, out: number[]) => {
       for (let i = 0; i < perRound; i++) {
         const body = JSON.stringify({ x: i });
@@ -133,8 +138,8 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
           }
         }),
       () => timeHttp(bareUrl, bareMs),
-      () => timeHttp(floorUrl, floorHttpMs),
-      () => timeHttp(relayedUrl, floorRelayedMs),
+      () => httpFloorMeter.measure(() => timeHttp(floorUrl, floorHttpMs)),
+      () => relayedMeter.measure(() => timeHttp(relayedUrl, floorRelayedMs)),
       ...(["main", "colocated", "ingress"] as const).map((k) => () => meters[k].measure(() => timeHttp(servers[k].url, httpMs[k]))),
     ];
     // Warm every side (JIT, connections) before anything counts. Bun's JIT threads still compile
@@ -159,6 +164,8 @@ export async function measureTenCalls(ctx: Ctx, name: string, tenRaw: (client: R
       httpBare: summarize(bareMs),
       httpFloor: summarize(floorHttpMs),
       httpFloorRelayed: summarize(floorRelayedMs),
+      httpFloorLoad: { wakeups: httpFloorMeter.perUnit(floorHttpMs.length), cpuUs: httpFloorMeter.cpuPerUnitUs(floorHttpMs.length) },
+      httpFloorRelayedLoad: { wakeups: relayedMeter.perUnit(floorRelayedMs.length), cpuUs: relayedMeter.cpuPerUnitUs(floorRelayedMs.length) },
       main: served("main"),
       colocated: served("colocated"),
       ingress: served("ingress"),
@@ -201,8 +208,11 @@ export function tenCallRows(name: string, t: TenCalls, w: TenCallWords): Row[] {
       row({ id: `${id}-p99`, figure: `${how}, p99`, unit: "ms", value: h.p99, baseline: bare("p99"), digits: 3 }),
     ];
   };
-  const wake = (key: "main" | "colocated" | "ingress", id: string, how: string) =>
-    row({ id, figure: `wake-ups per HTTP request ${how} (voluntary context switches, all threads)`, unit: "wake-ups", value: t[key].wakeups.total ?? null, baseline: { label: "the ten raw peers, per request", value: t.floorWakeups.total ?? null }, digits: 2 });
+  /** Each placement's wake-ups beside its shape's floor over HTTP (colocated: beside the default shape's, which it cuts). */
+  const wake = (key: "main" | "colocated" | "ingress", id: string, how: string) => {
+    const floor = key === "ingress" ? { label: "its floor over HTTP (11 processes), per request", load: t.httpFloorLoad } : { label: "the default shape's floor over HTTP (12 processes), per request", load: t.httpFloorRelayedLoad };
+    return row({ id, figure: `wake-ups per HTTP request ${how} (voluntary context switches, all threads)`, unit: "wake-ups", value: t[key].wakeups.total ?? null, baseline: { label: floor.label, value: floor.load.wakeups.total ?? null }, digits: 2 });
+  };
   return [
     row({ id: `${name}.mean`, figure: `${w.figure}, one request, mean`, unit: "ms", value: s.mean, baseline: { label: `${w.raw}, mean`, value: r.mean }, target: `≤ 1 ms (Ray Serve: ${w.ray} with handles)`, met: s.mean <= 1, digits: 3 }),
     row({ id: `${name}.p99`, figure: `${w.figure}, p99`, unit: "ms", value: s.p99, baseline: { label: `${w.raw}, p99`, value: r.p99 }, digits: 3 }),
@@ -212,7 +222,7 @@ export function tenCallRows(name: string, t: TenCalls, w: TenCallWords): Row[] {
     row({ id: `${name}.http-floor-relayed-mean`, figure: `the floor over HTTP of the default shape: the same POSTs to a bare Bun.serve relaying each to a raw driver process that makes the ten calls through the ten distinct raw processes (bench/lib/http-floor.ts relay, bench/lib/driver-peer.ts: 12 processes, as main → driver → ten), mean`, unit: "ms", value: t.httpFloorRelayed.mean, baseline: bare("mean"), target: "≤ 1 ms", met: t.httpFloorRelayed.mean <= 1, digits: 3 }),
     row({ id: `${name}.http-floor-mean`, figure: `the floor over HTTP of proxy.location ingress's shape: the same POSTs to a bare Bun.serve that makes the ten calls through the ten distinct raw processes (bench/lib/http-floor.ts), mean`, unit: "ms", value: t.httpFloor.mean, baseline: bare("mean"), target: "≤ 1 ms", met: t.httpFloor.mean <= 1, digits: 3 }),
     wake("main", `${name}.wakeups`, "as written, all serve-bin processes"),
-    row({ id: `${name}.cpu`, figure: "CPU time per HTTP request as written, all serve-bin processes", unit: "µs", value: t.main.cpuUs.total ?? null, baseline: { label: "the ten raw peers, per request", value: t.floorCpuUs.total ?? null }, digits: 0 }),
+    row({ id: `${name}.cpu`, figure: "CPU time per HTTP request as written, all serve-bin processes", unit: "µs", value: t.main.cpuUs.total ?? null, baseline: { label: "the default shape's floor over HTTP (12 processes), per request", value: t.httpFloorRelayedLoad.cpuUs.total ?? null }, digits: 0 }),
     ...http("ingress", "the same from an HTTP client with proxy.location ingress (no relay through the main process)", true),
     wake("ingress", `${name}.wakeups-ingress`, "with proxy.location ingress"),
     ...http("colocated", "the same from an HTTP client with the ten callees colocated (colocate: true)", true),
@@ -231,6 +241,8 @@ export function tenCallSeries(t: TenCalls, servedKey: string): Record<string, un
     bareHttpMs: roundSummary(t.httpBare, 4),
     floorHttpMs: roundSummary(t.httpFloor, 4),
     floorHttpRelayedMs: roundSummary(t.httpFloorRelayed, 4),
+    floorHttpLoad: t.httpFloorLoad,
+    floorHttpRelayedLoad: t.httpFloorRelayedLoad,
     httpMs: roundSummary(t.main.http, 4),
     wakeupsPerRequest: t.main.wakeups,
     cpuUsPerRequest: t.main.cpuUs,
