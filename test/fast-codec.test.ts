@@ -165,6 +165,27 @@ describe("fast-codec: the same values from every message", () => {
     expect(Object.getPrototypeOf(v.b)).toBe(Uint8Array.prototype);
   });
 
+  it("reads a message that is a view of a larger Buffer (a socket's frame) as it reads a plain copy, and keeps none of the Buffer", () => {
+    const next = rng(11);
+    for (let i = 0; i < 500; i++) {
+      const plain = encodeGeneral(randomValue(next, 0, true));
+      // As a socket hands it over: a Buffer holding other bytes around the frame body.
+      const chunk = Buffer.alloc(plain.byteLength + 9, 0xee);
+      chunk.set(plain, 5);
+      const body = chunk.subarray(5, 5 + plain.byteLength);
+      const want = decodeGeneral(plain);
+      expect(decode(body), `value #${i}`).toEqual(want);
+      const fast = fastDecode(body);
+      if (fast === GIVE_UP_RESULT) continue;
+      expect(fast).toEqual(want);
+      chunk.fill(0);
+      expect(fast, `value #${i} after its Buffer was overwritten`).toEqual(want);
+    }
+    const body = Buffer.from(encodeGeneral({ b: new Uint8Array([7, 8, 9]) }));
+    const v = decode(body) as { b: Uint8Array };
+    expect(Object.getPrototypeOf(v.b)).toBe(Uint8Array.prototype);
+  });
+
   it("gives up on truncated, trailing and foreign bytes, and decode() throws the general path's errors", () => {
     const good = encodeGeneral({ a: [1, 2, 3], s: "text" });
     const cases = [good.subarray(0, good.byteLength - 2), new Uint8Array([...good, 0xc0]), new Uint8Array([0xc1]), new Uint8Array([0xdd, 0xff, 0xff, 0xff, 0xff]), new Uint8Array([0x81, 0xa9, ...Buffer.from("__proto__"), 1])];

@@ -436,13 +436,14 @@ export function decodeGeneral(bytes: Uint8Array, opts?: { binary?: BinaryReader 
 function decodeWith(bytes: Uint8Array, binary: BinaryReader | undefined, fast: boolean): unknown {
   const saved = reader;
   reader = binary;
-  // A Node Buffer's slice() is a view, not a copy; on a plain Uint8Array view every slice() below copies.
-  if (Object.getPrototypeOf(bytes) !== Uint8Array.prototype) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   try {
+    // The fast path reads a Buffer (a socket's frame) as it is, and copies what it keeps.
     if (fast) {
       const v = fastDecode(bytes);
       if (v !== GIVE_UP_RESULT) return v;
     }
+    // A Node Buffer's slice() is a view, not a copy; on a plain Uint8Array view every slice() in msgpack copies.
+    if (Object.getPrototypeOf(bytes) !== Uint8Array.prototype) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return runDecoder(bytes);
   } finally {
     reader = saved;

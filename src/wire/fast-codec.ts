@@ -227,8 +227,15 @@ function encodeBytes(b: Uint8Array): void {
 // ---- decoding -------------------------------------------------------------
 
 let inBytes: Uint8Array = new Uint8Array(0);
-let inView: DataView = new DataView(inBytes.buffer);
 let at = 0;
+/**
+ * Numbers are read byte by byte, and floats through this scratch, not through a
+ * DataView of the input: a frame body is a view of the socket's Buffer, and
+ * reading its `.buffer` (for a DataView, or a plain Uint8Array over it) makes
+ * JSC build an ArrayBuffer object for it, each message (cold: 1-2 µs).
+ */
+const scratchBytes = new Uint8Array(8);
+const scratch = new DataView(scratchBytes.buffer);
 let decoding = false;
 /** Builds a value of each binary kind from bytes the decoder owns (codec.ts's kinds, by index). */
 let binaryMakers: ((b: Uint8Array) => unknown)[] = [];
@@ -254,7 +261,6 @@ export function fastDecode(bytes: Uint8Array): unknown {
   if (decoding || latin1Slice === undefined) return GIVE_UP_RESULT;
   decoding = true;
   inBytes = bytes;
-  inView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   at = 0;
   try {
     const v = decodeValue(1);
@@ -266,11 +272,28 @@ export function fastDecode(bytes: Uint8Array): unknown {
   } finally {
     decoding = false;
     inBytes = EMPTY;
-    inView = EMPTY_VIEW;
   }
 }
 const EMPTY = new Uint8Array(0);
-const EMPTY_VIEW = new DataView(EMPTY.buffer);
+
+const u16 = (i: number): number => (inBytes[i]! << 8) | inBytes[i + 1]!;
+const u32 = (i: number): number => inBytes[i]! * 0x1000000 + ((inBytes[i + 1]! << 16) | (inBytes[i + 2]! << 8) | inBytes[i + 3]!);
+const i32 = (i: number): number => (inBytes[i]! << 24) | (inBytes[i + 1]! << 16) | (inBytes[i + 2]! << 8) | inBytes[i + 3]!;
+function float(i: number, n: 4 | 8): number {
+  for (let k = 0; k < n; k++) scratchBytes[k] = inBytes[i + k]!;
+  return n === 4 ? scratch.getFloat32(0) : scratch.getFloat64(0);
+}
+/**
+ * A fresh plain Uint8Array holding `inBytes[start, end)`. Not `inBytes.slice()`:
+ * on a Buffer (a socket's frame) that is a view, which a decoded value must
+ * never be.
+ */
+function copyOut(start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  if (end - start > 64) out.set(inBytes.subarray(start, end));
+  else for (let k = start; k < end; k++) out[k - start] = inBytes[k]!;
+  return out;
+}
 
 function need(n: number): void {
   if (at + n > inBytes.byteLength) throw GIVE_UP;
@@ -290,30 +313,30 @@ function decodeValue(depth: number): unknown {
     case 0xc2: return false;
     case 0xc3: return true;
     case 0xcc: need(1); return inBytes[at++]!;
-    case 0xcd: need(2); at += 2; return inView.getUint16(at - 2);
-    case 0xce: need(4); at += 4; return inView.getUint32(at - 4);
-    case 0xcf: need(8); at += 8; return inView.getUint32(at - 8) * 0x100000000 + inView.getUint32(at - 4);
-    case 0xd0: need(1); at += 1; return inView.getInt8(at - 1);
-    case 0xd1: need(2); at += 2; return inView.getInt16(at - 2);
-    case 0xd2: need(4); at += 4; return inView.getInt32(at - 4);
-    case 0xd3: need(8); at += 8; return inView.getInt32(at - 8) * 0x100000000 + inView.getUint32(at - 4);
-    case 0xca: need(4); at += 4; return inView.getFloat32(at - 4);
-    case 0xcb: need(8); at += 8; return inView.getFloat64(at - 8);
+    case 0xcd: need(2); at += 2; return u16(at - 2);
+    case 0xce: need(4); at += 4; return u32(at - 4);
+    case 0xcf: need(8); at += 8; return u32(at - 8) * 0x100000000 + u32(at - 4);
+    case 0xd0: need(1); at += 1; return (inBytes[at - 1]! << 24) >> 24;
+    case 0xd1: need(2); at += 2; return (u16(at - 2) << 16) >> 16;
+    case 0xd2: need(4); at += 4; return i32(at - 4);
+    case 0xd3: need(8); at += 8; return i32(at - 8) * 0x100000000 + u32(at - 4);
+    case 0xca: need(4); at += 4; return float(at - 4, 4);
+    case 0xcb: need(8); at += 8; return float(at - 8, 8);
     case 0xd9: need(1); return decodeString(inBytes[at++]!, false);
-    case 0xda: need(2); at += 2; return decodeString(inView.getUint16(at - 2), false);
-    case 0xdb: need(4); at += 4; return decodeString(inView.getUint32(at - 4), false);
-    case 0xdc: need(2); at += 2; return decodeArray(inView.getUint16(at - 2), depth);
-    case 0xdd: need(4); at += 4; return decodeArray(inView.getUint32(at - 4), depth);
-    case 0xde: need(2); at += 2; return decodeMap(inView.getUint16(at - 2), depth);
-    case 0xdf: need(4); at += 4; return decodeMap(inView.getUint32(at - 4), depth);
+    case 0xda: need(2); at += 2; return decodeString(u16(at - 2), false);
+    case 0xdb: need(4); at += 4; return decodeString(u32(at - 4), false);
+    case 0xdc: need(2); at += 2; return decodeArray(u16(at - 2), depth);
+    case 0xdd: need(4); at += 4; return decodeArray(u32(at - 4), depth);
+    case 0xde: need(2); at += 2; return decodeMap(u16(at - 2), depth);
+    case 0xdf: need(4); at += 4; return decodeMap(u32(at - 4), depth);
     case 0xd4: return decodeExt(1);
     case 0xd5: return decodeExt(2);
     case 0xd6: return decodeExt(4);
     case 0xd7: return decodeExt(8);
     case 0xd8: return decodeExt(16);
     case 0xc7: need(1); return decodeExt(inBytes[at++]!);
-    case 0xc8: need(2); at += 2; return decodeExt(inView.getUint16(at - 2));
-    case 0xc9: need(4); at += 4; return decodeExt(inView.getUint32(at - 4));
+    case 0xc8: need(2); at += 2; return decodeExt(u16(at - 2));
+    case 0xc9: need(4); at += 4; return decodeExt(u32(at - 4));
     default:
       throw GIVE_UP; // bin (a view of the input in msgpack's reading), or a byte msgpack refuses
   }
@@ -335,7 +358,7 @@ function decodeString(n: number, key: boolean): string {
       }
     }
     const s = asciiOrGiveUp(start, end);
-    if (bucket.length < KEY_CACHE_PER_LENGTH) bucket.push({ bytes: inBytes.slice(start, end), key: s });
+    if (bucket.length < KEY_CACHE_PER_LENGTH) bucket.push({ bytes: copyOut(start, end), key: s });
     at = end;
     return s;
   }
@@ -380,7 +403,7 @@ function decodeMap(n: number, depth: number): Record<string, unknown> {
 
 function decodeExt(size: number): unknown {
   need(1 + size);
-  const type = inView.getInt8(at);
+  const type = (inBytes[at]! << 24) >> 24;
   const start = at + 1;
   const end = start + size;
   if (type === FAST_EXT.undefined && size === 0) {
@@ -393,11 +416,11 @@ function decodeExt(size: number): unknown {
   }
   if (type === FAST_EXT.date && size === 8) {
     at = end;
-    return new Date(inView.getFloat64(start));
+    return new Date(float(start, 8));
   }
   const make = type >= FAST_EXT.binary ? binaryMakers[type - FAST_EXT.binary] : undefined;
   if (make !== undefined) {
-    const v = make(inBytes.slice(start, end));
+    const v = make(copyOut(start, end));
     at = end;
     return v;
   }

@@ -177,6 +177,7 @@ export class SharedMemory implements BinaryChannel {
       reader: this.reader,
       releaser: { get: (d) => this.#release(d) },
       commit: () => {
+        if (pending.length === 0) return; // most messages carry no shared-memory value: nothing to do
         for (const p of pending) if (p.forwarded) forwarded.push(p.forwarded);
         pending.length = 0;
         if (forwarded.length > FORWARDS_KEPT) forwarded = forwarded.filter((f) => f.view.unread(f.granule, f.slot));
