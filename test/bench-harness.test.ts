@@ -30,7 +30,7 @@ describe("bun bench/main.ts --quick", () => {
     expect(hop.rows.find((r) => r.id === "hop.median")).toMatchObject({ unit: "µs", target: expect.any(String), baseline: { value: expect.any(Number) } });
     const http = JSON.parse(readFileSync(join(dir.path, "http-noop.json"), "utf8")) as ScenarioResult;
     expect(http.generator).toEqual(expect.any(String));
-    expect(http.rows.map((r) => r.id)).toEqual(["http-noop.throughput", "http-noop.p99", "http-noop.median", "http-noop.ingress-throughput", "http-noop.ingress-vs-main", "http-noop.ingress-p99", "http-noop.ingress2-throughput", "http-noop.ingress2-p99", "http-noop.concurrent-throughput", "http-noop.concurrent-p99", "http-noop.ingress-concurrent-throughput", "http-noop.ingress-concurrent-p99", "http-noop.floor-throughput", "http-noop.floor-p99", "http-noop.floor3-throughput", "http-noop.floor3-p99", "http-noop.vs-floor3", "http-noop.ingress-vs-floor"]);
+    expect(http.rows.map((r) => r.id)).toEqual(["http-noop.throughput", "http-noop.p99", "http-noop.median", "http-noop.ingress-throughput", "http-noop.ingress-vs-main", "http-noop.ingress-p99", "http-noop.ingress2-throughput", "http-noop.ingress2-p99", "http-noop.concurrent-throughput", "http-noop.concurrent-p99", "http-noop.ingress-concurrent-throughput", "http-noop.ingress-concurrent-p99", "http-noop.ingress-stw-throughput", "http-noop.ingress-stw-p99", "http-noop.floor-throughput", "http-noop.floor-p99", "http-noop.floor3-throughput", "http-noop.floor3-p99", "http-noop.vs-floor3", "http-noop.ingress-vs-floor"]);
 
     const md = readFileSync(join(dir.path, "RESULTS.md"), "utf8");
     for (const row of [...hop.rows, ...http.rows]) expect(md).toContain(`| ${row.id.split(".")[0]} | ${row.figure}`);
