@@ -17,13 +17,19 @@ function streams(ir: GraphIR, deployment: string, method: string | null): boolea
 /** A call's arguments with its refs' values in place (`values[i]` is the value of `node.refs[i]`): one pass when the IR says they are flat, else a copy. */
 function fill(node: CallNode, values: readonly unknown[]): unknown[] {
   const refs = node.refs;
-  if (!node.flatArgs) return mapTemplate(node.args, isRef, (r: NodeRef) => valueOf(refs, values, r.id)) as unknown[];
+  if (!node.flatArgs) return fillNested(node, values);
   const out = new Array<unknown>(node.args.length);
   for (let i = 0; i < out.length; i++) {
     const a = node.args[i];
     out[i] = a instanceof NodeRef ? valueOf(refs, values, a.id) : a;
   }
   return out;
+}
+
+/** fill() for arguments that nest refs: apart, so that fill() makes no scope for this closure on the flat path. */
+function fillNested(node: CallNode, values: readonly unknown[]): unknown[] {
+  const refs = node.refs;
+  return mapTemplate(node.args, isRef, (r: NodeRef) => valueOf(refs, values, r.id)) as unknown[];
 }
 
 /** The value of ref `id`, given `values[i]` for `refs[i]`. */
@@ -87,15 +93,14 @@ class Walk {
       case "select": {
         if (node.fromInput) return selectInput(this.args, node.key);
         const of = this.evaluate(node.of);
-        const pick = (v: unknown) => (v as Record<string | number, unknown> | null | undefined)?.[node.key];
-        return of instanceof Promise ? of.then(pick) : pick(of);
+        return of instanceof Promise ? selectLater(of, node.key) : pick(of, node.key);
       }
       case "call": {
         const refs = node.refs;
         if (refs.length === 0) return this.call(node, node.args);
         if (refs.length === 1) {
           const v = this.evaluate(refs[0]!);
-          return v instanceof Promise ? v.then((x) => this.call(node, fill(node, [x]))) : this.call(node, fill(node, [v]));
+          return v instanceof Promise ? this.callLater(node, v) : this.call(node, fill(node, [v]));
         }
         const values = new Array<unknown>(refs.length);
         for (let i = 0; i < refs.length; i++) {
@@ -107,10 +112,32 @@ class Walk {
             throw e;
           }
         }
-        return values.some((v) => v instanceof Promise) ? Promise.all(values).then((vs) => this.call(node, fill(node, vs))) : this.call(node, fill(node, values));
+        return anyPromise(values) ? this.callLater(node, Promise.all(values)) : this.call(node, fill(node, values));
       }
       case "instance":
         return this.call(node, [...this.args]);
     }
   }
+
+  /**
+   * Calls `node` once its argument (or all of them, as an array) is there. Its closure is made here,
+   * not in evaluateNode: a function whose inner closures capture its locals gets a scope object on
+   * every call, whichever branch runs, and evaluateNode runs for every node of every request.
+   */
+  callLater(node: CallNode, arg: Promise<unknown>): Promise<unknown> {
+    return arg.then((x) => this.call(node, fill(node, node.refs.length > 1 ? (x as unknown[]) : [x])));
+  }
+}
+
+function pick(v: unknown, key: string | number): unknown {
+  return (v as Record<string | number, unknown> | null | undefined)?.[key];
+}
+
+function selectLater(of: Promise<unknown>, key: string | number): Promise<unknown> {
+  return of.then((v) => pick(v, key));
+}
+
+function anyPromise(values: unknown[]): boolean {
+  for (const v of values) if (v instanceof Promise) return true;
+  return false;
 }

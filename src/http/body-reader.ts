@@ -45,10 +45,11 @@ class BodyRead {
   deadline: Deadline | null = null;
 
   constructor(readonly limits: BodyLimits) {
-    this.promise = new Promise<Uint8Array>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    // withResolvers: no executor closure, and no scope for it, per request.
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    this.promise = promise;
+    this.#resolve = resolve;
+    this.#reject = reject;
   }
 
   done(b: Uint8Array): void {

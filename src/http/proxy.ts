@@ -272,10 +272,11 @@ class Exchange implements ChunkSink, Settle {
     readonly timeoutS: number,
     readonly shadow: boolean,
   ) {
-    this.response = new Promise<Response>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    // withResolvers: no executor closure, and no scope for it, per request.
+    const { promise, resolve, reject } = Promise.withResolvers<Response>();
+    this.response = promise;
+    this.#resolve = resolve;
+    this.#reject = reject;
   }
 
   /** requestTimeoutS passed before the answer's head. */

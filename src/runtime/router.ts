@@ -118,6 +118,8 @@ export class Router {
   /** Waiters woken and not yet back in call(): their slot is spoken for. */
   #handoffs = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Calls woken this turn, resumed by one microtask (#resume). */
+  #woken: RoutedCall[] = [];
   readonly #outliers: OutlierDetector;
 
   constructor(readonly deployment: string) {
@@ -143,17 +145,30 @@ export class Router {
     const rs = this.#outliers.ejectedNow > 0 && this.replicas.some((r) => !r.ejected && !r.dead) ? this.replicas.filter((r) => !r.ejected) : this.replicas;
     const n = rs.length;
     if (n === 0) return undefined;
-    const ok = (r: ReplicaClient) => !r.dead && r.inflight < this.maxOngoing && r.busyUntil <= now;
-    if (modelId !== undefined && n > 1) return pickForModel(rs.filter(ok), modelId);
-    if (n === 1) return ok(rs[0]!) ? rs[0] : undefined;
+    // A method, not a closure: #pick runs for every call, and a closure (with its scope) per call was garbage.
+    if (modelId !== undefined && n > 1) return this.#pickForModel(rs, now, modelId);
+    if (n === 1) return this.#ok(rs[0]!, now) ? rs[0] : undefined;
     const i = Math.floor(Math.random() * n);
     let j = Math.floor(Math.random() * (n - 1));
     if (j >= i) j++;
     const a = rs[i]!;
     const b = rs[j]!;
-    if (ok(a) && (!ok(b) || a.inflight <= b.inflight)) return a;
-    if (ok(b)) return b;
-    return rs.find(ok);
+    const okA = this.#ok(a, now);
+    const okB = this.#ok(b, now);
+    if (okA && (!okB || a.inflight <= b.inflight)) return a;
+    if (okB) return b;
+    for (const r of rs) if (this.#ok(r, now)) return r;
+    return undefined;
+  }
+
+  /** Apart from #pick, so that the closure it makes is made only for a call that names a model. */
+  #pickForModel(rs: ReplicaClient[], now: number, modelId: string): ReplicaClient | undefined {
+    return pickForModel(rs.filter((r) => this.#ok(r, now)), modelId);
+  }
+
+  /** Whether `r` takes a call now: alive, below maxOngoingRequests, not backing off after "busy". */
+  #ok(r: ReplicaClient, now: number): boolean {
+    return !r.dead && r.inflight < this.maxOngoing && r.busyUntil <= now;
   }
 
   /**
@@ -265,16 +280,25 @@ export class Router {
     this.#armTimer();
   }
 
-  /** A queued call was woken: its slot is spoken for until it runs, a turn of the microtask queue later. */
+  /**
+   * A queued call was woken: its slot is spoken for until it runs, a turn of the microtask queue later.
+   * Calls woken in one turn resume together, in order, from one microtask (no closure per woken call).
+   */
   private woke(a: RoutedCall): void {
     this.#handoffs++;
     a.queued = false;
-    queueMicrotask(() => {
+    if (this.#woken.push(a) === 1) queueMicrotask(this.#resume);
+  }
+
+  readonly #resume = (): void => {
+    const woken = this.#woken;
+    this.#woken = []; // a call woken while these resume waits for the next microtask
+    for (const a of woken) {
       this.#handoffs--;
       a.woken = true;
       this.#next(a);
-    });
-  }
+    }
+  };
 
   /** Replicas that said "busy" free up without telling this caller: look again soon. */
   #armTimer(): void {
