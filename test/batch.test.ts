@@ -168,7 +168,9 @@ describe("batch() in one process", () => {
         return xs.map((x) => ({ y: x * 2, batchSize: xs.length }));
       }
     }
-    decorate(Vec, "predict", batch({ maxBatchSize: 8, batchWaitTimeoutS: 0.01 }));
+    // Full at 5, so the batch starts when the fifth call arrives, however busy the machine (a 10 ms wait
+    // once split the five when the process stalled between two of them).
+    decorate(Vec, "predict", batch({ maxBatchSize: 5, batchWaitTimeoutS: 5 }));
     expect(Object.getOwnPropertyNames(Vec.prototype)).toEqual(["constructor", "predict"]);
     const input = new InputNode();
     const dag = deployment(Vec).bind().predict.bind(input);
@@ -184,7 +186,7 @@ describe("batch() in one process", () => {
           sizes.push(texts.length);
           return texts.map((t) => t.length);
         },
-        { maxBatchSize: 3, batchWaitTimeoutS: 0.01 },
+        { maxBatchSize: 3, batchWaitTimeoutS: 0.25 }, // the first batch starts full; the last two wait this long
       ),
     );
     expect(embed.name).toBe("embed");
